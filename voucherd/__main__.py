@@ -1,0 +1,3 @@
+from voucherd.cli import app
+
+app()

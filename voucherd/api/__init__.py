@@ -1,0 +1,1 @@
+"""What every native route shares: credentials, problem+json, JSON responses."""

@@ -1,0 +1,84 @@
+"""The FastAPI app factory: the native API today; dialects and pages mount here too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Response
+from sqlalchemy import text
+
+from voucherd import __version__
+from voucherd.api import problems
+from voucherd.api.limits import BodySizeLimit
+from voucherd.api.responses import json_response
+from voucherd.auth.routes import router as tenant_router
+from voucherd.auth.service import Caller
+from voucherd.campaigns import service as campaigns
+from voucherd.campaigns.routes import router as campaigns_router
+from voucherd.campaigns.schemas import present_campaign
+from voucherd.config import Settings, load_settings
+from voucherd.db.engine import Database
+from voucherd.db.migrate import is_current
+from voucherd.idempotency.service import RENDERERS
+from voucherd.redemptions import service as redemptions
+from voucherd.redemptions.routes import router as redemptions_router
+from voucherd.redemptions.schemas import present_redemption
+from voucherd.vouchers import service as vouchers
+from voucherd.vouchers.routes import router as vouchers_router
+from voucherd.vouchers.schemas import present_voucher
+
+
+def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    db = db or Database.from_settings(settings)
+    app = FastAPI(
+        title="voucherd",
+        version=__version__,
+        summary="Self-hosted vouchers: campaigns, codes, issue, validate, redeem.",
+    )
+    app.state.db = db
+    app.state.settings = settings
+    problems.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    for router in (campaigns_router, vouchers_router, redemptions_router, tenant_router):
+        app.include_router(router)
+    _register_replay_renderers()
+
+    @app.get("/healthz", tags=["operations"], summary="The process is up")
+    def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"], summary="The database answers and is migrated")
+    def readyz() -> Response:
+        checks: dict[str, Any] = {}
+        try:
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+            checks["migrations"] = "current" if is_current(db.engine) else "behind"
+        except Exception as exc:  # readiness reports, it does not raise
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        ready = checks.get("database") == "ok" and checks.get("migrations") == "current"
+        return json_response({"status": "ready" if ready else "not ready", **checks}, 200 if ready else 503)
+
+    return app
+
+
+def _register_replay_renderers() -> None:
+    """How to answer an idempotent replay whose stored response was lost (see idempotency)."""
+
+    def voucher(db: Database, tenant: str, voucher_id: str, _: str) -> tuple[int, dict[str, Any]]:
+        record = vouchers.get_voucher(db, Caller(tenant, "replay"), voucher_id)
+        return 201, present_voucher(record, now=db.now(), base_url=db.settings.public_base_url)
+
+    def redemption(db: Database, tenant: str, redemption_id: str, _: str) -> tuple[int, dict[str, Any]]:
+        record = redemptions.get_redemption(db, Caller(tenant, "replay"), redemption_id)
+        return (200 if record.redemption.status == "ROLLED_BACK" else 201), present_redemption(record)
+
+    def campaign(db: Database, tenant: str, campaign_id: str, _: str) -> tuple[int, dict[str, Any]]:
+        return 201, present_campaign(campaigns.get_campaign(db, Caller(tenant, "replay"), campaign_id))
+
+    def mint(db: Database, tenant: str, campaign_id: str, count: str) -> tuple[int, dict[str, Any]]:
+        return 201, {"object": "mint", "campaign_id": campaign_id, "count": int(count)}
+
+    RENDERERS.update(voucher=voucher, redemption=redemption, campaign=campaign, mint=mint)

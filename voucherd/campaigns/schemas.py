@@ -1,0 +1,211 @@
+"""Campaign request bodies for the native API, and how a campaign is shown."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from voucherd.campaigns.models import Campaign
+from voucherd.codes.generator import CodeConfigError, validate_code_config
+from voucherd.fields import Currency, Metadata, MinorUnits, PositiveMinorUnits, Quantity, Timezone
+from voucherd.vouchers.validity import parse_duration
+
+VoucherType = Literal["GIFT", "CASH", "DISCOUNT", "LOYALTY"]
+CampaignMode = Literal["STATIC", "AUTO_UPDATE"]
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DiscountDefinition(Strict):
+    type: Literal["AMOUNT", "PERCENT", "FIXED", "UNIT"]
+    amount_off: PositiveMinorUnits | None = None
+    percent_off: Decimal | None = Field(default=None, gt=0, le=100, max_digits=7, decimal_places=4)
+    amount_limit: PositiveMinorUnits | None = Field(
+        default=None, description="Cap on a PERCENT discount, in minor units."
+    )
+    fixed_amount: MinorUnits | None = Field(
+        default=None, description="FIXED: the price the order is brought down to."
+    )
+    unit_off: Quantity | None = None
+    unit_type: str | None = Field(default=None, max_length=100, description="The SKU given free.")
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> DiscountDefinition:
+        needed = {
+            "AMOUNT": ("amount_off",),
+            "PERCENT": ("percent_off",),
+            "FIXED": ("fixed_amount",),
+            "UNIT": ("unit_off", "unit_type"),
+        }[self.type]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.type} discount needs {' and '.join(missing)}")
+        return self
+
+
+class CodeConfig(Strict):
+    """Voucherify's ``code_config``, honoured to the letter."""
+
+    length: int | None = Field(default=None, ge=1, le=100)
+    charset: str | None = Field(default=None, min_length=2, max_length=200)
+    prefix: str | None = Field(default=None, max_length=40)
+    postfix: str | None = Field(default=None, max_length=40)
+    pattern: str | None = Field(default=None, min_length=1, max_length=100)
+    initial_count: int | None = Field(default=None, ge=0, description="Accepted and ignored.")
+
+    @model_validator(mode="after")
+    def _can_make_codes(self) -> CodeConfig:
+        try:
+            validate_code_config(self.stored())
+        except CodeConfigError as exc:
+            raise ValueError(f"{exc.field.removeprefix('code_config.')}: {exc.reason}") from exc
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True, exclude={"initial_count"})
+
+
+class ValidityTimeframe(Strict):
+    duration: str = Field(description="ISO 8601 duration of each window, e.g. PT1H")
+    interval: str = Field(description="ISO 8601 duration between window starts, e.g. P2D")
+
+    @field_validator("duration", "interval")
+    @classmethod
+    def _iso_duration(cls, value: str) -> str:
+        if parse_duration(value).total_seconds() <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+    @model_validator(mode="after")
+    def _fits(self) -> ValidityTimeframe:
+        if parse_duration(self.duration) > parse_duration(self.interval):
+            raise ValueError("duration must not be longer than interval")
+        return self
+
+
+class DailyHours(Strict):
+    start_time: str
+    expiration_time: str
+    days_of_week: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6])
+
+    @field_validator("start_time", "expiration_time")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("must be HH:MM (24-hour)")
+        return value
+
+    @field_validator("days_of_week")
+    @classmethod
+    def _days(cls, value: list[int]) -> list[int]:
+        return _check_days(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DailyHours:
+        if self.start_time >= self.expiration_time:
+            raise ValueError("start_time must be before expiration_time")
+        return self
+
+
+class ValidityHours(Strict):
+    daily: list[DailyHours] = Field(min_length=1, max_length=50)
+
+
+def _check_days(value: list[int]) -> list[int]:
+    if not value or any(not 0 <= day <= 6 for day in value):
+        raise ValueError("days are 0 (Sunday) to 6 (Saturday), at least one")
+    return sorted(set(value))
+
+
+class CampaignFields(Strict):
+    """Fields both creation and update accept."""
+
+    description: str | None = Field(default=None, max_length=2000)
+    active: bool | None = None
+    default_value: MinorUnits | None = None
+    max_value: PositiveMinorUnits | None = None
+    start_date: datetime | None = None
+    expiration_date: datetime | None = None
+    lifetime_days: int | None = Field(
+        default=None,
+        ge=0,
+        le=36500,
+        description="Vouchers expire at 23:59:59 local time this many days after issue.",
+    )
+    validity_timeframe: ValidityTimeframe | None = None
+    validity_day_of_week: list[int] | None = None
+    validity_hours: ValidityHours | None = None
+    timezone: Timezone | None = None
+    redemption_quantity: Quantity | None = None
+    per_customer_limit: Quantity | None = None
+    budget: MinorUnits | None = None
+    category: str | None = Field(default=None, max_length=100)
+    metadata: Metadata | None = None
+
+    @field_validator("validity_day_of_week")
+    @classmethod
+    def _days(cls, value: list[int] | None) -> list[int] | None:
+        return None if value is None else _check_days(value)
+
+
+class CampaignCreate(CampaignFields):
+    name: str = Field(min_length=1, max_length=200)
+    type: VoucherType
+    mode: CampaignMode = "STATIC"
+    currency: Currency | None = None
+    discount: DiscountDefinition | None = None
+    code_config: CodeConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class CampaignUpdate(CampaignFields):
+    """A partial update: only the fields present change. Type, currency, discount kind and
+    code_config are fixed at creation, because issued vouchers were made under them."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+def present_campaign(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "id": campaign.id,
+        "object": "campaign",
+        "name": campaign.name,
+        "description": campaign.description,
+        "type": campaign.type,
+        "mode": campaign.mode,
+        "active": campaign.active,
+        "currency": campaign.currency,
+        "default_value": campaign.default_value,
+        "max_value": campaign.max_value,
+        "discount": campaign.discount,
+        "code_config": campaign.code_config,
+        "start_date": campaign.start_date,
+        "expiration_date": campaign.expiration_date,
+        "lifetime_days": campaign.lifetime_days,
+        "validity_timeframe": campaign.validity_timeframe,
+        "validity_day_of_week": campaign.validity_day_of_week,
+        "validity_hours": campaign.validity_hours,
+        "timezone": campaign.timezone,
+        "redemption_quantity": campaign.redemption_quantity,
+        "per_customer_limit": campaign.per_customer_limit,
+        "budget": campaign.budget,
+        "issued_value": campaign.issued_value if campaign.budget is not None else None,
+        "category": campaign.category,
+        "metadata": campaign.metadata_,
+        "created_at": campaign.created_at,
+        "updated_at": campaign.updated_at,
+    }

@@ -1,0 +1,204 @@
+"""Campaign use cases: create, read, change, list."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from voucherd.auth.service import Caller
+from voucherd.campaigns.models import Campaign
+from voucherd.campaigns.schemas import CampaignCreate, CampaignFields, CampaignUpdate
+from voucherd.db.engine import Database
+from voucherd.idempotency import service as idempotency
+from voucherd.errors import Conflict, InvalidInput, NotFound
+from voucherd.ids import new_id
+from voucherd.pagination import Page, page_of
+from voucherd.vouchers.models import Voucher
+
+
+def find_campaign(
+    session: Session, tenant_id: str, ref: str, *, field: str = "campaign", lock: bool = False
+) -> Campaign:
+    """A campaign by id or by name: every face addresses campaigns both ways."""
+    query = select(Campaign).where(
+        Campaign.tenant_id == tenant_id, or_(Campaign.id == ref, Campaign.name == ref)
+    )
+    if lock:
+        query = query.with_for_update()
+    found = list(session.scalars(query))
+    if not found:
+        raise NotFound(f"no campaign with id or name {ref!r}", field=field)
+    # An id match wins over a campaign that happens to be named like another's id.
+    return next((c for c in found if c.id == ref), found[0])
+
+
+def _localise(value: datetime | None, timezone: str) -> datetime | None:
+    """A date without an offset is read in the campaign's time zone."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=ZoneInfo(timezone))
+
+
+def _apply(campaign: Campaign, fields: CampaignFields, present: set[str]) -> None:
+    simple = {
+        "description", "active", "default_value", "max_value", "lifetime_days",
+        "redemption_quantity", "per_customer_limit", "budget", "category", "timezone",
+    }  # fmt: skip
+    for name in simple & present:
+        setattr(campaign, name, getattr(fields, name))
+    if "metadata" in present:
+        campaign.metadata_ = fields.metadata
+    if "validity_day_of_week" in present:
+        campaign.validity_day_of_week = fields.validity_day_of_week
+    for name in ("validity_timeframe", "validity_hours"):
+        if name in present:
+            value = getattr(fields, name)
+            setattr(campaign, name, value.model_dump() if value is not None else None)
+    for name in ("start_date", "expiration_date"):
+        if name in present:
+            setattr(campaign, name, _localise(getattr(fields, name), campaign.timezone))
+
+
+def _check_rules(campaign: Campaign) -> None:
+    """Rules that span fields; each error names the field to change."""
+    if campaign.type in ("GIFT", "CASH") and campaign.currency is None:
+        raise InvalidInput(f"a {campaign.type} campaign needs a currency", field="currency")
+    if campaign.type == "LOYALTY" and campaign.currency is not None:
+        raise InvalidInput("loyalty points carry no currency", field="currency")
+    if campaign.type == "DISCOUNT":
+        if campaign.discount is None:
+            raise InvalidInput("a DISCOUNT campaign needs a discount", field="discount")
+        if campaign.discount["type"] in ("AMOUNT", "FIXED") and campaign.currency is None:
+            raise InvalidInput("an AMOUNT or FIXED discount needs a currency", field="currency")
+        if campaign.default_value is not None or campaign.max_value is not None:
+            raise InvalidInput(
+                "a DISCOUNT campaign's value is its discount definition", field="default_value"
+            )
+    elif campaign.discount is not None:
+        raise InvalidInput("only DISCOUNT campaigns carry a discount", field="discount")
+    if campaign.type == "CASH":
+        if campaign.redemption_quantity not in (None, 1):
+            raise InvalidInput("a CASH voucher is paid out once", field="redemption_quantity")
+        campaign.redemption_quantity = 1
+    if (
+        campaign.default_value is not None
+        and campaign.max_value is not None
+        and campaign.default_value > campaign.max_value
+    ):
+        raise InvalidInput("default_value is above max_value", field="default_value")
+    if (
+        campaign.start_date is not None
+        and campaign.expiration_date is not None
+        and campaign.start_date >= campaign.expiration_date
+    ):
+        raise InvalidInput("expiration_date must be after start_date", field="expiration_date")
+    if campaign.validity_timeframe is not None and campaign.start_date is None:
+        raise InvalidInput(
+            "a validity_timeframe repeats from start_date, which is missing", field="start_date"
+        )
+
+
+def create_campaign(
+    db: Database,
+    caller: Caller,
+    body: CampaignCreate,
+    *,
+    idem: idempotency.IdempotencyClaim | None = None,
+) -> Campaign:
+    caller.require("manage")
+    now = db.now()
+    campaign = Campaign(
+        id=new_id("camp"),
+        tenant_id=caller.tenant_id,
+        name=body.name,
+        type=body.type,
+        mode=body.mode,
+        active=True,
+        currency=body.currency,
+        discount=body.discount.model_dump(mode="json", exclude_none=True) if body.discount else None,
+        code_config=body.code_config.stored() if body.code_config else None,
+        timezone="UTC",
+        issued_value=0,
+        created_at=now,
+        updated_at=now,
+    )
+    present = body.model_fields_set
+    if "timezone" in present and body.timezone is None:
+        present = present - {"timezone"}
+    if "active" in present and body.active is None:
+        present = present - {"active"}
+    _apply(campaign, body, present)
+    _check_rules(campaign)
+    with db.unit_of_work() as session:
+        idempotency.claim(session, db, caller.tenant_id, idem)
+        session.add(campaign)
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise Conflict(
+                f"a campaign named {body.name!r} exists", field="name", code="duplicate_name"
+            ) from exc
+        idempotency.bind_effect(session, caller.tenant_id, idem, "campaign", campaign.id)
+        session.commit()
+    return campaign
+
+
+def get_campaign(db: Database, caller: Caller, ref: str) -> Campaign:
+    with db.unit_of_work(write=False) as session:
+        return find_campaign(session, caller.tenant_id, ref)
+
+
+def update_campaign(db: Database, caller: Caller, ref: str, body: CampaignUpdate) -> Campaign:
+    caller.require("manage")
+    present = set(body.model_fields_set)
+    for required in ("name", "timezone", "active"):
+        if required in present and getattr(body, required) is None:
+            raise InvalidInput("must not be null", field=required)
+    with db.unit_of_work() as session:
+        campaign = find_campaign(session, caller.tenant_id, ref, lock=True)
+        if "name" in present:
+            campaign.name = body.name.strip() if body.name else campaign.name
+        budget_was_off = campaign.budget is None
+        _apply(campaign, body, present)
+        _check_rules(campaign)
+        if campaign.budget is not None and budget_was_off:
+            # issued_value is only kept while a budget exists; catch it up now.
+            campaign.issued_value = _issued_value(session, campaign.id)
+            if campaign.issued_value > campaign.budget:
+                raise InvalidInput(
+                    f"{campaign.issued_value} has already been issued, above this budget",
+                    field="budget",
+                )
+        campaign.updated_at = db.now()
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise Conflict(
+                f"a campaign named {body.name!r} exists", field="name", code="duplicate_name"
+            ) from exc
+        session.commit()
+        return campaign
+
+
+def _issued_value(session: Session, campaign_id: str) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(Voucher.amount), 0)).where(
+            Voucher.campaign_id == campaign_id
+        )
+    )
+    return int(total or 0)
+
+
+def list_campaigns(
+    db: Database, caller: Caller, *, limit: int, cursor: str | None = None
+) -> Page[Campaign]:
+    query = select(Campaign).where(Campaign.tenant_id == caller.tenant_id)
+    if cursor:
+        query = query.where(Campaign.id < cursor)
+    with db.unit_of_work(write=False) as session:
+        rows = list(session.scalars(query.order_by(Campaign.id.desc()).limit(limit + 1)))
+    return page_of(rows, limit, rows[limit - 1].id if len(rows) > limit else None)

@@ -1,0 +1,215 @@
+"""The ``voucherd`` command: serve, migrate, tenants, keys, campaigns."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from voucherd.config import Settings, load_settings
+from voucherd.db.engine import Database
+from voucherd.db.migrate import upgrade
+from voucherd.errors import DomainError
+
+app = typer.Typer(help="voucherd: a self-hosted voucher platform.", no_args_is_help=True)
+tenants = typer.Typer(help="Tenants: the businesses this deployment serves.", no_args_is_help=True)
+keys = typer.Typer(help="API keys: one credential for every API face.", no_args_is_help=True)
+campaigns = typer.Typer(help="Campaigns.", no_args_is_help=True)
+app.add_typer(tenants, name="tenants")
+app.add_typer(keys, name="keys")
+app.add_typer(campaigns, name="campaigns")
+console = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _db() -> Database:
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    upgrade(db.engine)
+    return db
+
+
+def _print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+
+
+def _fail(exc: DomainError) -> None:
+    console.print(f"[red]error:[/red] {exc.detail}" + (f" ({exc.field})" if exc.field else ""))
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: VOUCHERD_HOST or 127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: VOUCHERD_PORT or 8000")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="HTTP worker processes")] = 1,
+) -> None:
+    """Apply migrations and serve the API."""
+    import uvicorn
+
+    settings: Settings = load_settings()
+    db = Database.from_settings(settings)
+    upgrade(db.engine)
+    db.dispose()
+    console.print(f"voucherd on http://{host or settings.host}:{port or settings.port} "
+                  f"({db.engine.dialect.name})")
+    uvicorn.run(
+        "voucherd.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = load_settings()
+    db = Database.from_settings(settings)
+    upgrade(db.engine)
+    console.print("database is at the newest migration")
+
+
+@tenants.command("create")
+def tenants_create(
+    name: str,
+    weekly_value_limit: Annotated[
+        int | None, typer.Option(help="Most value issued in any 7 days, minor units")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a tenant."""
+    from voucherd.auth.service import create_tenant
+
+    try:
+        tenant = create_tenant(_db(), name, weekly_value_limit=weekly_value_limit)
+    except DomainError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        _print_json(asdict(tenant))
+    else:
+        console.print(f"tenant [bold]{tenant.name}[/bold] ({tenant.id})")
+
+
+@tenants.command("list")
+def tenants_list(as_json: JsonFlag = False) -> None:
+    """List tenants."""
+    from voucherd.auth.service import list_tenants
+
+    rows = list_tenants(_db())
+    if as_json:
+        _print_json([asdict(t) for t in rows])
+        return
+    table = Table("id", "name", "weekly value limit", "created")
+    for t in rows:
+        table.add_row(t.id, t.name, str(t.weekly_value_limit or "-"), f"{t.created_at:%Y-%m-%d}")
+    Console().print(table)
+
+
+@tenants.command("set-limit")
+def tenants_set_limit(
+    name: str,
+    weekly_value_limit: Annotated[int | None, typer.Argument(help="Minor units; omit to clear")] = None,
+) -> None:
+    """Set or clear a tenant's rolling weekly value limit."""
+    from voucherd.auth.service import set_weekly_value_limit, tenant_id_by_name
+
+    db = _db()
+    try:
+        set_weekly_value_limit(db, tenant_id_by_name(db, name), weekly_value_limit)
+    except DomainError as exc:
+        _fail(exc)
+
+
+@keys.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: issue,redeem,manage")] = "issue,redeem,manage",
+    name: Annotated[str | None, typer.Option(help="A label for people")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key. The secret is shown once and stored only as a hash."""
+    from voucherd.auth.service import create_key, parse_scopes
+
+    try:
+        issued = create_key(_db(), tenant, scopes=parse_scopes(scopes), name=name)
+    except DomainError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        _print_json({"key_id": issued.key_id, "secret": issued.secret, "token": issued.token,
+                     "tenant": issued.tenant, "scopes": issued.scopes})
+    else:
+        console.print(f"key id:  {issued.key_id}\nsecret:  {issued.secret}\ntoken:   {issued.token}\n"
+                      "The secret is not stored; keep it now.")
+
+
+@keys.command("list")
+def keys_list(tenant: Annotated[str, typer.Option(help="Tenant name")], as_json: JsonFlag = False) -> None:
+    """List a tenant's keys (never their secrets)."""
+    from voucherd.auth.service import list_keys
+
+    try:
+        rows = list_keys(_db(), tenant)
+    except DomainError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        _print_json([asdict(k) for k in rows])
+        return
+    table = Table("key id", "name", "scopes", "created", "revoked")
+    for k in rows:
+        table.add_row(k.key_id, k.name or "", ",".join(k.scopes), f"{k.created_at:%Y-%m-%d}",
+                      f"{k.revoked_at:%Y-%m-%d}" if k.revoked_at else "")
+    Console().print(table)
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key: it stops working at once here, within seconds in other processes."""
+    from voucherd.auth.service import revoke_key
+
+    try:
+        revoke_key(_db(), key_id)
+    except DomainError as exc:
+        _fail(exc)
+    console.print(f"revoked {key_id}")
+
+
+@campaigns.command("mint")
+def campaigns_mint(
+    campaign: Annotated[str, typer.Argument(help="Campaign id or name")],
+    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    count: Annotated[int, typer.Option(min=1, help="How many vouchers")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Add COUNT vouchers to a campaign, all in one transaction."""
+    import time
+
+    from voucherd.auth.service import Caller, tenant_id_by_name
+    from voucherd.vouchers.issue import mint_vouchers
+    from voucherd.vouchers.schemas import MintVouchers
+
+    db = _db()
+    try:
+        caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"issue"}))
+        started = time.perf_counter()
+        result = mint_vouchers(db, caller, campaign, MintVouchers(count=count))
+    except DomainError as exc:
+        _fail(exc)
+        return
+    seconds = time.perf_counter() - started
+    if as_json:
+        _print_json({"campaign_id": result.campaign_id, "count": result.count, "seconds": seconds})
+    else:
+        console.print(f"minted {result.count} vouchers into {result.campaign_id} in {seconds:.1f}s")

@@ -1,0 +1,61 @@
+"""Settings: one object, read from the environment (``VOUCHERD_*``) or a ``.env`` file.
+
+Nothing is read at import time; :func:`load_settings` is called by the CLI and by whoever builds
+the app, so tests can hand ``create_app`` any settings they like.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VOUCHERD_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./voucherd.db",
+        description="sqlite:///path or postgresql://user@host/db",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Base of links printed into messages and voucher objects (voucher pages, assets).",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_code_space_fill: float = Field(
+        default=0.01,
+        gt=0,
+        le=0.5,
+        description=(
+            "Largest fraction of a code_config's space one campaign may fill. Keeps codes "
+            "unguessable and collision retries rare."
+        ),
+    )
+    max_bulk_count: int = Field(default=10_000_000, ge=1)
+    key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an API process trusts a verified key before asking the database again.",
+    )
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

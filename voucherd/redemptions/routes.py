@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from voucherd.api.deps import DB, CallerDep, Idem
+from voucherd.api.responses import json_response, list_payload, respond_created
+from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from voucherd.redemptions import service
+from voucherd.redemptions.schemas import (
+    RedeemRequest,
+    RollbackRequest,
+    ValidateRequest,
+    present_redemption,
+    present_validation,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["redemptions"])
+
+
+@router.post("/validations", summary="Would this voucher redeem now, and for what?")
+def validate(body: ValidateRequest, db: DB, caller: CallerDep) -> Response:
+    return json_response(present_validation(service.validate(db, caller, body)))
+
+
+@router.post("/redemptions", status_code=201, summary="Redeem a voucher, whole or in part")
+def redeem(body: RedeemRequest, db: DB, caller: CallerDep, idem: Idem) -> Response:
+    record = service.redeem(db, caller, body, idem=idem)
+    return respond_created(db, caller, idem, present_redemption(record))
+
+
+@router.post("/redemptions/{redemption_id}/rollback", summary="Give a redemption's value back")
+def rollback(
+    redemption_id: str, db: DB, caller: CallerDep, idem: Idem, body: RollbackRequest | None = None
+) -> Response:
+    reason = body.reason if body else None
+    record = service.rollback(db, caller, redemption_id, reason, idem=idem)
+    return respond_created(db, caller, idem, present_redemption(record), status=200)
+
+
+@router.get("/redemptions/{redemption_id}", summary="Get a redemption")
+def get_redemption(redemption_id: str, db: DB, caller: CallerDep) -> Response:
+    return json_response(present_redemption(service.get_redemption(db, caller, redemption_id)))
+
+
+@router.get("/redemptions", summary="List redemptions, newest first")
+def list_redemptions(
+    db: DB,
+    caller: CallerDep,
+    voucher: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    page = service.list_redemptions(db, caller, voucher=voucher, limit=limit, cursor=cursor)
+    return json_response(list_payload([present_redemption(r) for r in page.items], page.next_cursor))

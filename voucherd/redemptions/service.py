@@ -1,0 +1,372 @@
+"""Validate, redeem and roll back.
+
+The spend is one conditional UPDATE (``... WHERE balance >= :spend ... RETURNING``), backed by
+``CHECK (balance >= 0)``: no read-modify-write, so no interleaving of concurrent redemptions can
+overspend, on PostgreSQL or SQLite. The balance column is the cached sum of the ledger, and
+both change in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
+
+from voucherd.auth.service import Caller
+from voucherd.campaigns.models import Campaign
+from voucherd.codes.generator import is_mistyped
+from voucherd.db.engine import Database
+from voucherd.errors import Conflict, InvalidInput, NotFound, NotRedeemable
+from voucherd.idempotency import service as idempotency
+from voucherd.ids import new_id
+from voucherd.pagination import Page
+from voucherd.redemptions.discounts import discount_for
+from voucherd.redemptions.models import Redemption
+from voucherd.redemptions.schemas import (
+    Plan,
+    RedeemableRequest,
+    RedeemRequest,
+    RedemptionRecord,
+    ValidateRequest,
+    ValidationResult,
+)
+from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
+from voucherd.vouchers.schemas import VoucherRecord, present_voucher
+from voucherd.vouchers.service import find_voucher
+from voucherd.vouchers.validity import refusal
+
+
+class _Target:
+    """A voucher with the campaign rules needed to judge it."""
+
+    def __init__(self, voucher: Voucher, campaign: Campaign) -> None:
+        self.voucher = voucher
+        self.campaign = campaign
+
+
+def _find_target(session: Session, tenant_id: str, code: str) -> _Target:
+    if is_mistyped(code):
+        # A typo in a default code fails its check character: no database lookup needed.
+        raise NotFound("no such voucher", field="code")
+    row = session.execute(
+        select(Voucher, Campaign)
+        .join(Campaign, Campaign.id == Voucher.campaign_id)
+        .where(Voucher.tenant_id == tenant_id, or_(Voucher.code == code, Voucher.id == code))
+    ).first()
+    if row is None:
+        raise NotFound("no such voucher", field="code")
+    return _Target(row[0], row[1])
+
+
+def _refuse_if_unusable(target: _Target, now: datetime) -> None:
+    v, c = target.voucher, target.campaign
+    why = refusal(
+        state=v.state,
+        start_date=v.start_date,
+        expiration_date=v.expiration_date,
+        campaign_active=c.active,
+        timezone=c.timezone,
+        timeframe=c.validity_timeframe,
+        days_of_week=c.validity_day_of_week,
+        hours=c.validity_hours,
+        now=now,
+    )
+    if why is not None:
+        raise NotRedeemable(why.detail, field="code", code=why.code)
+    if v.redemption_quantity is not None and v.redeemed_quantity >= v.redemption_quantity:
+        raise NotRedeemable("the voucher has no redemptions left", field="code", code="quantity_exceeded")
+
+
+def _plan(target: _Target, body: RedeemableRequest) -> Plan:
+    v = target.voucher
+    order = body.order
+    order_amount = order.amount if order else None
+    if v.type == "DISCOUNT":
+        if body.amount is not None:
+            raise InvalidInput("a DISCOUNT voucher takes no amount; send order.amount", field="amount")
+        discount = target.campaign.discount or {}
+        amount = discount_for(discount, order_amount, [i.model_dump() for i in order.items] if order and order.items else None)
+        if discount.get("type") == "UNIT" and amount is None:
+            raise NotRedeemable(
+                f"the order has no {discount['unit_type']} item for this unit discount",
+                field="order.items",
+                code="order_rules_violated",
+            )
+        return Plan(spend=None, discount_amount=amount)
+    balance = v.balance or 0
+    if v.type == "CASH":
+        if body.amount is not None and body.amount != balance:
+            raise InvalidInput(
+                f"a CASH voucher is redeemed once for its whole value of {balance}", field="amount"
+            )
+        return Plan(spend=balance, discount_amount=None)
+    if body.amount is not None:
+        spend = body.amount
+    elif order_amount is not None:
+        spend = min(balance, order_amount)
+    else:
+        raise InvalidInput("say how much to take: amount, or order.amount", field="amount")
+    if spend <= 0:
+        raise InvalidInput("nothing to take: the order amount is zero", field="order.amount")
+    if spend > balance:
+        raise NotRedeemable(
+            f"the balance of {balance} does not cover {spend}",
+            field="amount",
+            code="insufficient_balance",
+            extra={"balance": balance},
+        )
+    return Plan(spend=spend, discount_amount=None)
+
+
+def validate(db: Database, caller: Caller, body: ValidateRequest) -> ValidationResult:
+    """Would this redemption succeed now, and what would it give? Changes nothing."""
+    caller.require("redeem")
+    now = db.now()
+    order_amount = body.order.amount if body.order else None
+    with db.unit_of_work(write=False) as session:
+        try:
+            target = _find_target(session, caller.tenant_id, body.code)
+        except NotFound as exc:
+            return ValidationResult(False, "not_found", exc.detail, None, None, order_amount)
+    shown = present_voucher(
+        VoucherRecord(target.voucher, target.campaign.name),
+        now=now,
+        base_url=db.settings.public_base_url,
+    )
+    try:
+        _refuse_if_unusable(target, now)
+        plan = _plan(target, body)
+    except (NotRedeemable, InvalidInput) as exc:
+        return ValidationResult(False, exc.code, exc.detail, shown, None, order_amount)
+    return ValidationResult(True, None, None, shown, plan, order_amount)
+
+
+def _debit(session: Session, voucher: Voucher, plan: Plan, now: datetime) -> Row[Any] | None:
+    """The check and the spend in one statement; None when the voucher no longer allows it."""
+    spend = plan.spend or 0
+    used_up = or_(
+        Voucher.balance - spend == 0 if plan.spend is not None else False,
+        (Voucher.redemption_quantity.is_not(None))
+        & (Voucher.redeemed_quantity + 1 >= Voucher.redemption_quantity),
+    )
+    conditions = [
+        Voucher.id == voucher.id,
+        Voucher.state == "ACTIVE",
+        or_(
+            Voucher.redemption_quantity.is_(None),
+            Voucher.redeemed_quantity < Voucher.redemption_quantity,
+        ),
+    ]
+    values: dict[str, Any] = {
+        "redeemed_quantity": Voucher.redeemed_quantity + 1,
+        "state": case((used_up, "REDEEMED"), else_=Voucher.state),
+        "updated_at": now,
+    }
+    if plan.spend is not None:
+        conditions.append(Voucher.balance >= spend)
+        values["balance"] = Voucher.balance - spend
+    return session.execute(
+        update(Voucher)
+        .where(*conditions)
+        .values(**values)
+        .returning(Voucher.balance, Voucher.redeemed_quantity, Voucher.state)
+        .execution_options(synchronize_session=False)
+    ).first()
+
+
+def _why_debit_failed(session: Session, voucher: Voucher, plan: Plan) -> NotRedeemable:
+    state, balance, redeemed, quantity = session.execute(
+        select(Voucher.state, Voucher.balance, Voucher.redeemed_quantity, Voucher.redemption_quantity)
+        .where(Voucher.id == voucher.id)
+    ).one()
+    if state != "ACTIVE":
+        return NotRedeemable(f"the voucher is {state}", field="code", code=f"voucher_{state.lower()}")
+    if quantity is not None and redeemed >= quantity:
+        return NotRedeemable("the voucher has no redemptions left", field="code", code="quantity_exceeded")
+    return NotRedeemable(
+        f"the balance of {balance} does not cover {plan.spend}",
+        field="amount",
+        code="insufficient_balance",
+        extra={"balance": balance},
+    )
+
+
+def redeem(
+    db: Database, caller: Caller, body: RedeemRequest, *, idem: idempotency.IdempotencyClaim | None = None
+) -> RedemptionRecord:
+    caller.require("redeem")
+    now = db.now()
+    with db.unit_of_work() as session:
+        idempotency.claim(session, db, caller.tenant_id, idem)
+        target = _find_target(session, caller.tenant_id, body.code)
+        _refuse_if_unusable(target, now)
+        plan = _plan(target, body)
+        voucher = target.voucher
+        debited = _debit(session, voucher, plan, now)
+        if debited is None:
+            raise _why_debit_failed(session, voucher, plan)
+        redemption = Redemption(
+            id=new_id("r"),
+            tenant_id=caller.tenant_id,
+            voucher_id=voucher.id,
+            status="SUCCEEDED",
+            amount=plan.spend if plan.spend is not None else plan.discount_amount,
+            order_amount=body.order.amount if body.order else None,
+            order_reference=body.order.reference if body.order else None,
+            merchant_ref=body.merchant_ref,
+            store_ref=body.store_ref,
+            customer_ref=body.customer_ref,
+            metadata_=body.metadata,
+            created_at=now,
+        )
+        session.add(redemption)
+        if plan.spend:
+            session.execute(
+                LedgerEntry.__table__.insert().values(
+                    tenant_id=caller.tenant_id,
+                    voucher_id=voucher.id,
+                    delta=-plan.spend,
+                    kind="REDEMPTION",
+                    redemption_id=redemption.id,
+                    created_at=now,
+                )
+            )
+        session.execute(
+            VoucherEvent.__table__.insert().values(
+                tenant_id=caller.tenant_id,
+                voucher_id=voucher.id,
+                campaign_id=voucher.campaign_id,
+                kind="redeemed",
+                actor=caller.key_id,
+                data={"redemption_id": redemption.id, "amount": redemption.amount},
+                created_at=now,
+            )
+        )
+        idempotency.bind_effect(session, caller.tenant_id, idem, "redemption", redemption.id)
+        session.commit()
+    balance, redeemed, state = debited
+    return RedemptionRecord(redemption, voucher.code, state, balance, redeemed, voucher.currency)
+
+
+def rollback(
+    db: Database,
+    caller: Caller,
+    redemption_id: str,
+    reason: str | None = None,
+    *,
+    idem: idempotency.IdempotencyClaim | None = None,
+) -> RedemptionRecord:
+    """Give a redemption's value back: the balance, the used quantity, and ACTIVE if used up."""
+    caller.require("redeem")
+    now = db.now()
+    with db.unit_of_work() as session:
+        idempotency.claim(session, db, caller.tenant_id, idem)
+        rolled = session.execute(
+            update(Redemption)
+            .where(
+                Redemption.id == redemption_id,
+                Redemption.tenant_id == caller.tenant_id,
+                Redemption.status == "SUCCEEDED",
+            )
+            .values(
+                status="ROLLED_BACK",
+                rollback_id=new_id("rr"),
+                rolled_back_at=now,
+                rollback_reason=reason,
+            )
+            .returning(Redemption.voucher_id, Redemption.amount)
+            .execution_options(synchronize_session=False)
+        ).first()
+        if rolled is None:
+            exists = session.scalar(
+                select(Redemption.id).where(
+                    Redemption.id == redemption_id, Redemption.tenant_id == caller.tenant_id
+                )
+            )
+            if exists is None:
+                raise NotFound("no such redemption", field="redemption")
+            raise Conflict("the redemption is already rolled back", field="redemption", code="already_rolled_back")
+        voucher_id, amount = rolled
+        restored = session.execute(
+            update(Voucher)
+            .where(Voucher.id == voucher_id)
+            .values(
+                balance=case(
+                    (Voucher.balance.is_(None), None), else_=Voucher.balance + (amount or 0)
+                ),
+                redeemed_quantity=Voucher.redeemed_quantity - 1,
+                state=case((Voucher.state == "REDEEMED", "ACTIVE"), else_=Voucher.state),
+                updated_at=now,
+            )
+            .returning(Voucher.balance, Voucher.redeemed_quantity, Voucher.state, Voucher.code,
+                       Voucher.campaign_id, Voucher.currency)
+            .execution_options(synchronize_session=False)
+        ).one()
+        balance, redeemed, state, code, campaign_id, currency = restored
+        if balance is not None and amount:
+            session.execute(
+                LedgerEntry.__table__.insert().values(
+                    tenant_id=caller.tenant_id,
+                    voucher_id=voucher_id,
+                    delta=amount,
+                    kind="ROLLBACK",
+                    redemption_id=redemption_id,
+                    created_at=now,
+                )
+            )
+        session.execute(
+            VoucherEvent.__table__.insert().values(
+                tenant_id=caller.tenant_id,
+                voucher_id=voucher_id,
+                campaign_id=campaign_id,
+                kind="rolled_back",
+                actor=caller.key_id,
+                reason=reason,
+                data={"redemption_id": redemption_id, "amount": amount},
+                created_at=now,
+            )
+        )
+        idempotency.bind_effect(session, caller.tenant_id, idem, "redemption", redemption_id)
+        redemption = session.get(Redemption, redemption_id)
+        assert redemption is not None
+        session.commit()
+    return RedemptionRecord(redemption, code, state, balance, redeemed, currency)
+
+
+def _record(session: Session, redemption: Redemption) -> RedemptionRecord:
+    v = session.execute(
+        select(Voucher.code, Voucher.state, Voucher.balance, Voucher.redeemed_quantity,
+               Voucher.currency, Voucher.expiration_date)
+        .where(Voucher.id == redemption.voucher_id)
+    ).one()
+    return RedemptionRecord(redemption, v.code, v.state, v.balance, v.redeemed_quantity, v.currency)
+
+
+def get_redemption(db: Database, caller: Caller, redemption_id: str) -> RedemptionRecord:
+    with db.unit_of_work(write=False) as session:
+        redemption = session.scalar(
+            select(Redemption).where(
+                Redemption.id == redemption_id, Redemption.tenant_id == caller.tenant_id
+            )
+        )
+        if redemption is None:
+            raise NotFound("no such redemption", field="redemption")
+        return _record(session, redemption)
+
+
+def list_redemptions(
+    db: Database, caller: Caller, *, voucher: str | None, limit: int, cursor: str | None
+) -> Page[RedemptionRecord]:
+    query = select(Redemption).where(Redemption.tenant_id == caller.tenant_id)
+    with db.unit_of_work(write=False) as session:
+        if voucher is not None:
+            found = find_voucher(session, caller.tenant_id, voucher)
+            query = query.where(Redemption.voucher_id == found.voucher.id)
+        if cursor:
+            query = query.where(Redemption.id < cursor)
+        rows = list(session.scalars(query.order_by(Redemption.id.desc()).limit(limit + 1)))
+        records = [_record(session, r) for r in rows[:limit]]
+    return Page(records, rows[limit - 1].id if len(rows) > limit else None)

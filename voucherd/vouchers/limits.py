@@ -1,0 +1,126 @@
+"""Limits that spend something: each is checked by the same statement that spends it, or under
+a row lock held to the end of the issuing transaction — never read, decide, write."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from voucherd.auth.models import IssuedValueBucket, Tenant
+from voucherd.campaigns.models import Campaign, CampaignCustomer
+from voucherd.db.dialect import upsert
+from voucherd.errors import LimitReached
+from voucherd.vouchers.models import Voucher
+
+WEEK = timedelta(days=7)
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def spend_weekly_value(
+    session: Session, tenant_id: str, value: int, now: datetime, *, limit_seen: int | None
+) -> None:
+    """Add ``value`` to the tenant's rolling 7-day issued value, or refuse past its limit.
+
+    ``limit_seen`` is the limit as read with the campaign; tenants without one pay nothing here.
+    Otherwise the tenant row is locked first (PostgreSQL; SQLite's writer lock already
+    serialises) and the limit read again under the lock, so two issues cannot both see room for
+    one. Hourly buckets keep the sum to at most 169 rows.
+    """
+    if limit_seen is None or value == 0:
+        return
+    limit = session.scalar(
+        select(Tenant.weekly_value_limit).where(Tenant.id == tenant_id).with_for_update()
+    )
+    if limit is None:
+        return
+    window_start = _hour(now - WEEK)
+    used = session.scalar(
+        select(func.coalesce(func.sum(IssuedValueBucket.value), 0)).where(
+            IssuedValueBucket.tenant_id == tenant_id, IssuedValueBucket.hour > window_start
+        )
+    )
+    if int(used or 0) + value > limit:
+        raise LimitReached(
+            f"issuing {value} would pass the weekly value limit of {limit} "
+            f"({used} issued in the last 7 days)",
+            field="value",
+            code="weekly_value_limit_reached",
+        )
+    session.execute(
+        upsert(session, IssuedValueBucket)
+        .values(tenant_id=tenant_id, hour=_hour(now), value=value)
+        .on_conflict_do_update(
+            index_elements=["tenant_id", "hour"],
+            set_={"value": IssuedValueBucket.value + value},
+        )
+    )
+
+
+def spend_campaign_budget(session: Session, campaign: Campaign, value: int) -> None:
+    if campaign.budget is None or value == 0:
+        return
+    spent = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id, Campaign.issued_value + value <= Campaign.budget)
+        .values(issued_value=Campaign.issued_value + value)
+    )
+    if spent.rowcount == 0:  # type: ignore[attr-defined]
+        raise LimitReached(
+            f"issuing {value} would pass the campaign budget of {campaign.budget}",
+            field="value",
+            code="campaign_budget_exhausted",
+        )
+
+
+def count_customer_issue(
+    session: Session, campaign: Campaign, customer_ref: str | None
+) -> None:
+    """One more voucher for this customer from this campaign, within ``per_customer_limit``."""
+    if campaign.per_customer_limit is None or customer_ref is None:
+        return
+    counted = session.execute(
+        upsert(session, CampaignCustomer)
+        .values(
+            campaign_id=campaign.id,
+            customer_ref=customer_ref,
+            tenant_id=campaign.tenant_id,
+            issued_count=1,
+        )
+        .on_conflict_do_update(
+            index_elements=["campaign_id", "customer_ref"],
+            set_={"issued_count": CampaignCustomer.issued_count + 1},
+            where=CampaignCustomer.issued_count < campaign.per_customer_limit,
+        )
+        .returning(CampaignCustomer.issued_count)
+    ).first()
+    if counted is None:
+        raise LimitReached(
+            f"this customer already has {campaign.per_customer_limit} voucher(s) from this campaign",
+            field="customer_ref",
+            code="customer_limit_reached",
+        )
+
+
+def recount_weekly_buckets(session: Session, tenant_id: str, now: datetime) -> None:
+    """When a limit is switched on, count what was issued in the last 7 days, by hour."""
+    session.execute(
+        IssuedValueBucket.__table__.delete().where(IssuedValueBucket.tenant_id == tenant_id)
+    )
+    buckets: dict[datetime, int] = {}
+    rows = session.execute(
+        select(Voucher.created_at, Voucher.amount).where(
+            Voucher.tenant_id == tenant_id,
+            Voucher.created_at > now - WEEK,
+            Voucher.amount.is_not(None),
+            Voucher.type != "LOYALTY",
+        )
+    )
+    for created_at, amount in rows:
+        buckets[_hour(created_at)] = buckets.get(_hour(created_at), 0) + int(amount)
+    for hour, value in buckets.items():
+        session.add(IssuedValueBucket(tenant_id=tenant_id, hour=hour, value=value))

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from voucherd.api.deps import DB, CallerDep, Idem
+from voucherd.api.responses import json_response, list_payload, respond_created
+from voucherd.db.engine import Database
+from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from voucherd.vouchers import service
+from voucherd.vouchers.issue import issue_voucher
+from voucherd.vouchers.schemas import (
+    AdjustBalance,
+    ChangeState,
+    IssueVoucher,
+    VoucherFilters,
+    VoucherRecord,
+    VoucherStateName,
+    present_voucher,
+)
+
+router = APIRouter(prefix="/api/v1/vouchers", tags=["vouchers"])
+
+
+def _shown(db: Database, record: VoucherRecord) -> dict[str, object]:
+    return present_voucher(record, now=db.now(), base_url=db.settings.public_base_url)
+
+
+@router.post("", status_code=201, summary="Issue a voucher")
+def issue(body: IssueVoucher, db: DB, caller: CallerDep, idem: Idem) -> Response:
+    return respond_created(db, caller, idem, _shown(db, issue_voucher(db, caller, body, idem=idem)))
+
+
+@router.get("", summary="List vouchers, newest first")
+def list_vouchers(
+    db: DB,
+    caller: CallerDep,
+    campaign: Annotated[str | None, Query(max_length=200)] = None,
+    state: VoucherStateName | None = None,
+    customer_ref: Annotated[str | None, Query(max_length=200)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    filters = VoucherFilters(campaign, state, customer_ref, created_after, created_before)
+    page = service.list_vouchers(db, caller, filters, limit=limit, cursor=cursor)
+    return json_response(list_payload([_shown(db, r) for r in page.items], page.next_cursor))
+
+
+@router.get("/{voucher}", summary="Get a voucher by id or code")
+def get_voucher(voucher: str, db: DB, caller: CallerDep) -> Response:
+    return json_response(_shown(db, service.get_voucher(db, caller, voucher)))
+
+
+@router.post("/{voucher}/disable", summary="Switch a voucher off (it can come back)")
+def disable(voucher: str, db: DB, caller: CallerDep, body: ChangeState | None = None) -> Response:
+    reason = body.reason if body else None
+    return json_response(_shown(db, service.disable_voucher(db, caller, voucher, reason)))
+
+
+@router.post("/{voucher}/enable", summary="Switch a disabled voucher back on")
+def enable(voucher: str, db: DB, caller: CallerDep, body: ChangeState | None = None) -> Response:
+    reason = body.reason if body else None
+    return json_response(_shown(db, service.enable_voucher(db, caller, voucher, reason)))
+
+
+@router.post("/{voucher}/cancel", summary="Cancel a voucher (final)")
+def cancel(voucher: str, db: DB, caller: CallerDep, body: ChangeState | None = None) -> Response:
+    reason = body.reason if body else None
+    return json_response(_shown(db, service.cancel_voucher(db, caller, voucher, reason)))
+
+
+@router.post("/{voucher}/balance", summary="Add to or take from a GIFT or LOYALTY balance")
+def adjust(voucher: str, body: AdjustBalance, db: DB, caller: CallerDep) -> Response:
+    record = service.adjust_balance(db, caller, voucher, body.amount, body.reason)
+    return json_response(_shown(db, record))
+
+
+@router.get("/{voucher}/events", summary="A voucher's history: who changed what, when, why")
+def events(voucher: str, db: DB, caller: CallerDep) -> Response:
+    rows = service.list_events(db, caller, voucher)
+    items = [
+        {
+            "id": e.id,
+            "object": "event",
+            "kind": e.kind,
+            "actor": e.actor,
+            "reason": e.reason,
+            "data": e.data,
+            "created_at": e.created_at,
+        }
+        for e in rows
+    ]
+    return json_response(list_payload(items, None))

@@ -1,0 +1,127 @@
+"""Voucher request bodies for the native API, and how a voucher is shown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from voucherd.fields import (
+    CampaignRef,
+    CustomerRef,
+    Metadata,
+    PositiveMinorUnits,
+    Quantity,
+    VoucherCode,
+)
+from voucherd.vouchers.models import Voucher
+from voucherd.vouchers.validity import effective_state
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Holder(Strict):
+    """Printed on the voucher page so a cashier can check the holder's ID."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    address: str | None = Field(default=None, min_length=1, max_length=500)
+    postcode: str | None = Field(default=None, min_length=1, max_length=20)
+
+
+class VoucherOverrides(Strict):
+    """What a single voucher may set differently from its campaign."""
+
+    start_date: datetime | None = None
+    expiration_date: datetime | None = None
+    category: str | None = Field(default=None, max_length=100)
+    additional_info: str | None = Field(default=None, max_length=2000)
+    metadata: Metadata | None = None
+
+
+class IssueVoucher(VoucherOverrides):
+    campaign: CampaignRef
+    customer_ref: CustomerRef | None = None
+    value: PositiveMinorUnits | None = Field(
+        default=None,
+        description="Minor units (GIFT, CASH) or points (LOYALTY); the campaign's default if absent.",
+    )
+    code: VoucherCode | None = Field(default=None, description="An explicit code; drawn if absent.")
+    holder: Holder | None = None
+
+
+class MintVouchers(VoucherOverrides):
+    count: Quantity
+    value: PositiveMinorUnits | None = None
+
+
+class ChangeState(Strict):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class AdjustBalance(Strict):
+    amount: int = Field(description="Minor units or points to add (positive) or remove (negative).")
+    reason: str | None = Field(default=None, max_length=500)
+
+
+VoucherStateName = Literal["ACTIVE", "DISABLED", "REDEEMED", "CANCELLED", "EXPIRED"]
+
+
+@dataclass(frozen=True)
+class VoucherFilters:
+    campaign: str | None = None
+    state: VoucherStateName | None = None
+    customer_ref: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class VoucherRecord:
+    """A voucher with the campaign facts every face shows beside it."""
+
+    voucher: Voucher
+    campaign_name: str
+
+
+@dataclass(frozen=True)
+class MintResult:
+    campaign_id: str
+    count: int
+    first: VoucherRecord | None  # set when count == 1, the one voucher made
+
+
+def present_voucher(record: VoucherRecord, *, now: datetime, base_url: str) -> dict[str, Any]:
+    v = record.voucher
+    holder = None
+    if v.holder_name or v.holder_address or v.holder_postcode:
+        holder = {"name": v.holder_name, "address": v.holder_address, "postcode": v.holder_postcode}
+    return {
+        "id": v.id,
+        "object": "voucher",
+        "code": v.code,
+        "campaign_id": v.campaign_id,
+        "campaign": record.campaign_name,
+        "type": v.type,
+        "state": effective_state(v.state, v.expiration_date, now),
+        "currency": v.currency,
+        "value": v.amount,
+        "balance": v.balance,
+        "redemption": {
+            "quantity": v.redemption_quantity,
+            "redeemed_quantity": v.redeemed_quantity,
+        },
+        "start_date": v.start_date,
+        "expiration_date": v.expiration_date,
+        "customer_ref": v.customer_ref,
+        "holder": holder,
+        "category": v.category,
+        "additional_info": v.additional_info,
+        "metadata": v.metadata_,
+        "page_url": f"{base_url}/v/{v.public_token}",
+        "created_at": v.created_at,
+        "updated_at": v.updated_at,
+    }
