@@ -56,10 +56,12 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
                 conn.execute(text("SELECT 1"))
             checks["database"] = "ok"
             checks["migrations"] = "current" if is_current(db.engine) else "behind"
-        except Exception as exc:  # readiness reports, it does not raise
+        except Exception as exc:  # noqa: BLE001  (readiness reports, it does not raise)
             checks["database"] = f"unreachable: {type(exc).__name__}"
         ready = checks.get("database") == "ok" and checks.get("migrations") == "current"
-        return json_response({"status": "ready" if ready else "not ready", **checks}, 200 if ready else 503)
+        return json_response(
+            {"status": "ready" if ready else "not ready", **checks}, 200 if ready else 503
+        )
 
     return app
 
@@ -71,12 +73,18 @@ def _register_replay_renderers() -> None:
         record = vouchers.get_voucher(db, Caller(tenant, "replay"), voucher_id)
         return 201, present_voucher(record, now=db.now(), base_url=db.settings.public_base_url)
 
-    def redemption(db: Database, tenant: str, redemption_id: str, _: str) -> tuple[int, dict[str, Any]]:
+    def redemption(
+        db: Database, tenant: str, redemption_id: str, _: str
+    ) -> tuple[int, dict[str, Any]]:
         record = redemptions.get_redemption(db, Caller(tenant, "replay"), redemption_id)
-        return (200 if record.redemption.status == "ROLLED_BACK" else 201), present_redemption(record)
+        return (200 if record.redemption.status == "ROLLED_BACK" else 201), present_redemption(
+            record
+        )
 
     def campaign(db: Database, tenant: str, campaign_id: str, _: str) -> tuple[int, dict[str, Any]]:
-        return 201, present_campaign(campaigns.get_campaign(db, Caller(tenant, "replay"), campaign_id))
+        return 201, present_campaign(
+            campaigns.get_campaign(db, Caller(tenant, "replay"), campaign_id)
+        )
 
     def mint(db: Database, tenant: str, campaign_id: str, count: str) -> tuple[int, dict[str, Any]]:
         return 201, {"object": "mint", "campaign_id": campaign_id, "count": int(count)}

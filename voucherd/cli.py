@@ -57,8 +57,10 @@ def serve(
     db = Database.from_settings(settings)
     upgrade(db.engine)
     db.dispose()
-    console.print(f"voucherd on http://{host or settings.host}:{port or settings.port} "
-                  f"({db.engine.dialect.name})")
+    console.print(
+        f"voucherd on http://{host or settings.host}:{port or settings.port} "
+        f"({db.engine.dialect.name})"
+    )
     uvicorn.run(
         "voucherd.app:create_app",
         factory=True,
@@ -119,7 +121,9 @@ def tenants_list(as_json: JsonFlag = False) -> None:
 @tenants.command("set-limit")
 def tenants_set_limit(
     name: str,
-    weekly_value_limit: Annotated[int | None, typer.Argument(help="Minor units; omit to clear")] = None,
+    weekly_value_limit: Annotated[
+        int | None, typer.Argument(help="Minor units; omit to clear")
+    ] = None,
 ) -> None:
     """Set or clear a tenant's rolling weekly value limit."""
     from voucherd.auth.service import set_weekly_value_limit, tenant_id_by_name
@@ -134,7 +138,9 @@ def tenants_set_limit(
 @keys.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant name")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: issue,redeem,manage")] = "issue,redeem,manage",
+    scopes: Annotated[
+        str, typer.Option(help="Comma-separated: issue,redeem,manage")
+    ] = "issue,redeem,manage",
     name: Annotated[str | None, typer.Option(help="A label for people")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -147,15 +153,26 @@ def keys_create(
         _fail(exc)
         return
     if as_json:
-        _print_json({"key_id": issued.key_id, "secret": issued.secret, "token": issued.token,
-                     "tenant": issued.tenant, "scopes": issued.scopes})
+        _print_json(
+            {
+                "key_id": issued.key_id,
+                "secret": issued.secret,
+                "token": issued.token,
+                "tenant": issued.tenant,
+                "scopes": issued.scopes,
+            }
+        )
     else:
-        console.print(f"key id:  {issued.key_id}\nsecret:  {issued.secret}\ntoken:   {issued.token}\n"
-                      "The secret is not stored; keep it now.")
+        console.print(
+            f"key id:  {issued.key_id}\nsecret:  {issued.secret}\ntoken:   {issued.token}\n"
+            "The secret is not stored; keep it now."
+        )
 
 
 @keys.command("list")
-def keys_list(tenant: Annotated[str, typer.Option(help="Tenant name")], as_json: JsonFlag = False) -> None:
+def keys_list(
+    tenant: Annotated[str, typer.Option(help="Tenant name")], as_json: JsonFlag = False
+) -> None:
     """List a tenant's keys (never their secrets)."""
     from voucherd.auth.service import list_keys
 
@@ -169,8 +186,13 @@ def keys_list(tenant: Annotated[str, typer.Option(help="Tenant name")], as_json:
         return
     table = Table("key id", "name", "scopes", "created", "revoked")
     for k in rows:
-        table.add_row(k.key_id, k.name or "", ",".join(k.scopes), f"{k.created_at:%Y-%m-%d}",
-                      f"{k.revoked_at:%Y-%m-%d}" if k.revoked_at else "")
+        table.add_row(
+            k.key_id,
+            k.name or "",
+            ",".join(k.scopes),
+            f"{k.created_at:%Y-%m-%d}",
+            f"{k.revoked_at:%Y-%m-%d}" if k.revoked_at else "",
+        )
     Console().print(table)
 
 

@@ -33,7 +33,9 @@ async def get_idempotency(
     request: Request,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", description="Retries with the same key get the first answer"),
+        Header(
+            alias="Idempotency-Key", description="Retries with the same key get the first answer"
+        ),
     ] = None,
 ) -> IdempotencyClaim | None:
     if idempotency_key is None:

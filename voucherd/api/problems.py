@@ -53,9 +53,16 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     errors = []
     for error in exc.errors():
         if error.get("type") == "json_invalid":
-            errors.append({"field": "body", "reason": f"not valid JSON: {error.get('ctx', {}).get('error', 'parse error')}"})
+            errors.append(
+                {
+                    "field": "body",
+                    "reason": f"not valid JSON: {error.get('ctx', {}).get('error', 'parse error')}",
+                }
+            )
             continue
-        errors.append({"field": field_of(error.get("loc", ())), "reason": str(error.get("msg", "invalid"))})
+        errors.append(
+            {"field": field_of(error.get("loc", ())), "reason": str(error.get("msg", "invalid"))}
+        )
     return errors
 
 
@@ -71,7 +78,9 @@ def install(app: FastAPI) -> None:
         errors = validation_errors(exc)
         malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
         if malformed:
-            return problem(400, "malformed_json", "Malformed JSON", "the body is not valid JSON", errors)
+            return problem(
+                400, "malformed_json", "Malformed JSON", "the body is not valid JSON", errors
+            )
         detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors)
         return problem(422, "invalid_input", "Invalid input", detail, errors)
 
@@ -80,23 +89,37 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             exc.status_code, "http_error"
         )
-        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), headers=exc.headers)
+        return problem(
+            exc.status_code, code, str(exc.detail), str(exc.detail), headers=dict(exc.headers or {})
+        )
 
     @app.exception_handler(Replay)
     async def _replay(request: Request, exc: Replay) -> Response:
         if exc.body is not None and exc.status is not None:
-            return Response(exc.body, status_code=exc.status, media_type="application/json",
-                            headers={"Idempotent-Replayed": "true"})
+            return Response(
+                exc.body,
+                status_code=exc.status,
+                media_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
         kind, _, detail = (exc.resource_type or "").partition(":")
         renderer = RENDERERS.get(kind)
         if renderer is None or exc.resource_id is None:
-            return problem(409, "idempotency_key_in_flight", "Request in progress",
-                           "the first request with this Idempotency-Key has not finished")
+            return problem(
+                409,
+                "idempotency_key_in_flight",
+                "Request in progress",
+                "the first request with this Idempotency-Key has not finished",
+            )
         status, payload = await run_in_threadpool(
             renderer, request.app.state.db, exc.tenant_id, exc.resource_id, detail
         )
-        return Response(dumps(payload), status_code=status, media_type="application/json",
-                        headers={"Idempotent-Replayed": "true"})
+        return Response(
+            dumps(payload),
+            status_code=status,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -18,8 +18,12 @@ def dumps(payload: Any) -> bytes:
     return orjson.dumps(payload, option=_OPTIONS)
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(dumps(payload), status_code=status, media_type="application/json", headers=headers)
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        dumps(payload), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def respond_created(
@@ -33,4 +37,9 @@ def respond_created(
 
 
 def list_payload(items: list[Any], next_cursor: str | None) -> dict[str, Any]:
-    return {"object": "list", "data": items, "next_cursor": next_cursor, "has_more": next_cursor is not None}
+    return {
+        "object": "list",
+        "data": items,
+        "next_cursor": next_cursor,
+        "has_more": next_cursor is not None,
+    }

@@ -242,7 +242,10 @@ def authenticate(db: Database, key_id: str, secret: str) -> Caller:
         key = session.get(ApiKey, key_id)
         if key is None or key.revoked_at is not None:
             raise Unauthorized(_BAD_CREDENTIALS)
-        stored, caller = key.secret_hash, Caller(key.tenant_id, key.id, frozenset(key.scopes.split(",")))
+        stored, caller = (
+            key.secret_hash,
+            Caller(key.tenant_id, key.id, frozenset(key.scopes.split(","))),
+        )
     if not hmac.compare_digest(stored, presented):
         raise Unauthorized(_BAD_CREDENTIALS)
     if db.key_cache_seconds > 0:

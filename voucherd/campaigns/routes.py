@@ -49,7 +49,9 @@ def update_campaign(campaign: str, body: CampaignUpdate, db: DB, caller: CallerD
     description="Mints `count` vouchers with the campaign's defaults, all or nothing. "
     "Answers the voucher itself for a count of 1.",
 )
-def add_vouchers(campaign: str, body: MintVouchers, db: DB, caller: CallerDep, idem: Idem) -> Response:
+def add_vouchers(
+    campaign: str, body: MintVouchers, db: DB, caller: CallerDep, idem: Idem
+) -> Response:
     result = mint_vouchers(db, caller, campaign, body, idem=idem)
     if result.first is not None:
         payload = present_voucher(result.first, now=db.now(), base_url=db.settings.public_base_url)

@@ -13,8 +13,8 @@ from voucherd.auth.service import Caller
 from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.schemas import CampaignCreate, CampaignFields, CampaignUpdate
 from voucherd.db.engine import Database
-from voucherd.idempotency import service as idempotency
 from voucherd.errors import Conflict, InvalidInput, NotFound
+from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
 from voucherd.pagination import Page, page_of
 from voucherd.vouchers.models import Voucher
@@ -119,7 +119,9 @@ def create_campaign(
         mode=body.mode,
         active=True,
         currency=body.currency,
-        discount=body.discount.model_dump(mode="json", exclude_none=True) if body.discount else None,
+        discount=body.discount.model_dump(mode="json", exclude_none=True)
+        if body.discount
+        else None,
         code_config=body.code_config.stored() if body.code_config else None,
         timezone="UTC",
         issued_value=0,
@@ -186,9 +188,7 @@ def update_campaign(db: Database, caller: Caller, ref: str, body: CampaignUpdate
 
 def _issued_value(session: Session, campaign_id: str) -> int:
     total = session.scalar(
-        select(func.coalesce(func.sum(Voucher.amount), 0)).where(
-            Voucher.campaign_id == campaign_id
-        )
+        select(func.coalesce(func.sum(Voucher.amount), 0)).where(Voucher.campaign_id == campaign_id)
     )
     return int(total or 0)
 

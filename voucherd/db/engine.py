@@ -90,8 +90,9 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(make_engine(settings.database_url, pool_size=settings.db_pool_size),
-                   settings=settings)
+        return cls(
+            make_engine(settings.database_url, pool_size=settings.db_pool_size), settings=settings
+        )
 
     def now(self) -> datetime:
         return self.clock()

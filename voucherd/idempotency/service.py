@@ -38,7 +38,7 @@ class IdempotencyClaim:
         return cls(key, digest)
 
 
-class Replay(Exception):  # noqa: N818  (control flow, not an error)
+class Replay(Exception):
     """The key was used before with the same request: answer what was answered then."""
 
     def __init__(
@@ -58,7 +58,9 @@ class Replay(Exception):  # noqa: N818  (control flow, not an error)
 
 
 def _lock_key(tenant_id: str, key: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{tenant_id}\0{key}".encode()).digest()[:8], "big", signed=True)
+    return int.from_bytes(
+        hashlib.sha256(f"{tenant_id}\0{key}".encode()).digest()[:8], "big", signed=True
+    )
 
 
 def claim(session: Session, db: Database, tenant_id: str, request: IdempotencyClaim | None) -> None:
@@ -105,7 +107,9 @@ def claim(session: Session, db: Database, tenant_id: str, request: IdempotencyCl
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used with a different request", field="Idempotency-Key"
         )
-    raise Replay(tenant_id, row.response_status, row.response_body, row.resource_type, row.resource_id)
+    raise Replay(
+        tenant_id, row.response_status, row.response_body, row.resource_type, row.resource_id
+    )
 
 
 def bind_effect(

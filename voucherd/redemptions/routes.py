@@ -53,4 +53,6 @@ def list_redemptions(
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     page = service.list_redemptions(db, caller, voucher=voucher, limit=limit, cursor=cursor)
-    return json_response(list_payload([present_redemption(r) for r in page.items], page.next_cursor))
+    return json_response(
+        list_payload([present_redemption(r) for r in page.items], page.next_cursor)
+    )

@@ -7,7 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from voucherd.fields import CustomerRef, Metadata, MinorUnits, PositiveMinorUnits, Quantity, Reference, VoucherCode
+from voucherd.fields import (
+    CustomerRef,
+    Metadata,
+    MinorUnits,
+    PositiveMinorUnits,
+    Quantity,
+    Reference,
+    VoucherCode,
+)
 from voucherd.redemptions.models import Redemption
 
 
@@ -89,7 +97,11 @@ def present_redemption(record: RedemptionRecord) -> dict[str, Any]:
     r = record.redemption
     rollback = None
     if r.rollback_id is not None:
-        rollback = {"id": r.rollback_id, "created_at": r.rolled_back_at, "reason": r.rollback_reason}
+        rollback = {
+            "id": r.rollback_id,
+            "created_at": r.rolled_back_at,
+            "reason": r.rollback_reason,
+        }
     return {
         "id": r.id,
         "object": "redemption",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import case, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -77,7 +77,9 @@ def _refuse_if_unusable(target: _Target, now: datetime) -> None:
     if why is not None:
         raise NotRedeemable(why.detail, field="code", code=why.code)
     if v.redemption_quantity is not None and v.redeemed_quantity >= v.redemption_quantity:
-        raise NotRedeemable("the voucher has no redemptions left", field="code", code="quantity_exceeded")
+        raise NotRedeemable(
+            "the voucher has no redemptions left", field="code", code="quantity_exceeded"
+        )
 
 
 def _plan(target: _Target, body: RedeemableRequest) -> Plan:
@@ -86,9 +88,15 @@ def _plan(target: _Target, body: RedeemableRequest) -> Plan:
     order_amount = order.amount if order else None
     if v.type == "DISCOUNT":
         if body.amount is not None:
-            raise InvalidInput("a DISCOUNT voucher takes no amount; send order.amount", field="amount")
+            raise InvalidInput(
+                "a DISCOUNT voucher takes no amount; send order.amount", field="amount"
+            )
         discount = target.campaign.discount or {}
-        amount = discount_for(discount, order_amount, [i.model_dump() for i in order.items] if order and order.items else None)
+        amount = discount_for(
+            discount,
+            order_amount,
+            [i.model_dump() for i in order.items] if order and order.items else None,
+        )
         if discount.get("type") == "UNIT" and amount is None:
             raise NotRedeemable(
                 f"the order has no {discount['unit_type']} item for this unit discount",
@@ -144,7 +152,9 @@ def validate(db: Database, caller: Caller, body: ValidateRequest) -> ValidationR
     return ValidationResult(True, None, None, shown, plan, order_amount)
 
 
-def _debit(session: Session, voucher: Voucher, plan: Plan, now: datetime) -> Row[Any] | None:
+def _debit(
+    session: Session, voucher: Voucher, plan: Plan, now: datetime
+) -> Row[int | None, int, str] | None:
     """The check and the spend in one statement; None when the voucher no longer allows it."""
     spend = plan.spend or 0
     used_up = or_(
@@ -168,24 +178,30 @@ def _debit(session: Session, voucher: Voucher, plan: Plan, now: datetime) -> Row
     if plan.spend is not None:
         conditions.append(Voucher.balance >= spend)
         values["balance"] = Voucher.balance - spend
-    return session.execute(
+    row: Row[int | None, int, str] | None = session.execute(
         update(Voucher)
         .where(*conditions)
         .values(**values)
         .returning(Voucher.balance, Voucher.redeemed_quantity, Voucher.state)
         .execution_options(synchronize_session=False)
     ).first()
+    return row
 
 
 def _why_debit_failed(session: Session, voucher: Voucher, plan: Plan) -> NotRedeemable:
     state, balance, redeemed, quantity = session.execute(
-        select(Voucher.state, Voucher.balance, Voucher.redeemed_quantity, Voucher.redemption_quantity)
-        .where(Voucher.id == voucher.id)
+        select(
+            Voucher.state, Voucher.balance, Voucher.redeemed_quantity, Voucher.redemption_quantity
+        ).where(Voucher.id == voucher.id)
     ).one()
     if state != "ACTIVE":
-        return NotRedeemable(f"the voucher is {state}", field="code", code=f"voucher_{state.lower()}")
+        return NotRedeemable(
+            f"the voucher is {state}", field="code", code=f"voucher_{state.lower()}"
+        )
     if quantity is not None and redeemed >= quantity:
-        return NotRedeemable("the voucher has no redemptions left", field="code", code="quantity_exceeded")
+        return NotRedeemable(
+            "the voucher has no redemptions left", field="code", code="quantity_exceeded"
+        )
     return NotRedeemable(
         f"the balance of {balance} does not cover {plan.spend}",
         field="amount",
@@ -195,7 +211,11 @@ def _why_debit_failed(session: Session, voucher: Voucher, plan: Plan) -> NotRede
 
 
 def redeem(
-    db: Database, caller: Caller, body: RedeemRequest, *, idem: idempotency.IdempotencyClaim | None = None
+    db: Database,
+    caller: Caller,
+    body: RedeemRequest,
+    *,
+    idem: idempotency.IdempotencyClaim | None = None,
 ) -> RedemptionRecord:
     caller.require("redeem")
     now = db.now()
@@ -225,7 +245,7 @@ def redeem(
         session.add(redemption)
         if plan.spend:
             session.execute(
-                LedgerEntry.__table__.insert().values(
+                insert(LedgerEntry).values(
                     tenant_id=caller.tenant_id,
                     voucher_id=voucher.id,
                     delta=-plan.spend,
@@ -235,7 +255,7 @@ def redeem(
                 )
             )
         session.execute(
-            VoucherEvent.__table__.insert().values(
+            insert(VoucherEvent).values(
                 tenant_id=caller.tenant_id,
                 voucher_id=voucher.id,
                 campaign_id=voucher.campaign_id,
@@ -288,7 +308,11 @@ def rollback(
             )
             if exists is None:
                 raise NotFound("no such redemption", field="redemption")
-            raise Conflict("the redemption is already rolled back", field="redemption", code="already_rolled_back")
+            raise Conflict(
+                "the redemption is already rolled back",
+                field="redemption",
+                code="already_rolled_back",
+            )
         voucher_id, amount = rolled
         restored = session.execute(
             update(Voucher)
@@ -301,14 +325,20 @@ def rollback(
                 state=case((Voucher.state == "REDEEMED", "ACTIVE"), else_=Voucher.state),
                 updated_at=now,
             )
-            .returning(Voucher.balance, Voucher.redeemed_quantity, Voucher.state, Voucher.code,
-                       Voucher.campaign_id, Voucher.currency)
+            .returning(
+                Voucher.balance,
+                Voucher.redeemed_quantity,
+                Voucher.state,
+                Voucher.code,
+                Voucher.campaign_id,
+                Voucher.currency,
+            )
             .execution_options(synchronize_session=False)
         ).one()
         balance, redeemed, state, code, campaign_id, currency = restored
         if balance is not None and amount:
             session.execute(
-                LedgerEntry.__table__.insert().values(
+                insert(LedgerEntry).values(
                     tenant_id=caller.tenant_id,
                     voucher_id=voucher_id,
                     delta=amount,
@@ -318,7 +348,7 @@ def rollback(
                 )
             )
         session.execute(
-            VoucherEvent.__table__.insert().values(
+            insert(VoucherEvent).values(
                 tenant_id=caller.tenant_id,
                 voucher_id=voucher_id,
                 campaign_id=campaign_id,
@@ -338,9 +368,14 @@ def rollback(
 
 def _record(session: Session, redemption: Redemption) -> RedemptionRecord:
     v = session.execute(
-        select(Voucher.code, Voucher.state, Voucher.balance, Voucher.redeemed_quantity,
-               Voucher.currency, Voucher.expiration_date)
-        .where(Voucher.id == redemption.voucher_id)
+        select(
+            Voucher.code,
+            Voucher.state,
+            Voucher.balance,
+            Voucher.redeemed_quantity,
+            Voucher.currency,
+            Voucher.expiration_date,
+        ).where(Voucher.id == redemption.voucher_id)
     ).one()
     return RedemptionRecord(redemption, v.code, v.state, v.balance, v.redeemed_quantity, v.currency)
 

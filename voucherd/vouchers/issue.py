@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from voucherd.auth.models import Tenant
@@ -31,7 +31,13 @@ from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id, new_ids, new_public_tokens
 from voucherd.vouchers.limits import count_customer_issue, spend_campaign_budget, spend_weekly_value
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
-from voucherd.vouchers.schemas import IssueVoucher, MintResult, MintVouchers, VoucherOverrides, VoucherRecord
+from voucherd.vouchers.schemas import (
+    IssueVoucher,
+    MintResult,
+    MintVouchers,
+    VoucherOverrides,
+    VoucherRecord,
+)
 from voucherd.vouchers.validity import expiry_at_issue
 
 BALANCE_TYPES = ("GIFT", "CASH", "LOYALTY")
@@ -74,7 +80,9 @@ def _terms(
         raise Conflict("the campaign is not active", field="campaign", code="campaign_inactive")
     if campaign.type == "DISCOUNT":
         if value is not None:
-            raise InvalidInput("a DISCOUNT voucher's value is its campaign's discount", field="value")
+            raise InvalidInput(
+                "a DISCOUNT voucher's value is its campaign's discount", field="value"
+            )
     else:
         value = value if value is not None else campaign.default_value
         if value is None or (value == 0 and campaign.type != "LOYALTY"):
@@ -122,7 +130,9 @@ def _spend_limits(
         spend_weekly_value(session, campaign.tenant_id, total, now, limit_seen=weekly_limit)
 
 
-def _check_capacity(session: Session, db: Database, campaign: Campaign, spec: CodeSpec, count: int) -> None:
+def _check_capacity(
+    session: Session, db: Database, campaign: Campaign, spec: CodeSpec, count: int
+) -> None:
     room = capacity(spec, db.settings.max_code_space_fill)
     if room >= _COUNT_CAPACITY_BELOW:
         return
@@ -171,7 +181,11 @@ def _insert_one(session: Session, row: dict[str, Any]) -> bool:
 
 
 def issue_voucher(
-    db: Database, caller: Caller, body: IssueVoucher, *, idem: idempotency.IdempotencyClaim | None = None
+    db: Database,
+    caller: Caller,
+    body: IssueVoucher,
+    *,
+    idem: idempotency.IdempotencyClaim | None = None,
 ) -> VoucherRecord:
     """Issue one voucher, optionally to a customer reference."""
     caller.require("issue")
@@ -214,7 +228,7 @@ def issue_voucher(
                 )
         if row["balance"]:
             session.execute(
-                LedgerEntry.__table__.insert().values(
+                insert(LedgerEntry).values(
                     tenant_id=caller.tenant_id,
                     voucher_id=row["id"],
                     delta=row["balance"],
@@ -223,7 +237,7 @@ def issue_voucher(
                 )
             )
         session.execute(
-            VoucherEvent.__table__.insert().values(
+            insert(VoucherEvent).values(
                 tenant_id=caller.tenant_id,
                 voucher_id=row["id"],
                 campaign_id=campaign.id,
@@ -270,7 +284,7 @@ def mint_vouchers(
             ids = minter.mint(size)
             first_id = first_id or ids[0]
             session.execute(
-                VoucherEvent.__table__.insert().values(
+                insert(VoucherEvent).values(
                     tenant_id=caller.tenant_id,
                     campaign_id=campaign.id,
                     kind="minted",
@@ -288,7 +302,9 @@ def mint_vouchers(
         if first is not None:
             idempotency.bind_effect(session, caller.tenant_id, idem, "voucher", first.voucher.id)
         else:
-            idempotency.bind_effect(session, caller.tenant_id, idem, f"mint:{body.count}", campaign.id)
+            idempotency.bind_effect(
+                session, caller.tenant_id, idem, f"mint:{body.count}", campaign.id
+            )
         session.commit()
     return MintResult(campaign.id, body.count, first)
 
@@ -349,18 +365,20 @@ class _BulkMinter:
                 return ids
             pending = self._not_moved()
         raise LimitReached(
-            "no free codes could be drawn; the code space is nearly full", code="code_space_exhausted"
+            "no free codes could be drawn; the code space is nearly full",
+            code="code_space_exhausted",
         )
 
     def _stage(self, ids: Sequence[str], codes: Sequence[str], tokens: dict[str, str]) -> None:
         self.session.execute(text("DELETE FROM mint_staging"))
         rows = [(i, c, tokens[i]) for i, c in zip(ids, codes, strict=True)]
         if self.postgres:
-            raw = self.session.connection().connection.dbapi_connection
-            assert raw is not None
-            with raw.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]
-                f"COPY mint_staging ({_STAGING_COLUMNS}) FROM STDIN"
-            ) as copy:
+            # psycopg's COPY: the fastest way to hand PostgreSQL many rows.
+            raw: Any = self.session.connection().connection.dbapi_connection
+            with (
+                raw.cursor() as cursor,
+                cursor.copy(f"COPY mint_staging ({_STAGING_COLUMNS}) FROM STDIN") as copy,
+            ):
                 for row in rows:
                     copy.write_row(row)
         else:
@@ -370,9 +388,7 @@ class _BulkMinter:
             )
 
     def _move(self) -> int:
-        constants = ", ".join(
-            f":p_{name.strip()}" for name in _VOUCHER_COLUMNS.split(",")[5:]
-        )
+        constants = ", ".join(f":p_{name.strip()}" for name in _VOUCHER_COLUMNS.split(",")[5:])
         insert_vouchers = (
             f"INSERT INTO voucher ({_VOUCHER_COLUMNS}) "
             f"SELECT s.id, :p_tenant_id, :p_campaign_id, s.code, s.public_token, {constants} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.auth.models import IssuedValueBucket, Tenant
@@ -77,9 +77,7 @@ def spend_campaign_budget(session: Session, campaign: Campaign, value: int) -> N
         )
 
 
-def count_customer_issue(
-    session: Session, campaign: Campaign, customer_ref: str | None
-) -> None:
+def count_customer_issue(session: Session, campaign: Campaign, customer_ref: str | None) -> None:
     """One more voucher for this customer from this campaign, within ``per_customer_limit``."""
     if campaign.per_customer_limit is None or customer_ref is None:
         return
@@ -108,9 +106,7 @@ def count_customer_issue(
 
 def recount_weekly_buckets(session: Session, tenant_id: str, now: datetime) -> None:
     """When a limit is switched on, count what was issued in the last 7 days, by hour."""
-    session.execute(
-        IssuedValueBucket.__table__.delete().where(IssuedValueBucket.tenant_id == tenant_id)
-    )
+    session.execute(delete(IssuedValueBucket).where(IssuedValueBucket.tenant_id == tenant_id))
     buckets: dict[datetime, int] = {}
     rows = session.execute(
         select(Voucher.created_at, Voucher.amount).where(
@@ -121,6 +117,6 @@ def recount_weekly_buckets(session: Session, tenant_id: str, now: datetime) -> N
         )
     )
     for created_at, amount in rows:
-        buckets[_hour(created_at)] = buckets.get(_hour(created_at), 0) + int(amount)
+        buckets[_hour(created_at)] = buckets.get(_hour(created_at), 0) + (amount or 0)
     for hour, value in buckets.items():
         session.add(IssuedValueBucket(tenant_id=tenant_id, hour=hour, value=value))

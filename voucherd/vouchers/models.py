@@ -25,9 +25,7 @@ AutoId = BigInteger().with_variant(Integer(), "sqlite")
 class Voucher(Base):
     __tablename__ = "voucher"
     __table_args__ = (
-        CheckConstraint(
-            "state IN ('ACTIVE', 'DISABLED', 'REDEEMED', 'CANCELLED')", name="state"
-        ),
+        CheckConstraint("state IN ('ACTIVE', 'DISABLED', 'REDEEMED', 'CANCELLED')", name="state"),
         CheckConstraint("balance IS NULL OR balance >= 0", name="balance_not_negative"),
         CheckConstraint("redeemed_quantity >= 0", name="redeemed_quantity_not_negative"),
         CheckConstraint(

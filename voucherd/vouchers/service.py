@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.auth.service import Caller
@@ -81,7 +81,7 @@ def _event(
     data: dict[str, Any] | None = None,
 ) -> None:
     session.execute(
-        VoucherEvent.__table__.insert().values(
+        insert(VoucherEvent).values(
             tenant_id=voucher.tenant_id,
             voucher_id=voucher.id,
             campaign_id=voucher.campaign_id,
@@ -129,22 +129,46 @@ def _transition(
         return record
 
 
-def disable_voucher(db: Database, caller: Caller, ref: str, reason: str | None = None) -> VoucherRecord:
+def disable_voucher(
+    db: Database, caller: Caller, ref: str, reason: str | None = None
+) -> VoucherRecord:
     return _transition(
-        db, caller, ref, allowed_from=("ACTIVE", "DISABLED"), to="DISABLED", kind="disabled", reason=reason
+        db,
+        caller,
+        ref,
+        allowed_from=("ACTIVE", "DISABLED"),
+        to="DISABLED",
+        kind="disabled",
+        reason=reason,
     )
 
 
-def enable_voucher(db: Database, caller: Caller, ref: str, reason: str | None = None) -> VoucherRecord:
+def enable_voucher(
+    db: Database, caller: Caller, ref: str, reason: str | None = None
+) -> VoucherRecord:
     return _transition(
-        db, caller, ref, allowed_from=("ACTIVE", "DISABLED"), to="ACTIVE", kind="enabled", reason=reason
+        db,
+        caller,
+        ref,
+        allowed_from=("ACTIVE", "DISABLED"),
+        to="ACTIVE",
+        kind="enabled",
+        reason=reason,
     )
 
 
-def cancel_voucher(db: Database, caller: Caller, ref: str, reason: str | None = None) -> VoucherRecord:
+def cancel_voucher(
+    db: Database, caller: Caller, ref: str, reason: str | None = None
+) -> VoucherRecord:
     """Final: a cancelled or fully redeemed voucher cannot be cancelled (409, saying which)."""
     return _transition(
-        db, caller, ref, allowed_from=("ACTIVE", "DISABLED"), to="CANCELLED", kind="cancelled", reason=reason
+        db,
+        caller,
+        ref,
+        allowed_from=("ACTIVE", "DISABLED"),
+        to="CANCELLED",
+        kind="cancelled",
+        reason=reason,
     )
 
 
@@ -160,7 +184,9 @@ def adjust_balance(
         record = find_voucher(session, caller.tenant_id, ref)
         voucher = record.voucher
         if voucher.type not in ("GIFT", "LOYALTY"):
-            raise InvalidInput(f"a {voucher.type} voucher has no adjustable balance", field="voucher")
+            raise InvalidInput(
+                f"a {voucher.type} voucher has no adjustable balance", field="voucher"
+            )
         changed = session.execute(
             update(Voucher)
             .where(
@@ -183,7 +209,7 @@ def adjust_balance(
                 code="insufficient_balance",
             )
         session.execute(
-            LedgerEntry.__table__.insert().values(
+            insert(LedgerEntry).values(
                 tenant_id=voucher.tenant_id,
                 voucher_id=voucher.id,
                 delta=amount,
@@ -191,7 +217,15 @@ def adjust_balance(
                 created_at=now,
             )
         )
-        _event(session, voucher, caller, "balance_adjusted", now, reason=reason, data={"amount": amount})
+        _event(
+            session,
+            voucher,
+            caller,
+            "balance_adjusted",
+            now,
+            reason=reason,
+            data={"amount": amount},
+        )
         session.commit()
         session.refresh(voucher)
         return record
