@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -28,11 +30,15 @@ console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _db() -> Database:
-    settings = load_settings()
-    db = Database.from_settings(settings)
-    upgrade(db.engine)
-    return db
+@contextmanager
+def _database() -> Iterator[Database]:
+    """The configured database, migrated, and closed again when the command ends."""
+    db = Database.from_settings(load_settings())
+    try:
+        upgrade(db.engine)
+        yield db
+    finally:
+        db.dispose()
 
 
 def _print_json(payload: Any) -> None:
@@ -75,9 +81,8 @@ def serve(
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
-    settings = load_settings()
-    db = Database.from_settings(settings)
-    upgrade(db.engine)
+    with _database():
+        pass
     console.print("database is at the newest migration")
 
 
@@ -93,7 +98,8 @@ def tenants_create(
     from voucherd.auth.service import create_tenant
 
     try:
-        tenant = create_tenant(_db(), name, weekly_value_limit=weekly_value_limit)
+        with _database() as db:
+            tenant = create_tenant(db, name, weekly_value_limit=weekly_value_limit)
     except DomainError as exc:
         _fail(exc)
         return
@@ -108,7 +114,8 @@ def tenants_list(as_json: JsonFlag = False) -> None:
     """List tenants."""
     from voucherd.auth.service import list_tenants
 
-    rows = list_tenants(_db())
+    with _database() as db:
+        rows = list_tenants(db)
     if as_json:
         _print_json([asdict(t) for t in rows])
         return
@@ -128,9 +135,9 @@ def tenants_set_limit(
     """Set or clear a tenant's rolling weekly value limit."""
     from voucherd.auth.service import set_weekly_value_limit, tenant_id_by_name
 
-    db = _db()
     try:
-        set_weekly_value_limit(db, tenant_id_by_name(db, name), weekly_value_limit)
+        with _database() as db:
+            set_weekly_value_limit(db, tenant_id_by_name(db, name), weekly_value_limit)
     except DomainError as exc:
         _fail(exc)
 
@@ -148,7 +155,8 @@ def keys_create(
     from voucherd.auth.service import create_key, parse_scopes
 
     try:
-        issued = create_key(_db(), tenant, scopes=parse_scopes(scopes), name=name)
+        with _database() as db:
+            issued = create_key(db, tenant, scopes=parse_scopes(scopes), name=name)
     except DomainError as exc:
         _fail(exc)
         return
@@ -177,7 +185,8 @@ def keys_list(
     from voucherd.auth.service import list_keys
 
     try:
-        rows = list_keys(_db(), tenant)
+        with _database() as db:
+            rows = list_keys(db, tenant)
     except DomainError as exc:
         _fail(exc)
         return
@@ -202,7 +211,8 @@ def keys_revoke(key_id: str) -> None:
     from voucherd.auth.service import revoke_key
 
     try:
-        revoke_key(_db(), key_id)
+        with _database() as db:
+            revoke_key(db, key_id)
     except DomainError as exc:
         _fail(exc)
     console.print(f"revoked {key_id}")
@@ -222,11 +232,11 @@ def campaigns_mint(
     from voucherd.vouchers.issue import mint_vouchers
     from voucherd.vouchers.schemas import MintVouchers
 
-    db = _db()
     try:
-        caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"issue"}))
-        started = time.perf_counter()
-        result = mint_vouchers(db, caller, campaign, MintVouchers(count=count))
+        with _database() as db:
+            caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"issue"}))
+            started = time.perf_counter()
+            result = mint_vouchers(db, caller, campaign, MintVouchers(count=count))
     except DomainError as exc:
         _fail(exc)
         return
