@@ -40,6 +40,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         return _sqlite_engine(url)
     return create_engine(
         url,
+        # Parameters carry codes and customer data; keep them out of exception text and logs.
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_pre_ping=True,
@@ -48,7 +50,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
 
 def _sqlite_engine(url: str) -> Engine:
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+    engine = create_engine(
+        url, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": 60}
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
