@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from voucherd.auth.service import Caller, authenticate_token, create_key, create_tenant
 from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.schemas import CampaignCreate
 from voucherd.campaigns.service import create_campaign
 from voucherd.db.engine import Database
+from voucherd.redemptions.schemas import RedeemRequest, RedemptionRecord
+from voucherd.redemptions.service import redeem
 from voucherd.vouchers.issue import issue_voucher
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord
 
@@ -60,3 +66,62 @@ def issue(db: Database, tenant: Tenant, campaign: Campaign | str, **fields: Any)
     return issue_voucher(
         db, tenant.caller, IssueVoucher.model_validate({"campaign": ref, **fields})
     )
+
+
+# Helpers of the HTTP suites (redemptions, errors, isolation, idempotency).
+
+COUNTED_TABLES = (
+    "campaign",
+    "voucher",
+    "redemption",
+    "ledger_entry",
+    "voucher_event",
+    "idempotency_record",
+)
+
+
+def count_rows(db: Database, *, tables: Sequence[str] = COUNTED_TABLES) -> dict[str, int]:
+    """Rows per table; each test runs in its own rolled-back transaction, so these are its own."""
+    with db.unit_of_work(write=False) as session:
+        return {t: int(session.scalar(text(f"SELECT count(*) FROM {t}")) or 0) for t in tables}
+
+
+def ledger_and_balance(db: Database, *, voucher_id: str) -> tuple[int, int | None]:
+    """The sum of a voucher's ledger rows and its cached balance column, read together."""
+    with db.unit_of_work(write=False) as session:
+        total = session.scalar(
+            text("SELECT coalesce(sum(delta), 0) FROM ledger_entry WHERE voucher_id = :v"),
+            {"v": voucher_id},
+        )
+        balance = session.scalar(
+            text("SELECT balance FROM voucher WHERE id = :v"), {"v": voucher_id}
+        )
+    return int(total or 0), None if balance is None else int(balance)
+
+
+def refuse_server_errors(client: TestClient) -> TestClient:
+    """Make any 5xx answer fail the request that received it, inside the test's own call.
+
+    The check wraps ``request`` (which every verb goes through) rather than using a response
+    hook, so a failure's traceback stays a few frames deep and cheap to report.
+    """
+    send = client.request
+
+    def request(*args: Any, **kwargs: Any) -> Any:
+        response = send(*args, **kwargs)
+        if response.status_code >= 500:
+            raise AssertionError(
+                f"{response.request.method} {response.request.url.path} answered "
+                f"{response.status_code}: {response.text}"
+            )
+        return response
+
+    client.request = request  # type: ignore[method-assign]
+    return client
+
+
+def make_redemption(
+    db: Database, tenant: Tenant, *, code: str, amount: int | None = None, **fields: Any
+) -> RedemptionRecord:
+    body = RedeemRequest.model_validate({"code": code, "amount": amount, **fields})
+    return redeem(db, tenant.caller, body)

@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from voucherd import __version__
 from voucherd.api import problems
-from voucherd.api.limits import BodySizeLimit
+from voucherd.api.limits import BodySizeLimit, RefuseNulInUrl
 from voucherd.api.responses import json_response
 from voucherd.auth.routes import router as tenant_router
 from voucherd.auth.service import Caller
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.state.settings = settings
     problems.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RefuseNulInUrl)
     for router in (campaigns_router, vouchers_router, redemptions_router, tenant_router):
         app.include_router(router)
     _register_replay_renderers()
@@ -74,12 +75,10 @@ def _register_replay_renderers() -> None:
         return 201, present_voucher(record, now=db.now(), base_url=db.settings.public_base_url)
 
     def redemption(
-        db: Database, tenant: str, redemption_id: str, _: str
+        db: Database, tenant: str, redemption_id: str, action: str
     ) -> tuple[int, dict[str, Any]]:
         record = redemptions.get_redemption(db, Caller(tenant, "replay"), redemption_id)
-        return (200 if record.redemption.status == "ROLLED_BACK" else 201), present_redemption(
-            record
-        )
+        return (200 if action == "rollback" else 201), present_redemption(record)
 
     def campaign(db: Database, tenant: str, campaign_id: str, _: str) -> tuple[int, dict[str, Any]]:
         return 201, present_campaign(

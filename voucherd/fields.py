@@ -2,12 +2,46 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, StringConstraints
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from pydantic import Strict as StrictType
 
 from voucherd.money import CURRENCIES, MAX_MINOR_UNITS
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: unknown fields are refused, and so is a NUL character in any
+    text, which PostgreSQL cannot store (it would be a 500 there and silently kept on SQLite)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 def _currency(value: str) -> str:
@@ -30,16 +64,45 @@ def _metadata(value: dict[str, Any]) -> dict[str, Any]:
     for key in value:
         if len(key) > 100:
             raise ValueError("keys are at most 100 characters")
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        # Integers past 64 bits, nesting past 255 levels: refuse now, not after the commit.
+        raise ValueError(f"cannot be stored as JSON: {exc}") from exc
     return value
 
 
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _timestamp(value: datetime) -> datetime:
+    """Dates far outside any voucher's life would overflow when moved between time zones."""
+    probe = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    try:
+        in_range = _EARLIEST <= probe.astimezone(UTC) < _LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ValueError("must be between the years 1900 and 9000")
+    return value
+
+
+# Strict: JSON true or "12" is not an amount of money.
 MinorUnits = Annotated[
     int,
+    StrictType(),
     Field(ge=0, le=MAX_MINOR_UNITS, description="Money in minor units (cents), or points."),
 ]
 PositiveMinorUnits = Annotated[
     int,
+    StrictType(),
     Field(gt=0, le=MAX_MINOR_UNITS, description="A positive amount in minor units, or points."),
+]
+SignedMinorUnits = Annotated[
+    int,
+    StrictType(),
+    Field(ge=-MAX_MINOR_UNITS, le=MAX_MINOR_UNITS, description="Minor units or points, + or -."),
 ]
 Currency = Annotated[
     str,
@@ -65,4 +128,9 @@ CustomerRef = Annotated[
 ]
 Reference = Annotated[str, StringConstraints(max_length=200)]
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
-Quantity = Annotated[int, Field(ge=1, le=1_000_000_000)]
+Quantity = Annotated[int, StrictType(), Field(ge=1, le=1_000_000_000)]
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_timestamp),
+    Field(description="ISO 8601; without an offset it is read in the campaign's time zone."),
+]

@@ -2,10 +2,54 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote_to_bytes
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voucherd.api.problems import PROBLEM_JSON
 from voucherd.api.responses import dumps
+
+
+class RefuseNulInUrl:
+    """A NUL in a path or query can match nothing, and PostgreSQL refuses to compare text with
+    one (a 500): refuse it at the door with a 400 naming where it was."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw_path = scope.get("raw_path") or scope["path"].encode()
+            for where, raw in (("path", raw_path), ("query", scope.get("query_string", b""))):
+                if b"\x00" in unquote_to_bytes(raw):
+                    detail = f"the {where} contains a NUL character"
+                    await _send_problem(send, 400, "invalid_url", detail, where)
+                    return
+        await self.app(scope, receive, send)
+
+
+async def _send_problem(send: Send, status: int, code: str, detail: str, field: str) -> None:
+    body = dumps(
+        {
+            "type": f"urn:voucherd:problem:{code}",
+            "title": "Invalid URL",
+            "status": status,
+            "detail": detail,
+            "code": code,
+            "errors": [{"field": field, "reason": detail}],
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodySizeLimit:
@@ -23,18 +67,30 @@ class BodySizeLimit:
             return
         seen = 0
         started = False
+        too_large = False
+        replaced = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise _TooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, replaced
+            if replaced:
+                return
+            if too_large and not started and message["type"] == "http.response.start":
+                # Whoever read the body may have caught _TooLarge and answered on its own
+                # (FastAPI turns any error while reading a body into "400 error parsing the
+                # body"): the answer is still 413, sent instead of theirs.
+                started = replaced = True
+                await self._refuse(send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -86,6 +86,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:
+            # FastAPI's own answer when a body cannot be decoded at all (not UTF-8, nested
+            # deeper than the parser goes): still a malformed body, and still named.
+            reason = f"not valid JSON: {exc.detail}"
+            errors = [{"field": "body", "reason": reason}]
+            return problem(400, "malformed_json", "Malformed JSON", reason, errors)
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             exc.status_code, "http_error"
         )

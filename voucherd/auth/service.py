@@ -156,7 +156,8 @@ def tenant_id_by_name(db: Database, name: str) -> str:
 def create_key(
     db: Database, tenant_name: str, *, scopes: list[str] | None = None, name: str | None = None
 ) -> IssuedKey:
-    scopes = sorted(scopes or SCOPES)
+    # None means every scope; an empty or unknown list is a mistake, never "every scope".
+    scopes = sorted(SCOPES) if scopes is None else parse_scopes(",".join(scopes))
     with db.unit_of_work() as session:
         tenant = _tenant_by_name(session, tenant_name)
         key_id = new_id("vk")

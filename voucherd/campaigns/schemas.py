@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import CodeConfigError, validate_code_config
-from voucherd.fields import Currency, Metadata, MinorUnits, PositiveMinorUnits, Quantity, Timezone
+from voucherd.fields import (
+    Currency,
+    Metadata,
+    MinorUnits,
+    PositiveMinorUnits,
+    Quantity,
+    RequestModel,
+    Timestamp,
+    Timezone,
+)
 from voucherd.vouchers.validity import parse_duration
 
 VoucherType = Literal["GIFT", "CASH", "DISCOUNT", "LOYALTY"]
@@ -19,11 +27,7 @@ CampaignMode = Literal["STATIC", "AUTO_UPDATE"]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DiscountDefinition(Strict):
+class DiscountDefinition(RequestModel):
     type: Literal["AMOUNT", "PERCENT", "FIXED", "UNIT"]
     amount_off: PositiveMinorUnits | None = None
     percent_off: Decimal | None = Field(default=None, gt=0, le=100, max_digits=7, decimal_places=4)
@@ -50,7 +54,7 @@ class DiscountDefinition(Strict):
         return self
 
 
-class CodeConfig(Strict):
+class CodeConfig(RequestModel):
     """Voucherify's ``code_config``, honoured to the letter."""
 
     length: int | None = Field(default=None, ge=1, le=100)
@@ -72,7 +76,7 @@ class CodeConfig(Strict):
         return self.model_dump(exclude_none=True, exclude={"initial_count"})
 
 
-class ValidityTimeframe(Strict):
+class ValidityTimeframe(RequestModel):
     duration: str = Field(description="ISO 8601 duration of each window, e.g. PT1H")
     interval: str = Field(description="ISO 8601 duration between window starts, e.g. P2D")
 
@@ -90,7 +94,7 @@ class ValidityTimeframe(Strict):
         return self
 
 
-class DailyHours(Strict):
+class DailyHours(RequestModel):
     start_time: str
     expiration_time: str
     days_of_week: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4, 5, 6])
@@ -114,7 +118,7 @@ class DailyHours(Strict):
         return self
 
 
-class ValidityHours(Strict):
+class ValidityHours(RequestModel):
     daily: list[DailyHours] = Field(min_length=1, max_length=50)
 
 
@@ -124,15 +128,15 @@ def _check_days(value: list[int]) -> list[int]:
     return sorted(set(value))
 
 
-class CampaignFields(Strict):
+class CampaignFields(RequestModel):
     """Fields both creation and update accept."""
 
     description: str | None = Field(default=None, max_length=2000)
     active: bool | None = None
     default_value: MinorUnits | None = None
     max_value: PositiveMinorUnits | None = None
-    start_date: datetime | None = None
-    expiration_date: datetime | None = None
+    start_date: Timestamp | None = None
+    expiration_date: Timestamp | None = None
     lifetime_days: int | None = Field(
         default=None,
         ge=0,

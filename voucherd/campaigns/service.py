@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, select
@@ -37,10 +37,13 @@ def find_campaign(
 
 
 def _localise(value: datetime | None, timezone: str) -> datetime | None:
-    """A date without an offset is read in the campaign's time zone."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=ZoneInfo(timezone))
+    """A date without an offset is read in the campaign's time zone. Kept in UTC, as the
+    database hands dates back, so an answer shows a date the same way as a later read."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(timezone))
+    return value.astimezone(UTC)
 
 
 def _apply(campaign: Campaign, fields: CampaignFields, present: set[str]) -> None:
@@ -170,11 +173,13 @@ def update_campaign(db: Database, caller: Caller, ref: str, body: CampaignUpdate
         if campaign.budget is not None and budget_was_off:
             # issued_value is only kept while a budget exists; catch it up now.
             campaign.issued_value = _issued_value(session, campaign.id)
-            if campaign.issued_value > campaign.budget:
-                raise InvalidInput(
-                    f"{campaign.issued_value} has already been issued, above this budget",
-                    field="budget",
-                )
+        # Checked here for a new or a lowered budget alike, before the CHECK constraint would
+        # turn it into an IntegrityError (mistaken below for a duplicate name).
+        if campaign.budget is not None and campaign.issued_value > campaign.budget:
+            raise InvalidInput(
+                f"{campaign.issued_value} has already been issued, above this budget",
+                field="budget",
+            )
         campaign.updated_at = db.now()
         try:
             session.flush()

@@ -3,7 +3,7 @@
 Two kinds of code exist:
 
 * **Default codes** (no ``code_config``): 12 characters from a 32-letter alphabet without
-  look-alikes (no 0/O, 1/I/L) — exactly 60 random bits — then one check character. The check
+  look-alikes (no 0/O, 1/I) — exactly 60 random bits — then one check character. The check
   character is Damm's scheme over GF(32): ``x∘y = αx ⊕ y`` is a totally anti-symmetric
   quasigroup for any field element α ∉ {0, 1}, so every single-character typo and every swap of
   two neighbours fails the check, and a mistyped code is refused without a database lookup.
@@ -158,7 +158,9 @@ def validate_code_config(config: dict[str, Any]) -> None:
     if length is not None and pattern is None and not 1 <= int(length) <= MAX_CODE_LENGTH:
         raise CodeConfigError("code_config.length", f"must be between 1 and {MAX_CODE_LENGTH}")
     spec = spec_from_config(config)
-    total = len(spec._assemble("x" * spec.random_length))
+    # Assemble from the spec's own charset: an empty config is the default spec, whose check
+    # character is only defined over the default alphabet.
+    total = len(spec._assemble(spec.charset[0] * spec.random_length))
     if total > MAX_CODE_LENGTH:
         raise CodeConfigError("code_config", f"codes would be longer than {MAX_CODE_LENGTH}")
 

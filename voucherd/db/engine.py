@@ -9,6 +9,8 @@ isolation / Savepoints / Transactional DDL" notes for pysqlite).
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -37,7 +39,7 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+        return _sqlite_engine(url, pool_size)
     return create_engine(
         url,
         # Parameters carry codes and customer data; keep them out of exception text and logs.
@@ -49,9 +51,73 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
-def _sqlite_engine(url: str) -> Engine:
+_SQLITE_BUSY_SECONDS = 60
+
+
+class _QueuedWriterConnection(sqlite3.Connection):
+    """A pysqlite connection whose write transactions queue on a lock shared by its engine.
+
+    A writer that finds SQLite's database lock taken polls for it with sleeps of up to 100 ms
+    (``sqlite3_busy_timeout``), so under many threads the lock sits free while the waiters
+    sleep, and an unlucky one can wait past any timeout (tests/test_concurrency.py showed
+    32 threads on one hot card starving each other past the pool's 30 s). The threads of one
+    process queue here instead and are woken as soon as the writer ahead commits or rolls back;
+    other processes still meet SQLite's own lock and busy timeout.
+    """
+
+    writers: threading.Lock  # one per engine, set on the engine's own subclass
+    _holds_writer = False
+
+    def queue_for_write(self) -> None:
+        if self._holds_writer:
+            return
+        if not self.writers.acquire(timeout=_SQLITE_BUSY_SECONDS):
+            raise sqlite3.OperationalError("database is locked")
+        self._holds_writer = True
+
+    def leave_write_queue(self) -> None:
+        if self._holds_writer:
+            self._holds_writer = False
+            self.writers.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.leave_write_queue()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.leave_write_queue()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.leave_write_queue()
+
+
+def _sqlite_engine(url: str, pool_size: int) -> Engine:
+    connection_class = type(
+        "QueuedWriterConnection", (_QueuedWriterConnection,), {"writers": threading.Lock()}
+    )
+    # A thread waiting for a pooled connection rather than in the write queue fails after the
+    # pool's timeout: size a file database's pool like PostgreSQL's (memory ones have no pool).
+    in_memory = make_url(url).database in (None, "", ":memory:")
+    pool: dict[str, Any] = (
+        {} if in_memory else {"pool_size": pool_size, "max_overflow": pool_size * 2}
+    )
     engine = create_engine(
-        url, hide_parameters=True, connect_args={"check_same_thread": False, "timeout": 60}
+        url,
+        hide_parameters=True,
+        connect_args={
+            "check_same_thread": False,
+            "timeout": _SQLITE_BUSY_SECONDS,
+            "factory": connection_class,
+        },
+        **pool,
     )
 
     @event.listens_for(engine, "connect")
@@ -61,13 +127,21 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_SECONDS * 1000}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get(WRITE_OPTION, True)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if not conn.get_execution_options().get(WRITE_OPTION, True):
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_connection: Any = conn.connection.dbapi_connection
+        dbapi_connection.queue_for_write()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            dbapi_connection.leave_write_queue()
+            raise
 
     return engine
 

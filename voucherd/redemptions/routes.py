@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from voucherd.api.deps import DB, CallerDep, Idem
 from voucherd.api.responses import json_response, list_payload, respond_created
@@ -18,6 +18,11 @@ from voucherd.redemptions.schemas import (
 
 router = APIRouter(prefix="/api/v1", tags=["redemptions"])
 
+# Ids and codes are printable ASCII. Anything else names nothing, and some of it (a NUL byte)
+# PostgreSQL refuses even to compare, so it is refused here as bad input naming the parameter.
+_PRINTABLE = r"^[\x21-\x7e]+$"
+RedemptionId = Annotated[str, Path(max_length=64, pattern=_PRINTABLE)]
+
 
 @router.post("/validations", summary="Would this voucher redeem now, and for what?")
 def validate(body: ValidateRequest, db: DB, caller: CallerDep) -> Response:
@@ -32,7 +37,11 @@ def redeem(body: RedeemRequest, db: DB, caller: CallerDep, idem: Idem) -> Respon
 
 @router.post("/redemptions/{redemption_id}/rollback", summary="Give a redemption's value back")
 def rollback(
-    redemption_id: str, db: DB, caller: CallerDep, idem: Idem, body: RollbackRequest | None = None
+    redemption_id: RedemptionId,
+    db: DB,
+    caller: CallerDep,
+    idem: Idem,
+    body: RollbackRequest | None = None,
 ) -> Response:
     reason = body.reason if body else None
     record = service.rollback(db, caller, redemption_id, reason, idem=idem)
@@ -40,7 +49,7 @@ def rollback(
 
 
 @router.get("/redemptions/{redemption_id}", summary="Get a redemption")
-def get_redemption(redemption_id: str, db: DB, caller: CallerDep) -> Response:
+def get_redemption(redemption_id: RedemptionId, db: DB, caller: CallerDep) -> Response:
     return json_response(present_redemption(service.get_redemption(db, caller, redemption_id)))
 
 
@@ -48,9 +57,9 @@ def get_redemption(redemption_id: str, db: DB, caller: CallerDep) -> Response:
 def list_redemptions(
     db: DB,
     caller: CallerDep,
-    voucher: Annotated[str | None, Query(max_length=200)] = None,
+    voucher: Annotated[str | None, Query(max_length=200, pattern=_PRINTABLE)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    cursor: Annotated[str | None, Query(max_length=40)] = None,
+    cursor: Annotated[str | None, Query(max_length=40, pattern=_PRINTABLE)] = None,
 ) -> Response:
     page = service.list_redemptions(db, caller, voucher=voucher, limit=limit, cursor=cursor)
     return json_response(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from voucherd.fields import (
     CustomerRef,
@@ -14,28 +14,33 @@ from voucherd.fields import (
     PositiveMinorUnits,
     Quantity,
     Reference,
+    RequestModel,
     VoucherCode,
 )
+from voucherd.money import MAX_MINOR_UNITS
 from voucherd.redemptions.models import Redemption
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OrderItem(Strict):
+class OrderItem(RequestModel):
     sku: str = Field(min_length=1, max_length=100)
     quantity: Quantity
     price: MinorUnits = Field(description="Unit price in minor units.")
 
+    @model_validator(mode="after")
+    def _line_total_is_money(self) -> OrderItem:
+        # A UNIT discount is quantity x price: keep it inside the amounts voucherd stores.
+        if self.quantity * self.price > MAX_MINOR_UNITS:
+            raise ValueError(f"quantity x price is above {MAX_MINOR_UNITS}")
+        return self
 
-class Order(Strict):
+
+class Order(RequestModel):
     amount: MinorUnits | None = Field(default=None, description="Order total in minor units.")
     reference: Reference | None = None
     items: list[OrderItem] | None = Field(default=None, max_length=500)
 
 
-class RedeemableRequest(Strict):
+class RedeemableRequest(RequestModel):
     code: VoucherCode = Field(description="The voucher's code (or its id).")
     amount: PositiveMinorUnits | None = Field(
         default=None,
@@ -56,7 +61,7 @@ class RedeemRequest(RedeemableRequest):
     metadata: Metadata | None = None
 
 
-class RollbackRequest(Strict):
+class RollbackRequest(RequestModel):
     reason: str | None = Field(default=None, max_length=500)
 
     @model_validator(mode="before")

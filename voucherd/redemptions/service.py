@@ -359,7 +359,9 @@ def rollback(
                 created_at=now,
             )
         )
-        idempotency.bind_effect(session, caller.tenant_id, idem, "redemption", redemption_id)
+        idempotency.bind_effect(
+            session, caller.tenant_id, idem, "redemption:rollback", redemption_id
+        )
         redemption = session.get(Redemption, redemption_id)
         assert redemption is not None
         session.commit()

@@ -330,10 +330,10 @@ class _BulkMinter:
         dialect = session.get_bind().dialect
         self.params: dict[str, Any] = {}
         for key, value in template.items():
-            column = table.c[key]
             if key == "metadata_":
                 self.params["p_metadata"] = None if value is None else json.dumps(value)
                 continue
+            column = table.c[key]
             processor = column.type.bind_processor(dialect)
             self.params[f"p_{column.name}"] = processor(value) if processor else value
         self._create_staging()

@@ -33,8 +33,14 @@ def spend_weekly_value(
     """
     if limit_seen is None or value == 0:
         return
+    # FOR NO KEY UPDATE, not FOR UPDATE: this transaction may already hold FOR KEY SHARE on the
+    # tenant row (PostgreSQL takes it for the foreign key of every row inserted before this
+    # point: the idempotency record, the per-customer count), and two issuers each holding
+    # that and asking for FOR UPDATE deadlock. NO KEY UPDATE still queues issuers on the row.
     limit = session.scalar(
-        select(Tenant.weekly_value_limit).where(Tenant.id == tenant_id).with_for_update()
+        select(Tenant.weekly_value_limit)
+        .where(Tenant.id == tenant_id)
+        .with_for_update(key_share=True)
     )
     if limit is None:
         return

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -8,6 +7,7 @@ from fastapi import APIRouter, Query, Response
 from voucherd.api.deps import DB, CallerDep, Idem
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.db.engine import Database
+from voucherd.fields import Timestamp
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from voucherd.vouchers import service
 from voucherd.vouchers.issue import issue_voucher
@@ -40,8 +40,8 @@ def list_vouchers(
     campaign: Annotated[str | None, Query(max_length=200)] = None,
     state: VoucherStateName | None = None,
     customer_ref: Annotated[str | None, Query(max_length=200)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from voucherd.fields import (
     CampaignRef,
@@ -14,17 +14,16 @@ from voucherd.fields import (
     Metadata,
     PositiveMinorUnits,
     Quantity,
+    RequestModel,
+    SignedMinorUnits,
+    Timestamp,
     VoucherCode,
 )
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.validity import effective_state
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Holder(Strict):
+class Holder(RequestModel):
     """Printed on the voucher page so a cashier can check the holder's ID."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -32,11 +31,11 @@ class Holder(Strict):
     postcode: str | None = Field(default=None, min_length=1, max_length=20)
 
 
-class VoucherOverrides(Strict):
+class VoucherOverrides(RequestModel):
     """What a single voucher may set differently from its campaign."""
 
-    start_date: datetime | None = None
-    expiration_date: datetime | None = None
+    start_date: Timestamp | None = None
+    expiration_date: Timestamp | None = None
     category: str | None = Field(default=None, max_length=100)
     additional_info: str | None = Field(default=None, max_length=2000)
     metadata: Metadata | None = None
@@ -58,12 +57,14 @@ class MintVouchers(VoucherOverrides):
     value: PositiveMinorUnits | None = None
 
 
-class ChangeState(Strict):
+class ChangeState(RequestModel):
     reason: str | None = Field(default=None, max_length=500)
 
 
-class AdjustBalance(Strict):
-    amount: int = Field(description="Minor units or points to add (positive) or remove (negative).")
+class AdjustBalance(RequestModel):
+    amount: SignedMinorUnits = Field(
+        description="Minor units or points to add (positive) or remove (negative)."
+    )
     reason: str | None = Field(default=None, max_length=500)
 
 

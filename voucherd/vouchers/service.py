@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
@@ -60,14 +60,20 @@ def list_vouchers(
         if filters.customer_ref is not None:
             query = query.where(Voucher.customer_ref == filters.customer_ref)
         if filters.created_after is not None:
-            query = query.where(Voucher.created_at >= filters.created_after)
+            query = query.where(Voucher.created_at >= _utc(filters.created_after))
         if filters.created_before is not None:
-            query = query.where(Voucher.created_at < filters.created_before)
+            query = query.where(Voucher.created_at < _utc(filters.created_before))
         if cursor:
             query = query.where(Voucher.id < cursor)
         rows = session.execute(query.order_by(Voucher.id.desc()).limit(limit + 1)).all()
     records = [VoucherRecord(v, name) for v, name in rows]
     return page_of(records, limit, records[limit - 1].voucher.id if len(records) > limit else None)
+
+
+def _utc(moment: datetime) -> datetime:
+    """A filter time without an offset is read as UTC (a list spans campaigns and their zones);
+    handed on naive, it would fail in the UTCDateTime column type as a server error."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _event(
@@ -110,6 +116,8 @@ def _transition(
     with db.unit_of_work() as session:
         record = find_voucher(session, caller.tenant_id, ref)
         voucher = record.voucher
+        # Read before the UPDATE: the ORM synchronises the loaded object with the new state.
+        previous = voucher.state
         changed = session.execute(
             update(Voucher)
             .where(Voucher.id == voucher.id, Voucher.state.in_(allowed_from))
@@ -123,7 +131,7 @@ def _transition(
                 field="voucher",
                 code=f"voucher_{str(current).lower()}",
             )
-        _event(session, voucher, caller, kind, now, reason=reason, data={"from": voucher.state})
+        _event(session, voucher, caller, kind, now, reason=reason, data={"from": previous})
         session.commit()
         session.refresh(voucher)
         return record

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,7 @@ def parse_duration(text: str) -> timedelta:
     Months and years are refused: their length varies, so "every month" is not a fixed
     interval a window can repeat on.
     """
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)  # not match(): "$" would let a trailing newline in
     if not match or text in ("P", "PT") or text.endswith("T"):
         raise ValueError(
             "must be an ISO 8601 duration in weeks, days, hours, minutes or seconds "
@@ -52,7 +52,8 @@ def expiry_at_issue(
         candidates.append(expiration_date)
     if lifetime_days is not None:
         tz = ZoneInfo(timezone)
-        candidates.append(end_of_local_day(issued_at + timedelta(days=lifetime_days), tz))
+        end = end_of_local_day(issued_at + timedelta(days=lifetime_days), tz)
+        candidates.append(end.astimezone(UTC))  # shown in UTC, as the database gives it back
     return min(candidates) if candidates else None
 
 
@@ -104,7 +105,10 @@ def refusal(
     if timeframe and start_date is not None:
         duration = parse_duration(timeframe["duration"])
         interval = parse_duration(timeframe["interval"])
-        if (now - start_date) % interval >= duration:
+        # Counted on the campaign's wall clock, so "10:00-11:00 every day" stays at 10:00 local
+        # across a daylight-saving change instead of drifting by an hour.
+        elapsed = local.replace(tzinfo=None) - start_date.astimezone(tz).replace(tzinfo=None)
+        if elapsed % interval >= duration:
             return Refusal(
                 "outside_validity_timeframe", "the voucher is outside its validity window"
             )
