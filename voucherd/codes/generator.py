@@ -89,6 +89,8 @@ class CodeSpec:
     def generate(self, count: int) -> list[str]:
         """``count`` distinct codes (distinct among themselves; the database holds global
         uniqueness)."""
+        if count > self.space_size:
+            raise ValueError(f"{count} distinct codes cannot be drawn from {self.space_size}")
         codes: set[str] = set()
         while len(codes) < count:
             for body in _random_strings(self.charset, self.random_length, count - len(codes)):
