@@ -10,6 +10,7 @@ uniqueness, under any number of concurrent minters.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,12 +131,29 @@ def _spend_limits(
         spend_weekly_value(session, campaign.tenant_id, total, now, limit_seen=weekly_limit)
 
 
+def _take_turns_in_small_space(session: Session, spec: CodeSpec) -> None:
+    """In a small code space, drawers of the same code shape take turns (PostgreSQL).
+
+    Two transactions whose fresh codes overlap would each wait in ``INSERT ... ON CONFLICT``
+    for the other's uncommitted row — a deadlock PostgreSQL breaks by aborting one — and
+    concurrent capacity counts would each miss the other's codes. A transaction-scoped
+    advisory lock on the shape makes them queue instead. Large spaces (the default 60-bit
+    codes) never get here: collisions there are too rare to be worth a lock.
+    """
+    if not is_postgresql(session):
+        return  # SQLite's writer lock already serialises every writer
+    shape = repr((spec.charset, spec.random_length, spec.prefix, spec.postfix, spec.pattern))
+    key = int.from_bytes(hashlib.sha256(shape.encode()).digest()[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def _check_capacity(
     session: Session, db: Database, campaign: Campaign, spec: CodeSpec, count: int
 ) -> None:
     room = capacity(spec, db.settings.max_code_space_fill)
     if room >= _COUNT_CAPACITY_BELOW:
         return
+    _take_turns_in_small_space(session, spec)
     existing = session.scalar(select(func.count()).where(Voucher.campaign_id == campaign.id)) or 0
     if existing + count > room:
         raise LimitReached(
