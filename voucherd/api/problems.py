@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voucherd.api.responses import dumps
@@ -126,6 +127,23 @@ def install(app: FastAPI) -> None:
             media_type="application/json",
             headers={"Idempotent-Replayed": "true"},
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> Response:
+        if exc.connection_invalidated or isinstance(exc, OperationalError):
+            # The database went away (restart, failover). The unit of work rolled back, unless
+            # the connection died during its COMMIT: a retry with the same Idempotency-Key is
+            # safe either way (it replays if the effect did commit).
+            log.warning("database unavailable on %s %s", request.method, request.url.path)
+            return problem(
+                503,
+                "database_unavailable",
+                "Service unavailable",
+                "the database is unavailable; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return problem(500, "internal_error", "Internal error", "an unexpected error occurred")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

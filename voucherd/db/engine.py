@@ -46,7 +46,8 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size * 2,
-        pool_pre_ping=True,
+        # No pre-ping: it would cost a round trip on every unit of work. A connection found dead
+        # invalidates the pool and its request answers 503 (api/problems.py), safe to retry.
         pool_recycle=1800,
     )
 
