@@ -8,16 +8,18 @@ both change in the same transaction.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, insert, or_, select, update
+from sqlalchemy import Table, case, insert, or_, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from voucherd.auth.service import Caller
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import is_mistyped
+from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, InvalidInput, NotFound, NotRedeemable
 from voucherd.idempotency import service as idempotency
@@ -210,6 +212,82 @@ def _why_debit_failed(session: Session, voucher: Voucher, plan: Plan) -> NotRede
     )
 
 
+_REDEMPTION_COLUMNS = (
+    "id", "tenant_id", "voucher_id", "status", "amount", "order_amount", "order_reference",
+    "merchant_ref", "store_ref", "customer_ref", "metadata", "created_at",
+)  # fmt: skip
+_REDEMPTION_TABLE = cast(Table, Redemption.__table__)
+# PostgreSQL: the redemption, its ledger entry and its event in one round trip, after the
+# conditional UPDATE (``_debit``) has already taken the money.
+_RECORD_ON_POSTGRESQL = text(
+    "WITH r AS (INSERT INTO redemption ("
+    + ", ".join(_REDEMPTION_COLUMNS)
+    + ") VALUES ("
+    + ", ".join(
+        "CAST(:metadata AS jsonb)" if c == "metadata" else f":{c}" for c in _REDEMPTION_COLUMNS
+    )
+    + ") RETURNING id), "
+    "ledger AS (INSERT INTO ledger_entry "
+    "(tenant_id, voucher_id, delta, kind, redemption_id, created_at) "
+    "SELECT :tenant_id, :voucher_id, -CAST(:spend AS bigint), 'REDEMPTION', id, :created_at "
+    "FROM r WHERE CAST(:spend AS bigint) > 0) "
+    "INSERT INTO voucher_event (tenant_id, voucher_id, campaign_id, kind, actor, data, created_at) "
+    "SELECT :tenant_id, :voucher_id, :campaign_id, 'redeemed', :actor, CAST(:event_data AS jsonb), "
+    ":created_at FROM r"
+)
+_RECORD_REDEMPTION_ON_SQLITE = insert(_REDEMPTION_TABLE)
+_RECORD_LEDGER_ON_SQLITE = insert(cast(Table, LedgerEntry.__table__))
+_RECORD_EVENT_ON_SQLITE = insert(cast(Table, VoucherEvent.__table__))
+
+
+def _record_redemption(
+    session: Session, redemption: Redemption, *, spend: int, campaign_id: str, actor: str
+) -> None:
+    """Write the redemption, the ledger entry for what it took, and its event.
+
+    Prebuilt statements executed with parameters: building ORM statements per request cost
+    more CPU than the database spent on the rows.
+    """
+    params: dict[str, Any] = {
+        column: getattr(redemption, "metadata_" if column == "metadata" else column)
+        for column in _REDEMPTION_COLUMNS
+    }
+    event = {"redemption_id": redemption.id, "amount": redemption.amount}
+    if is_postgresql(session):
+        if params["metadata"] is not None:
+            params["metadata"] = json.dumps(params["metadata"])
+        params.update(
+            spend=spend, campaign_id=campaign_id, actor=actor, event_data=json.dumps(event)
+        )
+        session.execute(_RECORD_ON_POSTGRESQL, params)
+        return
+    session.execute(_RECORD_REDEMPTION_ON_SQLITE, params)
+    if spend:
+        session.execute(
+            _RECORD_LEDGER_ON_SQLITE,
+            {
+                "tenant_id": redemption.tenant_id,
+                "voucher_id": redemption.voucher_id,
+                "delta": -spend,
+                "kind": "REDEMPTION",
+                "redemption_id": redemption.id,
+                "created_at": redemption.created_at,
+            },
+        )
+    session.execute(
+        _RECORD_EVENT_ON_SQLITE,
+        {
+            "tenant_id": redemption.tenant_id,
+            "voucher_id": redemption.voucher_id,
+            "campaign_id": campaign_id,
+            "kind": "redeemed",
+            "actor": actor,
+            "data": event,
+            "created_at": redemption.created_at,
+        },
+    )
+
+
 def redeem(
     db: Database,
     caller: Caller,
@@ -242,28 +320,12 @@ def redeem(
             metadata_=body.metadata,
             created_at=now,
         )
-        session.add(redemption)
-        if plan.spend:
-            session.execute(
-                insert(LedgerEntry).values(
-                    tenant_id=caller.tenant_id,
-                    voucher_id=voucher.id,
-                    delta=-plan.spend,
-                    kind="REDEMPTION",
-                    redemption_id=redemption.id,
-                    created_at=now,
-                )
-            )
-        session.execute(
-            insert(VoucherEvent).values(
-                tenant_id=caller.tenant_id,
-                voucher_id=voucher.id,
-                campaign_id=voucher.campaign_id,
-                kind="redeemed",
-                actor=caller.key_id,
-                data={"redemption_id": redemption.id, "amount": redemption.amount},
-                created_at=now,
-            )
+        _record_redemption(
+            session,
+            redemption,
+            spend=plan.spend or 0,
+            campaign_id=voucher.campaign_id,
+            actor=caller.key_id,
         )
         idempotency.bind_effect(session, caller.tenant_id, idem, "redemption", redemption.id)
         session.commit()
