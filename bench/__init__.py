@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of voucherd against the raw PostgreSQL floor (see bench/README.md)."""

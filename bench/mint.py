@@ -1,0 +1,235 @@
+"""Minting codes into a campaign, against the raw database floor for the same rows.
+
+voucherd: ``voucherd campaigns mint CAMPAIGN --tenant T --count N --json`` in a child process, on
+a fresh migrated database with a GIFT campaign (so every voucher also gets its opening ledger
+entry). Printed: the seconds the command reports for ``mint_vouchers`` (one transaction), the
+child's whole wall time (interpreter, imports and migration check included), and the child's
+peak resident memory (its ``VmHWM``).
+
+Floor: the same N rows, generated beforehand (voucherd's id, code and page-token shapes plus the
+constant columns), written by ``COPY`` into empty copies of ``voucher`` and ``ledger_entry``
+(``LIKE ... INCLUDING ALL``: the same indexes and checks), in one transaction.
+
+    python -m bench.mint [--count 1000000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+if __package__ in (None, ""):  # run as ``python bench/mint.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+from voucherd.codes.generator import DEFAULT_SPEC
+from voucherd.ids import new_ids, new_public_tokens
+
+VALUE = 5000
+TARGET_SECONDS = 10.0  # issue 2: a million codes in under 10 s ...
+TARGET_MB = 300.0  # ... in under 300 MB of resident memory
+_CHUNK = 1 << 20  # bytes per COPY write
+
+_VOUCHER_COLUMNS = (
+    "id, tenant_id, campaign_id, code, public_token, type, state, currency, amount, balance, "
+    "redemption_quantity, redeemed_quantity, start_date, expiration_date, category, "
+    "additional_info, metadata, created_at, updated_at"
+)
+_LEDGER_COLUMNS = "tenant_id, voucher_id, delta, kind, created_at"
+
+
+@dataclass(frozen=True)
+class MintRun:
+    seconds: float  # mint_vouchers, as the command reports it
+    wall: float  # the whole child process
+    peak_mb: float
+    minted: int
+    cpu: common.CpuUsage
+
+
+def mint_with_voucherd(url: str, tenant: common.BenchTenant, campaign: str, count: int) -> MintRun:
+    """Run the CLI in a child process, sampling its peak resident memory as it goes.
+
+    The peak is the child's ``VmHWM`` (``/proc/PID/status``), read every 20 ms. Not the
+    ``ru_maxrss`` of ``wait4``: the kernel carries the parent's high-water mark across the
+    fork and exec into the child's, so that would report this (bigger) benchmark process.
+    """
+    env = {**os.environ, "VOUCHERD_DATABASE_URL": url, "VOUCHERD_LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "voucherd", "campaigns", "mint", campaign]
+    command += ["--tenant", tenant.name, "--count", str(count), "--json"]
+    started = time.perf_counter()
+    peak_kb = 0
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(command, env=env, stdout=out, stderr=log)
+        meter = common.CpuMeter(
+            {"voucherd": lambda: [child.pid], "postgres": common.postgres_serving(url)}
+        )
+        first = last = meter.sample()
+        try:
+            for tick in itertools.count():
+                if child.poll() is not None:
+                    break
+                peak_kb = max(peak_kb, _high_water_kb(child.pid))
+                if tick % 25 == 0:  # its PostgreSQL backend may end before it does
+                    last = last.then(meter.sample())
+                time.sleep(0.02)
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        wall = time.perf_counter() - started
+        if child.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"voucherd campaigns mint failed:\n{log.read().decode()}")
+        out.seek(0)
+        report = json.loads(out.read())
+    return MintRun(report["seconds"], wall, peak_kb / 1024, report["count"], last.since(first))
+
+
+def _high_water_kb(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0  # a zombie: its memory is already gone
+
+
+def _check_minted(url: str, campaign: str, count: int) -> tuple[bool, str]:
+    with psycopg.connect(common.libpq_url(url)) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT v.code), count(l.id) FROM voucher v"
+            " LEFT JOIN ledger_entry l ON l.voucher_id = v.id AND l.kind = 'ISSUE'"
+            " WHERE v.campaign_id = %s",
+            (campaign,),
+        ).fetchone()
+    assert row is not None
+    if tuple(row) != (count, count, count):
+        return False, f"MISMATCH: vouchers, distinct codes, ledger entries = {tuple(row)}"
+    return True, f"{count:,} vouchers with distinct codes and {count:,} opening ledger entries"
+
+
+@dataclass(frozen=True)
+class FloorRun:
+    voucher_seconds: float  # COPY into the voucher copy
+    seconds: float  # both COPYs and the COMMIT
+    cpu: common.CpuUsage
+
+
+def copy_floor(url: str, tenant: common.BenchTenant, campaign: str, count: int) -> FloorRun:
+    """COPY ``count`` ready-made rows into empty copies of the two tables, timed to COMMIT."""
+    now = datetime.now(UTC).isoformat()
+    constants = (
+        f"GIFT\tACTIVE\tEUR\t{VALUE}\t{VALUE}\t\\N\t0\t\\N\t\\N\t\\N\t\\N\t\\N\t{now}\t{now}"
+    )
+    ids = new_ids("v", count)
+    codes = DEFAULT_SPEC.generate(count)
+    tokens = new_public_tokens(count)
+    vouchers = "".join(
+        f"{i}\t{tenant.id}\t{campaign}\t{c}\t{t}\t{constants}\n"
+        for i, c, t in zip(ids, codes, tokens, strict=True)
+    ).encode()
+    ledger = "".join(f"{tenant.id}\t{i}\t{VALUE}\tISSUE\t{now}\n" for i in ids).encode()
+    del ids, codes, tokens
+    with psycopg.connect(common.libpq_url(url), autocommit=True) as conn:
+        conn.execute("CREATE TABLE voucher_floor (LIKE voucher INCLUDING ALL)")
+        conn.execute("CREATE TABLE ledger_floor (LIKE ledger_entry INCLUDING ALL)")
+        conn.execute("CHECKPOINT")  # do not pay for the pages voucherd's run left dirty
+        meter = common.CpuMeter(
+            {"client": common.this_process, "postgres": common.postgres_serving(url)}
+        )
+        first = meter.sample()
+        started = time.perf_counter()
+        with conn.transaction():
+            _copy(conn, f"COPY voucher_floor ({_VOUCHER_COLUMNS}) FROM STDIN", vouchers)
+            voucher_seconds = time.perf_counter() - started
+            _copy(conn, f"COPY ledger_floor ({_LEDGER_COLUMNS}) FROM STDIN", ledger)
+        seconds = time.perf_counter() - started
+        cpu = meter.sample().since(first)
+        conn.execute("DROP TABLE voucher_floor, ledger_floor")
+    return FloorRun(voucher_seconds, seconds, cpu)
+
+
+def _copy(conn: psycopg.Connection[object], statement: str, data: bytes) -> None:
+    with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        view = memoryview(data)
+        for offset in range(0, len(view), _CHUNK):
+            copy.write(view[offset : offset + _CHUNK])
+
+
+def _cpu_seconds(cpu: common.CpuUsage) -> str:
+    spent = ", ".join(f"{group} {cpu.seconds(group):.1f} s" for group in cpu.per_pid)
+    return f"CPU: {spent}; {cpu.others:.2f} cores busy with other processes"
+
+
+def _one_run(count: int) -> tuple[list[float], bool]:
+    with common.bench_database() as url:
+        db = common.open_database(url)
+        try:
+            tenant = common.make_tenant(db)
+            campaign = common.make_gift_campaign(db, tenant, value=VALUE)
+        finally:
+            db.dispose()
+        common.reset_tables(url)
+        minted = mint_with_voucherd(url, tenant, campaign, count)
+        ok, verdict = _check_minted(url, campaign, count)
+        rate = count / minted.seconds
+        print(
+            f"  voucherd: {minted.seconds:.2f} s in mint_vouchers ({rate:,.0f} codes/s), "
+            f"{minted.wall:.2f} s for the whole command, peak RSS {minted.peak_mb:,.0f} MB"
+        )
+        print(f"    {_cpu_seconds(minted.cpu)}")
+        print(f"    {verdict}")
+        floor = copy_floor(url, tenant, campaign, count)
+        floor_rate = count / floor.seconds
+        print(
+            f"  floor: {floor.seconds:.2f} s ({floor_rate:,.0f} codes/s): COPY vouchers "
+            f"{floor.voucher_seconds:.2f} s + COPY ledger {floor.seconds - floor.voucher_seconds:.2f} s"
+        )
+        print(f"    {_cpu_seconds(floor.cpu)}")
+    return [minted.seconds, rate, minted.wall, minted.peak_mb, floor.seconds, rate / floor_rate], ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    command = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    command.add_argument("--count", type=int, default=1_000_000, help="codes to mint")
+    command.add_argument("--runs", type=int, default=1, help="repeat on fresh databases")
+    args = command.parse_args(argv)
+    print(f"mint: {common.machine_line(common.server_url())}")
+    print(f"{args.count:,} codes into a GIFT campaign, a fresh database per run")
+    all_ok = True
+    runs = []
+    for run in range(1, args.runs + 1):
+        print(f"\nrun {run}:")
+        figures, ok = _one_run(args.count)
+        all_ok &= ok
+        runs.append(figures)
+    common.print_runs(
+        ["mint s", "codes/s", "command s", "peak MB", "floor s", "ratio"],
+        runs,
+    )
+    print(
+        f"ratio = voucherd codes/s / floor codes/s; targets: under {TARGET_SECONDS:g} s "
+        f"and {TARGET_MB:g} MB for 1,000,000 codes"
+    )
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    common.run(main)
