@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from tests.factories import refuse_server_errors
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
@@ -174,6 +175,12 @@ def client(db: Database, settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings, db=db)
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def api(client: TestClient) -> TestClient:
+    """The client, failing any test at the request that got a 5xx: never an acceptable answer."""
+    return refuse_server_errors(client)
 
 
 @pytest.fixture

@@ -22,21 +22,15 @@ from tests.factories import (
     issue,
     make_campaign,
     make_tenant,
-    refuse_server_errors,
 )
+from voucherd.api.problems import PROBLEM_JSON
 from voucherd.app import create_app
 from voucherd.auth.service import revoke_key
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.money import MAX_MINOR_UNITS
 
-PROBLEM_JSON = "application/problem+json"
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture
-def api(client: TestClient) -> TestClient:
-    return refuse_server_errors(client)
 
 
 @pytest.fixture

@@ -24,18 +24,11 @@ from tests.factories import (
     make_campaign,
     make_redemption,
     make_tenant,
-    refuse_server_errors,
 )
+from voucherd.api.problems import PROBLEM_JSON
 from voucherd.db.engine import Database
 from voucherd.idempotency.models import IdempotencyRecord
 from voucherd.idempotency.service import _lock_key
-
-PROBLEM_JSON = "application/problem+json"
-
-
-@pytest.fixture
-def api(client: TestClient) -> TestClient:
-    return refuse_server_errors(client)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from tests.factories import (
     make_campaign,
     make_redemption,
     make_tenant,
-    refuse_server_errors,
 )
+from voucherd.api.problems import PROBLEM_JSON
 from voucherd.app import create_app
 from voucherd.auth.models import ApiKey
 from voucherd.auth.service import (
@@ -40,13 +40,6 @@ from voucherd.auth.service import (
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput, NotFound, Unauthorized
-
-PROBLEM_JSON = "application/problem+json"
-
-
-@pytest.fixture
-def api(client: TestClient) -> TestClient:
-    return refuse_server_errors(client)
 
 
 @dataclass(frozen=True)

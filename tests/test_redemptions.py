@@ -22,17 +22,10 @@ from tests.factories import (
     ledger_and_balance,
     make_campaign,
     make_tenant,
-    refuse_server_errors,
 )
+from voucherd.api.problems import PROBLEM_JSON
 from voucherd.db.engine import Database
 from voucherd.vouchers.schemas import VoucherRecord
-
-PROBLEM_JSON = "application/problem+json"
-
-
-@pytest.fixture
-def api(client: TestClient) -> TestClient:
-    return refuse_server_errors(client)
 
 
 @pytest.fixture
