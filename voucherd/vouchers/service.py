@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.auth.service import Caller
@@ -241,8 +241,6 @@ def adjust_balance(
 
 def _state_after_balance_change(amount: int) -> Any:
     """A top-up revives a used-up voucher; removing the rest of a balance uses it up."""
-    from sqlalchemy import case
-
     if amount > 0:
         return case((Voucher.state == "REDEEMED", "ACTIVE"), else_=Voucher.state)
     return case(
