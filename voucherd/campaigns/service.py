@@ -36,7 +36,7 @@ def find_campaign(
     return next((c for c in found if c.id == ref), found[0])
 
 
-def _localise(value: datetime | None, timezone: str) -> datetime | None:
+def localise(value: datetime | None, timezone: str) -> datetime | None:
     """A date without an offset is read in the campaign's time zone. Kept in UTC, as the
     database hands dates back, so an answer shows a date the same way as a later read."""
     if value is None:
@@ -63,7 +63,7 @@ def _apply(campaign: Campaign, fields: CampaignFields, present: set[str]) -> Non
             setattr(campaign, name, value.model_dump() if value is not None else None)
     for name in ("start_date", "expiration_date"):
         if name in present:
-            setattr(campaign, name, _localise(getattr(fields, name), campaign.timezone))
+            setattr(campaign, name, localise(getattr(fields, name), campaign.timezone))
 
 
 def _check_rules(campaign: Campaign) -> None:

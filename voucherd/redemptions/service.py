@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Table, case, insert, or_, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from voucherd.auth.service import Caller
 from voucherd.campaigns.models import Campaign
@@ -430,42 +431,52 @@ def rollback(
     return RedemptionRecord(redemption, code, state, balance, redeemed, currency)
 
 
-def _record(session: Session, redemption: Redemption) -> RedemptionRecord:
-    v = session.execute(
-        select(
-            Voucher.code,
-            Voucher.state,
-            Voucher.balance,
-            Voucher.redeemed_quantity,
-            Voucher.currency,
-            Voucher.expiration_date,
-        ).where(Voucher.id == redemption.voucher_id)
-    ).one()
-    return RedemptionRecord(redemption, v.code, v.state, v.balance, v.redeemed_quantity, v.currency)
+_WITH_VOUCHER = (
+    Redemption,
+    Voucher.code,
+    Voucher.state,
+    Voucher.balance,
+    Voucher.redeemed_quantity,
+    Voucher.currency,
+)
+
+
+def _with_voucher(
+    tenant_id: str,
+) -> Select[Redemption, str, str, int | None, int, str | None]:
+    """Redemptions joined with the voucher facts shown beside them: one query per page."""
+    return (
+        select(*_WITH_VOUCHER)
+        .join(Voucher, Voucher.id == Redemption.voucher_id)
+        .where(Redemption.tenant_id == tenant_id)
+    )
+
+
+def _record(row: Row[Redemption, str, str, int | None, int, str | None]) -> RedemptionRecord:
+    redemption, code, state, balance, redeemed, currency = row
+    return RedemptionRecord(redemption, code, state, balance, redeemed, currency)
 
 
 def get_redemption(db: Database, caller: Caller, redemption_id: str) -> RedemptionRecord:
     with db.unit_of_work(write=False) as session:
-        redemption = session.scalar(
-            select(Redemption).where(
-                Redemption.id == redemption_id, Redemption.tenant_id == caller.tenant_id
-            )
-        )
-        if redemption is None:
+        row = session.execute(
+            _with_voucher(caller.tenant_id).where(Redemption.id == redemption_id)
+        ).first()
+        if row is None:
             raise NotFound("no such redemption", field="redemption")
-        return _record(session, redemption)
+        return _record(row)
 
 
 def list_redemptions(
     db: Database, caller: Caller, *, voucher: str | None, limit: int, cursor: str | None
 ) -> Page[RedemptionRecord]:
-    query = select(Redemption).where(Redemption.tenant_id == caller.tenant_id)
+    query = _with_voucher(caller.tenant_id)
     with db.unit_of_work(write=False) as session:
         if voucher is not None:
             found = find_voucher(session, caller.tenant_id, voucher)
             query = query.where(Redemption.voucher_id == found.voucher.id)
         if cursor:
             query = query.where(Redemption.id < cursor)
-        rows = list(session.scalars(query.order_by(Redemption.id.desc()).limit(limit + 1)))
-        records = [_record(session, r) for r in rows[:limit]]
-    return Page(records, rows[limit - 1].id if len(rows) > limit else None)
+        rows = session.execute(query.order_by(Redemption.id.desc()).limit(limit + 1)).all()
+    records = [_record(row) for row in rows[:limit]]
+    return Page(records, records[-1].redemption.id if len(rows) > limit else None)

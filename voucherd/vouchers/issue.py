@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from voucherd.auth.models import Tenant
 from voucherd.auth.service import Caller
 from voucherd.campaigns.models import Campaign
-from voucherd.campaigns.service import _localise
+from voucherd.campaigns.service import localise
 from voucherd.codes.generator import CodeSpec, capacity, is_mistyped, spec_from_config
 from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
@@ -98,8 +98,8 @@ def _terms(
                 field="value",
                 code="value_above_maximum",
             )
-    start = _localise(overrides.start_date, campaign.timezone) or campaign.start_date
-    expiry = _localise(overrides.expiration_date, campaign.timezone) or expiry_at_issue(
+    start = localise(overrides.start_date, campaign.timezone) or campaign.start_date
+    expiry = localise(overrides.expiration_date, campaign.timezone) or expiry_at_issue(
         issued_at=now,
         expiration_date=campaign.expiration_date,
         lifetime_days=campaign.lifetime_days,
