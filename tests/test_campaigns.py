@@ -746,3 +746,77 @@ class TestListCampaigns:
         tenant = make_tenant(db)
         response = client.get(URL, headers=tenant.headers, params={"limit": limit})
         assert _fields(_problem(response, 422)) == ["limit"]
+
+
+class TestHolderFacingContent:
+    """What the holder sees: page help, store finder, locale and message templates."""
+
+    def test_content_is_kept_and_shown(self, client: TestClient, db: Database) -> None:
+        tenant = make_tenant(db)
+        templates = {
+            "sms": {"text": "Your voucher {{ code }} is worth {{ value }}: {{ page_url }}"},
+            "whatsapp": {"name": "voucher_issued", "language": "en_GB",
+                         "body_parameters": ["{{ code }}", "{{ value }}"]},
+            "email": {"subject": "Your voucher", "text": "Code {{ code }}",
+                      "html": "<p>Code <b>{{ code }}</b></p>"},
+        }  # fmt: skip
+        body = _created(
+            client,
+            tenant,
+            name="Gift",
+            type="GIFT",
+            currency="GBP",
+            help_text="Show this at the till.",
+            store_finder_url="https://shops.example/find",
+            locale="en-GB",
+            message_templates=templates,
+        )
+        assert body["help_text"] == "Show this at the till."
+        assert body["store_finder_url"] == "https://shops.example/find"
+        assert body["locale"] == "en_GB"
+        assert body["message_templates"] == templates
+        fetched = client.get(f"{URL}/{body['id']}", headers=tenant.headers).json()
+        assert fetched["message_templates"] == templates
+
+    def test_locale_defaults_to_english(self, client: TestClient, db: Database) -> None:
+        body = _created(client, make_tenant(db), name="G", type="GIFT", currency="EUR")
+        assert body["locale"] == "en"
+        assert body["message_templates"] is None
+
+    def test_update_replaces_templates_and_clears_help(
+        self, client: TestClient, db: Database
+    ) -> None:
+        tenant = make_tenant(db)
+        created = _created(
+            client, tenant, name="G", type="GIFT", currency="EUR", help_text="old",
+            message_templates={"sms": {"text": "old {{ code }}"}},
+        )  # fmt: skip
+        response = client.patch(
+            f"{URL}/{created['id']}",
+            headers=tenant.headers,
+            json={"help_text": None, "message_templates": {"sms": {"text": "new {{ code }}"}}},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["help_text"] is None
+        assert response.json()["message_templates"] == {"sms": {"text": "new {{ code }}"}}
+
+    @pytest.mark.parametrize(
+        ("field", "value", "named"),
+        [
+            ("message_templates", {"sms": {"text": "{{ code "}}, "message_templates.sms.text"),
+            ("message_templates", {"fax": {"text": "hi"}}, "message_templates.fax"),
+            ("message_templates", {"email": {"text": "no subject"}}, "message_templates.email"),
+            ("store_finder_url", "ftp://shops.example", "store_finder_url"),
+            ("store_finder_url", "/relative", "store_finder_url"),
+            ("locale", "xx-nowhere", "locale"),
+            ("help_text", "x" * 4001, "help_text"),
+        ],
+    )
+    def test_bad_content_is_422_naming_the_field(
+        self, client: TestClient, db: Database, field: str, value: Any, named: str
+    ) -> None:
+        tenant = make_tenant(db)
+        response = _create(client, tenant, name="G", type="GIFT", currency="EUR", **{field: value})
+        problem = _problem(response, 422)
+        assert any(f.startswith(named) for f in _fields(problem)), problem
+        assert client.get(URL, headers=tenant.headers).json()["data"] == []

@@ -17,9 +17,15 @@ from voucherd.campaigns import service as campaigns
 from voucherd.campaigns.routes import router as campaigns_router
 from voucherd.campaigns.schemas import present_campaign
 from voucherd.config import Settings, load_settings
+from voucherd.customers.routes import router as customers_router
 from voucherd.db.engine import Database
 from voucherd.db.migrate import is_current
+from voucherd.delivery.routes import router as delivery_router
+from voucherd.exports.routes import router as exports_router
 from voucherd.idempotency.service import RENDERERS
+from voucherd.operations.routes import router as operations_router
+from voucherd.pages.routes import router as pages_router
+from voucherd.publications.routes import router as publications_router
 from voucherd.redemptions import service as redemptions
 from voucherd.redemptions.routes import router as redemptions_router
 from voucherd.redemptions.schemas import present_redemption
@@ -41,7 +47,18 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     problems.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNulInUrl)
-    for router in (campaigns_router, vouchers_router, redemptions_router, tenant_router):
+    for router in (
+        campaigns_router,
+        vouchers_router,
+        redemptions_router,
+        tenant_router,
+        customers_router,
+        publications_router,
+        delivery_router,
+        exports_router,
+        operations_router,
+        pages_router,
+    ):
         app.include_router(router)
     _register_replay_renderers()
 

@@ -17,6 +17,7 @@ from voucherd.config import Settings, load_settings
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
 from voucherd.errors import DomainError
+from voucherd.exports.cli import export
 
 app = typer.Typer(help="voucherd: a self-hosted voucher platform.", no_args_is_help=True)
 tenants = typer.Typer(help="Tenants: the businesses this deployment serves.", no_args_is_help=True)
@@ -25,6 +26,7 @@ campaigns = typer.Typer(help="Campaigns.", no_args_is_help=True)
 app.add_typer(tenants, name="tenants")
 app.add_typer(keys, name="keys")
 app.add_typer(campaigns, name="campaigns")
+app.command()(export)
 console = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

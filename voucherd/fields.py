@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import babel
 import orjson
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -133,4 +137,56 @@ Timestamp = Annotated[
     datetime,
     AfterValidator(_timestamp),
     Field(description="ISO 8601; without an offset it is read in the campaign's time zone."),
+]
+
+
+def _phone_number(value: str) -> str:
+    """Kept in E.164, so one number is one string whatever way it was typed."""
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError("not a phone number in international form (e.g. +447911123456)") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError("not a valid phone number for its country")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _email_address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from exc
+
+
+PhoneNumber = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=32, strip_whitespace=True),
+    AfterValidator(_phone_number),
+    Field(description="International form; stored as E.164.", examples=["+447911123456"]),
+]
+EmailAddress = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=254, strip_whitespace=True),
+    AfterValidator(_email_address),
+    Field(examples=["ada@example.com"]),
+]
+
+
+def _locale(value: str) -> str:
+    try:
+        return str(babel.Locale.parse(value, sep="-" if "-" in value else "_"))
+    except (ValueError, babel.UnknownLocaleError) as exc:
+        raise ValueError("not a known locale (e.g. en, en-GB, pt-BR)") from exc
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    return value
+
+
+Locale = Annotated[str, StringConstraints(min_length=2, max_length=16), AfterValidator(_locale)]
+HttpUrlText = Annotated[
+    str, StringConstraints(min_length=8, max_length=500), AfterValidator(_http_url)
 ]

@@ -60,6 +60,12 @@ class Campaign(Base):
     # a budget do not serialise every issue on this row.
     issued_value: Mapped[int] = mapped_column(BigInteger, default=0)
     category: Mapped[str | None] = mapped_column(String(100))
+    # What the holder sees: the voucher page's help and store finder, the locale money and
+    # dates are formatted in, and one message template per delivery channel (see delivery).
+    help_text: Mapped[str | None] = mapped_column(Text)
+    store_finder_url: Mapped[str | None] = mapped_column(String(500))
+    locale: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
+    message_templates: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import CodeConfigError, validate_code_config
 from voucherd.fields import (
     Currency,
+    HttpUrlText,
+    Locale,
     Metadata,
     MinorUnits,
     PositiveMinorUnits,
@@ -128,6 +132,45 @@ def _check_days(value: list[int]) -> list[int]:
     return sorted(set(value))
 
 
+def _jinja(value: str | None) -> str | None:
+    """A template that cannot parse is refused when the campaign is saved, not at send time."""
+    if value is not None:
+        try:
+            SandboxedEnvironment().parse(value)
+        except TemplateSyntaxError as exc:
+            raise ValueError(f"template syntax error on line {exc.lineno}: {exc.message}") from exc
+    return value
+
+
+TemplateText = Annotated[str, Field(min_length=1, max_length=10_000), AfterValidator(_jinja)]
+
+
+class SmsTemplate(RequestModel):
+    text: TemplateText
+
+
+class WhatsAppTemplate(RequestModel):
+    """A template approved in Meta's WhatsApp Manager, and what fills its body placeholders."""
+
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(default="en", min_length=2, max_length=16)
+    body_parameters: list[TemplateText] = Field(default_factory=list, max_length=20)
+
+
+class EmailTemplate(RequestModel):
+    subject: TemplateText
+    text: TemplateText
+    html: TemplateText | None = None
+
+
+class MessageTemplates(RequestModel):
+    """Jinja2 (sandboxed) text per channel; a channel without one uses the default message."""
+
+    sms: SmsTemplate | None = None
+    whatsapp: WhatsAppTemplate | None = None
+    email: EmailTemplate | None = None
+
+
 class CampaignFields(RequestModel):
     """Fields both creation and update accept."""
 
@@ -152,6 +195,16 @@ class CampaignFields(RequestModel):
     budget: MinorUnits | None = None
     category: str | None = Field(default=None, max_length=100)
     metadata: Metadata | None = None
+    help_text: str | None = Field(
+        default=None, max_length=4000, description="Shown on the voucher page: how to use it."
+    )
+    store_finder_url: HttpUrlText | None = Field(
+        default=None, description="Shown on the voucher page: where the voucher can be spent."
+    )
+    locale: Locale | None = Field(
+        default=None, description="BCP 47 locale for money and dates in messages and pages."
+    )
+    message_templates: MessageTemplates | None = None
 
     @field_validator("validity_day_of_week")
     @classmethod
@@ -210,6 +263,10 @@ def present_campaign(campaign: Campaign) -> dict[str, Any]:
         "issued_value": campaign.issued_value if campaign.budget is not None else None,
         "category": campaign.category,
         "metadata": campaign.metadata_,
+        "help_text": campaign.help_text,
+        "store_finder_url": campaign.store_finder_url,
+        "locale": campaign.locale,
+        "message_templates": campaign.message_templates,
         "created_at": campaign.created_at,
         "updated_at": campaign.updated_at,
     }

@@ -50,11 +50,19 @@ def _apply(campaign: Campaign, fields: CampaignFields, present: set[str]) -> Non
     simple = {
         "description", "active", "default_value", "max_value", "lifetime_days",
         "redemption_quantity", "per_customer_limit", "budget", "category", "timezone",
+        "help_text", "store_finder_url",
     }  # fmt: skip
     for name in simple & present:
         setattr(campaign, name, getattr(fields, name))
     if "metadata" in present:
         campaign.metadata_ = fields.metadata
+    if "locale" in present:
+        campaign.locale = fields.locale or "en"
+    if "message_templates" in present:
+        templates = fields.message_templates
+        campaign.message_templates = (
+            templates.model_dump(mode="json", exclude_none=True) if templates else None
+        )
     if "validity_day_of_week" in present:
         campaign.validity_day_of_week = fields.validity_day_of_week
     for name in ("validity_timeframe", "validity_hours"):

@@ -1,5 +1,9 @@
 """Imports every feature's tables so that ``metadata`` is complete (Alembic, the schema test)."""
 
+import voucherd.customers.models
+import voucherd.delivery.models
+import voucherd.operations.models
+import voucherd.publications.models  # noqa: F401  (each registers its tables)
 from voucherd.auth.models import ApiKey, IssuedValueBucket, Tenant
 from voucherd.campaigns.models import Campaign, CampaignCustomer
 from voucherd.idempotency.models import IdempotencyRecord
