@@ -1,0 +1,307 @@
+"""Claiming codes from a campaign's pool and recording publications, inside a caller's session.
+
+These are the building blocks every publishing path shares (the publications API, CSV exports,
+distributions). None of them commits: the use case that calls them owns the transaction, so the
+claim, the publication rows and whatever else the use case writes (an export's operation, a
+delivery's outbox row) become visible together or not at all.
+
+How a code is never published twice: the pool of a campaign is its ACTIVE, unexpired vouchers
+whose ``published_count`` is 0, and a claim is one ``UPDATE ... SET published_count = 1 WHERE id
+IN (<head of the pool>) AND published_count = 0``. On PostgreSQL the head is read with ``FOR
+UPDATE SKIP LOCKED``, so concurrent claimers take disjoint rows without waiting for each other; a
+row another transaction published after our snapshot fails the re-checked condition and is simply
+not returned. On SQLite every writer holds the database lock (``BEGIN IMMEDIATE``), so claims
+are serialised already.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, func, insert, literal, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from voucherd.customers.models import Customer
+from voucherd.db.dialect import is_postgresql, upsert
+from voucherd.errors import Conflict
+from voucherd.ids import new_id
+from voucherd.publications.models import Publication, PublicationVoucher
+from voucherd.vouchers.models import Voucher, VoucherEvent
+
+DEFAULT_CHANNEL = "API"
+EXPORT_CHANNEL = "Export"
+
+_VOUCHER = cast(Table, Voucher.__table__)
+_LINK = cast(Table, PublicationVoucher.__table__)
+_PUBLICATION = cast(Table, Publication.__table__)
+# Spelled with literals, as in the partial index ix_voucher_pool: with bound parameters a
+# prepared statement's generic plan could not prove it matches the index's predicate.
+_IN_POOL = text("voucher.published_count = 0 AND voucher.state = 'ACTIVE'")
+_UNPUBLISHED = text("voucher.published_count = 0")
+
+
+@dataclass(frozen=True)
+class ClaimedCode:
+    voucher_id: str
+    code: str
+
+
+def create_publication(
+    session: Session,
+    *,
+    tenant_id: str,
+    channel: str,
+    now: datetime,
+    campaign_id: str | None = None,
+    customer_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    actor: str | None = None,
+    source_id: str | None = None,
+    request_hash: str | None = None,
+) -> str | None:
+    """Insert a publication (still without vouchers) and return its id.
+
+    With a ``source_id`` already used in the tenant it inserts nothing and returns None (on
+    PostgreSQL after waiting for a concurrent holder of that source_id to finish), so the caller
+    can answer with the existing publication instead of failing.
+    """
+    publication_id = new_id("pub")
+    values = {
+        "id": publication_id,
+        "tenant_id": tenant_id,
+        "campaign_id": campaign_id,
+        "customer_id": customer_id,
+        "channel": channel,
+        "source_id": source_id,
+        "request_hash": request_hash,
+        "metadata": metadata,
+        "actor": actor,
+        "created_at": now,
+    }
+    if source_id is None:
+        session.execute(insert(_PUBLICATION).values(values))
+        return publication_id
+    inserted = session.execute(
+        upsert(session, _PUBLICATION)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "source_id"])
+        .returning(_PUBLICATION.c.id)
+    ).first()
+    return publication_id if inserted is not None else None
+
+
+def claim_pool(
+    session: Session,
+    *,
+    tenant_id: str,
+    campaign_id: str,
+    publication_id: str,
+    count: int,
+    now: datetime,
+    holder_id: str | None = None,
+    actor: str | None = None,
+) -> list[ClaimedCode]:
+    """Take up to ``count`` codes from the campaign's pool into the publication, oldest first.
+
+    Returns fewer than ``count`` only when the pool has fewer left (rows taken concurrently are
+    skipped and the claim goes on past them). The claimed vouchers count as published (and
+    belong to ``holder_id`` when given) as soon as the caller's transaction commits; if it rolls
+    back they return to the pool. Writes one ``published`` event per call, like bulk minting
+    does, rather than one per code.
+    """
+    claimed: list[ClaimedCode] = []
+    while len(claimed) < count:
+        batch = _claim_once(
+            session,
+            tenant_id=tenant_id,
+            campaign_id=campaign_id,
+            publication_id=publication_id,
+            count=count - len(claimed),
+            now=now,
+            holder_id=holder_id,
+        )
+        if not batch:
+            break
+        claimed.extend(batch)
+    if claimed:
+        _published_event(session, tenant_id, campaign_id, publication_id, len(claimed), actor, now)
+    return claimed
+
+
+def _claim_once(
+    session: Session,
+    *,
+    tenant_id: str,
+    campaign_id: str,
+    publication_id: str,
+    count: int,
+    now: datetime,
+    holder_id: str | None,
+) -> list[ClaimedCode]:
+    head = (
+        select(_VOUCHER.c.id)
+        .where(
+            _VOUCHER.c.campaign_id == campaign_id,
+            _IN_POOL,
+            _VOUCHER.c.tenant_id == tenant_id,
+            or_(_VOUCHER.c.expiration_date.is_(None), _VOUCHER.c.expiration_date > now),
+        )
+        .order_by(_VOUCHER.c.id)
+        .limit(count)
+    )
+    values: dict[str, Any] = {"published_count": 1, "updated_at": now}
+    if holder_id is not None:
+        values["holder_id"] = holder_id
+    claim = update(_VOUCHER).values(values).returning(_VOUCHER.c.id, _VOUCHER.c.code)
+    if is_postgresql(session):
+        # The head goes in a CTE, which PostgreSQL runs exactly once: as an ``IN (subquery)``
+        # the planner may rescan it, and every rescan skips to further rows (a claim of 25
+        # returned 30 that way).
+        head_cte = head.with_for_update(skip_locked=True).cte("head")
+        claim = claim.where(_VOUCHER.c.id == head_cte.c.id, _UNPUBLISHED)
+        # One round trip: claim the codes and link them to the publication in one statement.
+        claimed_cte = claim.cte("claimed")
+        link = insert(_LINK).from_select(
+            ["publication_id", "voucher_id", "tenant_id"],
+            select(literal(publication_id), claimed_cte.c.id, literal(tenant_id)),
+        )
+        rows = session.execute(
+            select(claimed_cte.c.id, claimed_cte.c.code)
+            .add_cte(link.cte("linked"))
+            .order_by(claimed_cte.c.id)
+        ).all()
+        return [ClaimedCode(voucher_id, code) for voucher_id, code in rows]
+    claim = claim.where(_VOUCHER.c.id.in_(head.scalar_subquery()))
+    rows = sorted(session.execute(claim).all())
+    if rows:
+        session.execute(
+            insert(_LINK),
+            [
+                {"publication_id": publication_id, "voucher_id": v, "tenant_id": tenant_id}
+                for v, _ in rows
+            ],
+        )
+    return [ClaimedCode(voucher_id, code) for voucher_id, code in rows]
+
+
+def record_publications(
+    session: Session,
+    *,
+    tenant_id: str,
+    publication_id: str,
+    voucher_ids: Sequence[str],
+    now: datetime,
+    holder_id: str | None = None,
+    campaign_id: str | None = None,
+    actor: str | None = None,
+) -> int:
+    """Add given vouchers to a publication, counting one more publication on each.
+
+    For vouchers chosen by the caller rather than claimed from the pool (a specific code given
+    to a customer; an export of codes that were published before). To take unpublished codes
+    so that nobody else can take them too, use :func:`claim_pool` instead.
+
+    With a ``holder_id`` the vouchers become that customer's; a voucher that already belongs
+    to another customer is refused (409 ``voucher_held_by_another_customer``), so a code is
+    never given to two customers. The check is part of the UPDATE, so it holds under
+    concurrency. Returns how many vouchers were added.
+    """
+    ids = list(dict.fromkeys(voucher_ids))
+    if not ids:
+        return 0
+    values: dict[str, Any] = {"published_count": _VOUCHER.c.published_count + 1, "updated_at": now}
+    mark = update(_VOUCHER).where(_VOUCHER.c.tenant_id == tenant_id, _VOUCHER.c.id.in_(ids))
+    if holder_id is not None:
+        values["holder_id"] = holder_id
+        mark = mark.where(or_(_VOUCHER.c.holder_id.is_(None), _VOUCHER.c.holder_id == holder_id))
+    marked = session.execute(mark.values(values).returning(_VOUCHER.c.id)).all()
+    if len(marked) != len(ids):
+        raise Conflict(
+            "the voucher was already published to another customer"
+            if len(ids) == 1
+            else "a voucher is unknown or was already published to another customer",
+            field="voucher",
+            code="voucher_held_by_another_customer",
+        )
+    session.execute(
+        insert(_LINK),
+        [{"publication_id": publication_id, "voucher_id": v, "tenant_id": tenant_id} for v in ids],
+    )
+    single = ids[0] if len(ids) == 1 else None
+    _published_event(session, tenant_id, campaign_id, publication_id, len(ids), actor, now, single)
+    return len(ids)
+
+
+def pool_size(session: Session, *, tenant_id: str, campaign_id: str, now: datetime) -> int:
+    """How many codes the campaign's pool holds now (a count: for reports, not for claiming)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                _VOUCHER.c.campaign_id == campaign_id,
+                _IN_POOL,
+                _VOUCHER.c.tenant_id == tenant_id,
+                or_(_VOUCHER.c.expiration_date.is_(None), _VOUCHER.c.expiration_date > now),
+            )
+        )
+        or 0
+    )
+
+
+def _published_event(
+    session: Session,
+    tenant_id: str,
+    campaign_id: str | None,
+    publication_id: str,
+    count: int,
+    actor: str | None,
+    now: datetime,
+    voucher_id: str | None = None,
+) -> None:
+    session.execute(
+        insert(VoucherEvent).values(
+            tenant_id=tenant_id,
+            voucher_id=voucher_id,
+            campaign_id=campaign_id,
+            kind="published",
+            actor=actor,
+            data={"publication_id": publication_id, "count": count},
+            created_at=now,
+        )
+    )
+
+
+ENTRIES_SHOWN = 10
+
+
+def publication_entries(
+    session: Session, voucher_id: str, *, limit: int = ENTRIES_SHOWN
+) -> list[dict[str, Any]]:
+    """A voucher's latest publications, shaped as the seed voucher object's ``publish.entries``.
+
+    ``customer`` is the customer's ``source_id`` (the issuer's reference), as in the seed.
+    """
+    rows = session.execute(
+        select(Publication, Customer.source_id)
+        .join(PublicationVoucher, PublicationVoucher.publication_id == Publication.id)
+        .outerjoin(Customer, Customer.id == Publication.customer_id)
+        .where(PublicationVoucher.voucher_id == voucher_id)
+        .order_by(Publication.id.desc())
+        .limit(limit)
+    ).all()
+    return [entry_of(p, source_id) for p, source_id in rows]
+
+
+def entry_of(publication: Publication, customer_source_id: str | None) -> dict[str, Any]:
+    """One ``publish.entries`` item of the seed voucher object."""
+    return {
+        "id": publication.id,
+        "object": "publication",
+        "customer_id": publication.customer_id,
+        "customer": customer_source_id,
+        "channel": publication.channel,
+        "published_at": publication.created_at,
+        "metadata": publication.metadata_,
+    }
