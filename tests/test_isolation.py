@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +39,17 @@ from voucherd.auth.service import (
     revoke_key,
 )
 from voucherd.config import Settings
+from voucherd.customers.schemas import CustomerCreate
+from voucherd.customers.service import create_customer
 from voucherd.db.engine import Database
+from voucherd.delivery.schemas import DeliveryRequest
+from voucherd.delivery.service import deliver_voucher
 from voucherd.errors import InvalidInput, NotFound, Unauthorized
+from voucherd.exports.schemas import ExportRequest
+from voucherd.exports.service import start_export
+from voucherd.operations.runner import run_due_operations
+from voucherd.publications.schemas import PublishRequest
+from voucherd.publications.service import publish
 
 
 @dataclass(frozen=True)
@@ -51,12 +61,22 @@ class Objects:
     voucher_id: str
     code: str
     redemption_id: str
+    customer_id: str
+    customer_source_id: str
+    publication_id: str
+    operation_id: str
+    operation_token: str
+    delivery_id: str
 
     def references(self, placeholder: str) -> list[str]:
         return {
             "campaign": [self.campaign_id, self.campaign_name],
             "voucher": [self.voucher_id, self.code],
             "redemption_id": [self.redemption_id],
+            "customer": [self.customer_id, self.customer_source_id],
+            "publication": [self.publication_id],
+            "operation": [self.operation_id, self.operation_token],
+            "delivery": [self.delivery_id],
         }[placeholder]
 
 
@@ -66,10 +86,39 @@ def make_objects(db: Database, tenant: Tenant) -> Objects:
     )
     voucher = issue(db, tenant, campaign, customer_ref="alice").voucher
     redemption = make_redemption(db, tenant, code=voucher.code, amount=1000).redemption
-    return Objects(campaign.id, campaign.name, voucher.id, voucher.code, redemption.id)
+    source_id = f"alice-{secrets.token_hex(3)}"
+    customer = create_customer(db, tenant.caller, CustomerCreate(source_id=source_id))
+    publication = publish(
+        db, tenant.caller, PublishRequest(voucher=voucher.id, customer=customer.id)
+    ).record.publication
+    operation = start_export(db, tenant.caller, campaign.id, ExportRequest())
+    run_due_operations(db, "isolation", threading.Event())  # completed: its result is there
+    delivery = deliver_voucher(db, tenant.caller, voucher.id, DeliveryRequest(channel="none"))
+    return Objects(
+        campaign.id,
+        campaign.name,
+        voucher.id,
+        voucher.code,
+        redemption.id,
+        customer.id,
+        source_id,
+        publication.id,
+        operation.id,
+        operation.token,
+        delivery.delivery.id,
+    )
 
 
 Body = Callable[[Objects], Any]
+PLACEHOLDERS = (
+    "campaign",
+    "voucher",
+    "redemption_id",
+    "customer",
+    "publication",
+    "operation",
+    "delivery",
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +130,7 @@ class Route:
     succeeds_with: int = 200
 
     def url(self, objects: Objects, reference: str | None = None) -> str:
-        for placeholder in ("campaign", "voucher", "redemption_id"):
+        for placeholder in PLACEHOLDERS:
             token = "{" + placeholder + "}"
             if token in self.path:
                 ref = reference if reference is not None else objects.references(placeholder)[0]
@@ -90,7 +139,7 @@ class Route:
 
     @property
     def placeholder(self) -> str | None:
-        for placeholder in ("campaign", "voucher", "redemption_id"):
+        for placeholder in PLACEHOLDERS:
             if "{" + placeholder + "}" in self.path:
                 return placeholder
         return None
@@ -127,10 +176,42 @@ ROUTES = [
     Route("GET", "/api/v1/redemptions", None),
     Route("GET", "/api/v1/tenant", None),
     Route("PATCH", "/api/v1/tenant", "manage", lambda o: {"weekly_value_limit": 10**9}),
+    Route("POST", "/api/v1/customers", "issue", lambda o: {"name": "Ada"}, 201),
+    Route("GET", "/api/v1/customers", None),
+    Route("GET", "/api/v1/customers/{customer}", None),
+    Route("PATCH", "/api/v1/customers/{customer}", "issue", lambda o: {"name": "Ada"}),
+    Route("POST", "/api/v1/customers/{customer}/erase", "manage"),
+    Route(
+        "POST",
+        "/api/v1/publications",
+        "issue",
+        lambda o: {"voucher": o.voucher_id, "customer": o.customer_id},
+        201,
+    ),
+    Route("GET", "/api/v1/publications", None),
+    Route("GET", "/api/v1/publications/{publication}", None),
+    Route("POST", "/api/v1/campaigns/{campaign}/exports", "issue", None, 202),
+    Route("GET", "/api/v1/operations", None),
+    Route("GET", "/api/v1/operations/{operation}", None),
+    Route("GET", "/api/v1/operations/{operation}/result", None),
+    Route("GET", "/api/v1/deliveries", None),
+    Route("GET", "/api/v1/deliveries/{delivery}", None),
+    Route("POST", "/api/v1/deliveries/{delivery}/resend", "manage", None, 201),
+    Route(
+        "POST", "/api/v1/vouchers/{voucher}/deliveries", "issue", lambda o: {"channel": "none"}, 201
+    ),
 ]
 OBJECT_ROUTES = [r for r in ROUTES if r.placeholder is not None]
 SCOPED_ROUTES = [r for r in ROUTES if r.scope is not None]
-NOT_FOUND_FIELD = {"campaign": "campaign", "voucher": "voucher", "redemption_id": "redemption"}
+NOT_FOUND_FIELD = {
+    "campaign": "campaign",
+    "voucher": "voucher",
+    "redemption_id": "redemption",
+    "customer": "customer",
+    "publication": "publication",
+    "operation": "operation",
+    "delivery": "delivery",
+}
 
 
 def snapshot(api: TestClient, headers: dict[str, str], objects: Objects) -> list[Any]:

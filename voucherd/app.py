@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Response
@@ -32,15 +34,29 @@ from voucherd.redemptions.schemas import present_redemption
 from voucherd.vouchers import service as vouchers
 from voucherd.vouchers.routes import router as vouchers_router
 from voucherd.vouchers.schemas import present_voucher
+from voucherd.worker.loop import BackgroundWorker
 
 
 def create_app(settings: Settings | None = None, *, db: Database | None = None) -> FastAPI:
     settings = settings or load_settings()
     db = db or Database.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # `voucherd serve` (without --no-worker) turns this on: the embedded mode needs no
+        # separate worker process.
+        worker = BackgroundWorker(db).start() if settings.in_process_worker else None
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+
     app = FastAPI(
         title="voucherd",
         version=__version__,
         summary="Self-hosted vouchers: campaigns, codes, issue, validate, redeem.",
+        lifespan=lifespan,
     )
     app.state.db = db
     app.state.settings = settings

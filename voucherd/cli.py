@@ -16,6 +16,7 @@ from rich.table import Table
 from voucherd.config import Settings, load_settings
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
+from voucherd.delivery.cli import deliveries
 from voucherd.errors import DomainError
 from voucherd.exports.cli import export
 
@@ -26,6 +27,7 @@ campaigns = typer.Typer(help="Campaigns.", no_args_is_help=True)
 app.add_typer(tenants, name="tenants")
 app.add_typer(keys, name="keys")
 app.add_typer(campaigns, name="campaigns")
+app.add_typer(deliveries, name="deliveries")
 app.command()(export)
 console = Console(stderr=True)
 
@@ -57,10 +59,22 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Default: VOUCHERD_HOST or 127.0.0.1")] = None,
     port: Annotated[int | None, typer.Option(help="Default: VOUCHERD_PORT or 8000")] = None,
     workers: Annotated[int, typer.Option(min=1, help="HTTP worker processes")] = 1,
+    no_worker: Annotated[
+        bool,
+        typer.Option(
+            "--no-worker",
+            help="Do not run a delivery/operations worker in the API process; run `voucherd "
+            "worker` processes instead (the production shape on PostgreSQL).",
+        ),
+    ] = False,
 ) -> None:
-    """Apply migrations and serve the API."""
+    """Apply migrations and serve the API (with an in-process worker unless --no-worker)."""
+    import os
+
     import uvicorn
 
+    # uvicorn builds the app from the environment (also in its worker processes).
+    os.environ["VOUCHERD_IN_PROCESS_WORKER"] = "false" if no_worker else "true"
     settings: Settings = load_settings()
     db = Database.from_settings(settings)
     upgrade(db.engine)
@@ -78,6 +92,29 @@ def serve(
         log_level=settings.log_level.lower(),
         access_log=False,
     )
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: send deliveries, run operations. Stops cleanly on SIGTERM or Ctrl-C."""
+    import logging
+
+    from voucherd.db.migrate import is_current
+    from voucherd.worker.loop import run_until_signalled
+
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    db = Database.from_settings(settings)
+    try:
+        if not is_current(db.engine):
+            console.print("[red]error:[/red] the database is not migrated; run `voucherd migrate`")
+            raise typer.Exit(1)
+        console.print(f"voucherd worker ({db.engine.dialect.name}); SIGTERM stops it cleanly")
+        run_until_signalled(db)
+    finally:
+        db.dispose()
 
 
 @app.command()

@@ -43,8 +43,55 @@ class Settings(BaseSettings):
         ge=0,
         description="How long an API process trusts a verified key before asking the database again.",
     )
+    operation_lease_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        description=(
+            "How long a worker holds a long operation between two of its steps; an operation "
+            "whose worker died is taken up by another this long after its last step."
+        ),
+    )
 
-    @field_validator("public_base_url")
+    # Workers and delivery (voucherd.worker, voucherd.delivery).
+    in_process_worker: bool = Field(
+        default=False,
+        description="Run a worker thread inside the API process (`voucherd serve` turns it on).",
+    )
+    worker_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How long an idle worker sleeps between polls."
+    )
+    delivery_lease_seconds: float = Field(
+        default=60.0,
+        ge=0.5,
+        description=(
+            "How long a worker holds a claimed delivery; a delivery whose worker died is sent "
+            "again by another this long after the claim. Keep it well above the send timeout."
+        ),
+    )
+    delivery_batch_size: int = Field(default=32, ge=1, le=1000)
+    delivery_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Messages one worker sends at the same time."
+    )
+    delivery_max_attempts: int = Field(default=8, ge=1, le=100)
+    delivery_backoff_seconds: float = Field(
+        default=10.0, gt=0, description="The first retry's delay; it doubles per failure."
+    )
+    delivery_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    delivery_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Connect and read timeout of one send to a provider."
+    )
+    twilio_base_url: str = Field(
+        default="https://api.twilio.com", description="Base of Twilio's Messages API."
+    )
+    whatsapp_base_url: str = Field(
+        default="https://graph.facebook.com/v21.0", description="Base of Meta's WhatsApp Cloud API."
+    )
+    smtp_ca_file: str | None = Field(
+        default=None,
+        description="Extra CA certificates (PEM) SMTP servers are verified against, for private CAs.",
+    )
+
+    @field_validator("public_base_url", "twilio_base_url", "whatsapp_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")

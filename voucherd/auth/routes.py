@@ -1,22 +1,33 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from voucherd.api.deps import DB, CallerDep
 from voucherd.api.responses import json_response
 from voucherd.auth import service
 from voucherd.auth.service import TenantView
-from voucherd.fields import MinorUnits
+from voucherd.delivery.settings import DeliverySettingsPatch
+from voucherd.fields import MinorUnits, RequestModel
 
 router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
 
 
-class TenantUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TenantUpdate(RequestModel):
+    """A partial update: only the fields present change."""
 
     weekly_value_limit: MinorUnits | None = Field(
-        description="Most value issued in any rolling 7 days, minor units; null for none."
+        default=None,
+        description="Most value issued in any rolling 7 days, minor units; null for none.",
+    )
+    delivery: DeliverySettingsPatch | None = Field(
+        default=None,
+        description=(
+            "Which of SMS and WhatsApp reaches phones, and each provider's settings. Credentials "
+            "are stored, never shown again in full."
+        ),
     )
 
 
@@ -27,6 +38,7 @@ def _present(tenant: TenantView, scopes: frozenset[str]) -> dict[str, object]:
         "name": tenant.name,
         "weekly_value_limit": tenant.weekly_value_limit,
         "created_at": tenant.created_at,
+        "delivery": tenant.delivery,
         "key_scopes": sorted(scopes),
     }
 
@@ -38,5 +50,8 @@ def get_tenant(db: DB, caller: CallerDep) -> Response:
 
 @router.patch("", summary="Change the tenant's settings")
 def update_tenant(body: TenantUpdate, db: DB, caller: CallerDep) -> Response:
-    tenant = service.change_weekly_value_limit(db, caller, body.weekly_value_limit)
+    changes: dict[str, Any] = {}
+    if "weekly_value_limit" in body.model_fields_set:
+        changes["weekly_value_limit"] = body.weekly_value_limit
+    tenant = service.update_tenant(db, caller, delivery=body.delivery, **changes)
     return json_response(_present(tenant, caller.scopes))

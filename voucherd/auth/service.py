@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from voucherd.auth.models import ApiKey, Tenant
 from voucherd.db.engine import Database
+from voucherd.delivery.settings import DeliverySettingsPatch, masked, merged
 from voucherd.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from voucherd.ids import new_id, new_secret
 from voucherd.vouchers.limits import recount_weekly_buckets
@@ -45,6 +47,8 @@ class TenantView:
     name: str
     weekly_value_limit: int | None
     created_at: datetime
+    # Delivery settings with every credential masked (delivery/settings.py): safe to show.
+    delivery: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,10 @@ def _hash(secret: str) -> str:
 
 
 def _tenant_view(tenant: Tenant) -> TenantView:
-    return TenantView(tenant.id, tenant.name, tenant.weekly_value_limit, tenant.created_at)
+    delivery = masked((tenant.settings or {}).get("delivery"))
+    return TenantView(
+        tenant.id, tenant.name, tenant.weekly_value_limit, tenant.created_at, delivery
+    )
 
 
 def _tenant_by_name(session: Session, name: str) -> Tenant:
@@ -136,16 +143,69 @@ def set_weekly_value_limit(db: Database, tenant_id: str, limit: int | None) -> T
         tenant = session.get(Tenant, tenant_id, with_for_update=True)
         if tenant is None:
             raise NotFound("tenant not found")
-        if tenant.weekly_value_limit is None and limit is not None:
-            recount_weekly_buckets(session, tenant_id, db.now())
-        tenant.weekly_value_limit = limit
+        _apply_weekly_value_limit(session, tenant, limit, db.now())
         session.commit()
         return _tenant_view(tenant)
+
+
+def _apply_weekly_value_limit(
+    session: Session, tenant: Tenant, limit: int | None, now: datetime
+) -> None:
+    if tenant.weekly_value_limit is None and limit is not None:
+        recount_weekly_buckets(session, tenant.id, now)
+    tenant.weekly_value_limit = limit
 
 
 def change_weekly_value_limit(db: Database, caller: Caller, limit: int | None) -> TenantView:
     caller.require("manage")
     return set_weekly_value_limit(db, caller.tenant_id, limit)
+
+
+_UNCHANGED: Any = object()
+
+
+def update_tenant(
+    db: Database,
+    caller: Caller,
+    *,
+    weekly_value_limit: int | None = _UNCHANGED,
+    delivery: DeliverySettingsPatch | None = None,
+) -> TenantView:
+    """Change what the PATCH named, in one transaction: the weekly limit, delivery settings."""
+    caller.require("manage")
+    if weekly_value_limit is _UNCHANGED and delivery is None:
+        raise InvalidInput(
+            "nothing to change: give weekly_value_limit or delivery", field="weekly_value_limit"
+        )
+    if isinstance(weekly_value_limit, int) and weekly_value_limit < 0:
+        raise InvalidInput("must not be negative", field="weekly_value_limit")
+    with db.unit_of_work() as session:
+        tenant = session.get(Tenant, caller.tenant_id, with_for_update=True)
+        if tenant is None:
+            raise NotFound("tenant not found")
+        if weekly_value_limit is not _UNCHANGED:
+            _apply_weekly_value_limit(session, tenant, weekly_value_limit, db.now())
+        if delivery is not None:
+            _apply_delivery(tenant, delivery)
+        session.commit()
+        return _tenant_view(tenant)
+
+
+def configure_delivery(db: Database, tenant_id: str, patch: DeliverySettingsPatch) -> TenantView:
+    """The operator's way (``voucherd deliveries configure``) to the same settings."""
+    with db.unit_of_work() as session:
+        tenant = session.get(Tenant, tenant_id, with_for_update=True)
+        if tenant is None:
+            raise NotFound("tenant not found")
+        _apply_delivery(tenant, patch)
+        session.commit()
+        return _tenant_view(tenant)
+
+
+def _apply_delivery(tenant: Tenant, patch: DeliverySettingsPatch) -> None:
+    current = dict(tenant.settings or {})
+    # A new dict, so the JSON column is seen as changed.
+    tenant.settings = {**current, "delivery": merged(current.get("delivery"), patch)}
 
 
 def tenant_id_by_name(db: Database, name: str) -> str:

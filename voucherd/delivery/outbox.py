@@ -1,10 +1,434 @@
+"""The outbox worker job: claim due deliveries with a lease, send them, record the outcomes.
+
+1. **Claim** (one short write transaction): due rows, PENDING whose time has come or SENDING whose
+   lease ran out, are locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (on SQLite the
+   transaction's ``BEGIN IMMEDIATE`` already makes the claim exclusive), moved to SENDING with
+   ``attempt + 1`` and a lease, and read together with their voucher, campaign and tenant.
+2. **Send**, outside any transaction, several at a time (``delivery_concurrency`` threads).
+3. **Record** each outcome in its own transaction with ``WHERE attempt = <the claim's attempt>
+   AND state = 'SENDING'``: the attempt number is a fencing token, so a worker that lost its lease
+   cannot overwrite a newer attempt, nor a status callback that already arrived.
+
+A worker killed between send and record leaves its rows SENDING; another claims them once the
+lease runs out and sends again, so a message can go out at most once more per lost worker
+(providers that take an idempotency key get the delivery id as one). A row whose lease keeps
+running out counts that as a failure, so a message that kills its worker ends FAILED.
+"""
+
 from __future__ import annotations
 
+import logging
+import random
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
 
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from voucherd.api.responses import dumps
+from voucherd.auth.models import Tenant
+from voucherd.campaigns.models import Campaign
+from voucherd.config import Settings
 from voucherd.db.engine import Database
+from voucherd.delivery.channels import Message, Outcome, channel_for
+from voucherd.delivery.enqueue import delivery_settings
+from voucherd.delivery.messages import MessageError, compose, variables
+from voucherd.delivery.models import Delivery, DeliveryEvent
+from voucherd.vouchers.models import Voucher
+from voucherd.vouchers.schemas import VoucherRecord, present_voucher
+
+log = logging.getLogger("voucherd.delivery")
+
+_DELIVERY = cast(Table, Delivery.__table__)
+_INSERT_EVENT = insert(cast(Table, DeliveryEvent.__table__))
+_RELEASE = Outcome("transient", error="released: the worker stopped before sending")
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    tenant_id: str
+    voucher_id: str
+    attempt: int  # the fencing token
+    failures: int
+    channel: str
+    recipient: str | None
+    recipient_name: str | None
+    worker: str
+
+
+@dataclass(frozen=True)
+class Prepared:
+    claim: Claim
+    message: Message | None = None
+    provider: dict[str, Any] | None = None
+    refused: Outcome | None = None  # failed before sending (no provider, template error)
 
 
 def run_due_deliveries(db: Database, worker_id: str, stop: threading.Event) -> int:
     """Claim due deliveries, send them, record the outcomes; how many were handled."""
-    return 0
+    if stop.is_set():
+        return 0
+    claimed = claim_due(db, worker_id)
+    if not claimed:
+        return 0
+    _send_and_record(db, claimed, stop)
+    return len(claimed)
+
+
+# --- claiming -----------------------------------------------------------------------------------
+
+
+def claim_due(db: Database, worker_id: str) -> list[Prepared]:
+    settings = db.settings
+    now = db.now()
+    lease_until = now + timedelta(seconds=settings.delivery_lease_seconds)
+    with db.unit_of_work() as session:
+        due = session.execute(
+            select(_DELIVERY.c.id, _DELIVERY.c.state, _DELIVERY.c.failures)
+            .where(_DELIVERY.c.state.in_(("PENDING", "SENDING")), _DELIVERY.c.due_at <= now)
+            .order_by(_DELIVERY.c.due_at)
+            .limit(settings.delivery_batch_size)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not due:
+            return []
+        lost = [r for r in due if r.state == "SENDING"]
+        hopeless = {r.id for r in lost if r.failures + 1 >= settings.delivery_max_attempts}
+        events: list[dict[str, Any]] = []
+        if hopeless:
+            _give_up(session, hopeless, now, worker_id, settings, events)
+        claims = _claim(
+            session, [r.id for r in due if r.id not in hopeless], now, lease_until, worker_id
+        )
+        previous = {r.id: r.state for r in due}
+        for claim in claims:
+            expired = previous[claim.id] == "SENDING"
+            events.append(
+                _event(
+                    claim.tenant_id,
+                    claim.id,
+                    claim.attempt,
+                    previous[claim.id],
+                    "SENDING",
+                    worker_id,
+                    now,
+                    "the previous worker's lease ran out" if expired else None,
+                )
+            )
+        if events:
+            session.execute(_INSERT_EVENT, events)
+        prepared = _prepare_all(session, claims, settings, now)
+        session.commit()
+    return prepared
+
+
+def _claim(
+    session: Session, ids: list[str], now: datetime, lease_until: datetime, worker_id: str
+) -> list[Claim]:
+    if not ids:
+        return []
+    c = _DELIVERY.c
+    rows = session.execute(
+        update(_DELIVERY)
+        .where(c.id.in_(ids))
+        .values(
+            state="SENDING",
+            attempt=c.attempt + 1,
+            # A lease that ran out means the worker died mid-send: that counts as a failure.
+            failures=c.failures + case((c.state == "SENDING", 1), else_=0),
+            lease_owner=worker_id,
+            due_at=lease_until,
+            updated_at=now,
+        )
+        .returning(
+            c.id,
+            c.tenant_id,
+            c.voucher_id,
+            c.attempt,
+            c.failures,
+            c.channel,
+            c.recipient,
+            c.recipient_name,
+            c.lease_owner,
+        )
+    ).all()
+    return [Claim(*row) for row in rows]
+
+
+def _give_up(
+    session: Session,
+    ids: set[str],
+    now: datetime,
+    worker_id: str,
+    settings: Settings,
+    events: list[dict[str, Any]],
+) -> None:
+    c = _DELIVERY.c
+    reason = (
+        f"gave up: the worker sending it was lost {settings.delivery_max_attempts} times "
+        "(its lease ran out each time)"
+    )
+    rows = session.execute(
+        update(_DELIVERY)
+        .where(c.id.in_(ids))
+        .values(
+            state="FAILED",
+            failures=c.failures + 1,
+            due_at=None,
+            lease_owner=None,
+            last_error=reason,
+            updated_at=now,
+        )
+        .returning(c.id, c.tenant_id, c.attempt)
+    ).all()
+    for delivery_id, tenant_id, attempt in rows:
+        events.append(
+            _event(tenant_id, delivery_id, attempt, "SENDING", "FAILED", worker_id, now, reason)
+        )
+        log.warning("delivery %s FAILED: its workers were lost too often", delivery_id)
+
+
+def _prepare_all(
+    session: Session, claims: list[Claim], settings: Settings, now: datetime
+) -> list[Prepared]:
+    if not claims:
+        return []
+    rows = session.execute(
+        select(Voucher, Campaign, Tenant.settings)
+        .join(Campaign, Campaign.id == Voucher.campaign_id)
+        .join(Tenant, Tenant.id == Voucher.tenant_id)
+        .where(Voucher.id.in_({c.voucher_id for c in claims}))
+    ).all()
+    context = {voucher.id: (voucher, campaign, tenant) for voucher, campaign, tenant in rows}
+    return [_prepare(c, *context[c.voucher_id], settings, now) for c in claims]
+
+
+def _prepare(
+    claim: Claim,
+    voucher: Voucher,
+    campaign: Campaign,
+    tenant_settings: dict[str, Any] | None,
+    settings: Settings,
+    now: datetime,
+) -> Prepared:
+    """The message to send, rendered from the campaign's template (still in the claim's
+    transaction, but rendering touches no database)."""
+    if voucher.state == "CANCELLED":
+        return Prepared(
+            claim, refused=Outcome.permanent("the voucher was cancelled before sending")
+        )
+    provider = delivery_settings(tenant_settings).get(claim.channel)
+    if not provider:
+        why = f"the tenant has no {claim.channel} provider configured any more"
+        return Prepared(claim, refused=Outcome.permanent(why))
+    base = settings.public_base_url
+    values = variables(
+        voucher,
+        campaign,
+        customer_name=claim.recipient_name,
+        page_url=f"{base}/v/{voucher.public_token}",
+    )
+    try:
+        content = compose(
+            claim.channel, campaign.message_templates, values, locale=campaign.locale or "en"
+        )
+    except MessageError as exc:
+        return Prepared(claim, refused=Outcome.permanent(str(exc)))
+    callback = None
+    if claim.channel == "sms":
+        callback = f"{base}/callbacks/twilio/{claim.tenant_id}?delivery={claim.id}"
+    body = None
+    if claim.channel == "webhook":
+        body = dumps(
+            {
+                "type": "voucher.delivery",
+                "timestamp": now,
+                "data": {
+                    "delivery_id": claim.id,
+                    "recipient_name": claim.recipient_name,
+                    "voucher": present_voucher(
+                        VoucherRecord(voucher, campaign.name), now=now, base_url=base
+                    ),
+                },
+            }
+        )
+    message = Message(
+        delivery_id=claim.id,
+        tenant_id=claim.tenant_id,
+        channel=claim.channel,
+        recipient=claim.recipient,
+        content=content,
+        status_callback=callback,
+        webhook_body=body,
+    )
+    return Prepared(claim, message=message, provider=provider)
+
+
+# --- sending ------------------------------------------------------------------------------------
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(size)
+        if pool is None:
+            pool = _pools[size] = ThreadPoolExecutor(size, thread_name_prefix="voucherd-send")
+        return pool
+
+
+def _attempt(prepared: Prepared, settings: Settings, stop: threading.Event) -> Outcome:
+    if prepared.refused is not None:
+        return prepared.refused
+    if stop.is_set():
+        return _RELEASE
+    assert prepared.message is not None
+    assert prepared.provider is not None
+    try:
+        return channel_for(prepared.claim.channel).send(
+            prepared.message, prepared.provider, settings
+        )
+    except Exception as exc:  # a bug in an adapter must not kill the worker
+        log.exception(
+            "delivery %s: the %s adapter failed", prepared.claim.id, prepared.claim.channel
+        )
+        return Outcome.transient(f"internal error: {type(exc).__name__}")
+
+
+def _deliver(db: Database, prepared: Prepared, stop: threading.Event) -> None:
+    record_outcome(db, prepared.claim, _attempt(prepared, db.settings, stop))
+
+
+def _send_and_record(db: Database, batch: list[Prepared], stop: threading.Event) -> None:
+    """Each message is sent and its outcome recorded by one thread, so a worker keeps
+    ``delivery_concurrency`` messages in flight and a crash loses at most those in hand."""
+    settings = db.settings
+    if settings.delivery_concurrency == 1 or len(batch) == 1:
+        for prepared in batch:
+            _deliver(db, prepared, stop)
+        return
+    pool = _pool(settings.delivery_concurrency)
+    futures = [pool.submit(_deliver, db, prepared, stop) for prepared in batch]
+    wait(futures)
+    for future in futures:
+        future.result()  # the first failure (the database went away) reaches the worker loop
+
+
+# --- recording ----------------------------------------------------------------------------------
+
+
+def backoff_seconds(failures: int, retry_after: float | None, settings: Settings) -> float:
+    """Exponential backoff with "equal jitter" (half fixed, half random), so a provider outage
+    does not bring every retry back in the same second; never sooner than Retry-After."""
+    ceiling = min(
+        settings.delivery_backoff_max_seconds,
+        settings.delivery_backoff_seconds * 2 ** min(failures - 1, 30),
+    )
+    delay = random.uniform(ceiling / 2, ceiling)
+    return max(delay, retry_after) if retry_after is not None else delay
+
+
+_C = _DELIVERY.c
+_MINE = (_C.id == bindparam("b_id"), _C.attempt == bindparam("b_attempt"), _C.state == "SENDING")
+# Built once, run with parameters: building an UPDATE per message cost more CPU than sending it.
+_RECORD = (
+    update(_DELIVERY)
+    .where(*_MINE)
+    .values(
+        state=bindparam("b_state"),
+        failures=bindparam("b_failures"),
+        due_at=bindparam("b_due_at"),
+        provider_message_id=func.coalesce(bindparam("b_message_id"), _C.provider_message_id),
+        last_error=bindparam("b_error"),
+        lease_owner=None,
+        updated_at=bindparam("b_now"),
+    )
+    .returning(_C.id)
+)
+_RELEASE_CLAIM = (
+    update(_DELIVERY)
+    .where(*_MINE)
+    .values(
+        state="PENDING", due_at=bindparam("b_now"), lease_owner=None, updated_at=bindparam("b_now")
+    )
+    .returning(_C.id)
+)
+
+
+def record_outcome(db: Database, claim: Claim, outcome: Outcome) -> bool:
+    """Write what happened to ``claim``'s attempt; False when that attempt is no longer the
+    delivery's (its lease ran out and another worker took it, or a callback finished it)."""
+    settings = db.settings
+    now = db.now()
+    params: dict[str, Any] = {
+        "b_id": claim.id,
+        "b_attempt": claim.attempt,
+        "b_now": now,
+        "b_failures": claim.failures,
+        "b_due_at": None,
+        "b_message_id": None,
+        "b_error": outcome.error,
+    }
+    detail = outcome.error
+    statement = _RECORD
+    if outcome is _RELEASE:
+        to, statement = "PENDING", _RELEASE_CLAIM
+    elif outcome.kind in ("sent", "delivered"):
+        to = "SENT" if outcome.kind == "sent" else "DELIVERED"
+        params["b_message_id"] = outcome.provider_message_id
+        detail = None
+    elif outcome.kind == "permanent":
+        to = "FAILED"
+    else:
+        failures = params["b_failures"] = claim.failures + 1
+        if failures >= settings.delivery_max_attempts:
+            to = "FAILED"
+            detail = params["b_error"] = (
+                f"gave up after {failures} failed attempts; the last: {outcome.error}"
+            )
+        else:
+            to = "PENDING"
+            delay = backoff_seconds(failures, outcome.retry_after, settings)
+            params["b_due_at"] = now + timedelta(seconds=delay)
+    params["b_state"] = to
+    with db.unit_of_work() as session:
+        if session.execute(statement, params).first() is None:
+            log.info("delivery %s attempt %d: superseded, outcome dropped", claim.id, claim.attempt)
+            return False
+        session.execute(
+            _INSERT_EVENT,
+            _event(
+                claim.tenant_id, claim.id, claim.attempt, "SENDING", to, claim.worker, now, detail
+            ),
+        )
+        session.commit()
+    level = logging.WARNING if to == "FAILED" else logging.DEBUG
+    log.log(level, "delivery %s attempt %d (%s): %s", claim.id, claim.attempt, claim.channel, to)
+    return True
+
+
+def _event(
+    tenant_id: str,
+    delivery_id: str,
+    attempt: int,
+    from_state: str | None,
+    to_state: str,
+    actor: str | None,
+    now: datetime,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "delivery_id": delivery_id,
+        "attempt": attempt,
+        "from_state": from_state,
+        "to_state": to_state,
+        "actor": actor,
+        "detail": detail,
+        "created_at": now,
+    }

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, or_, select, text
+from sqlalchemy import Table, func, insert, null, or_, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,8 @@ from voucherd.campaigns.service import localise
 from voucherd.codes.generator import CodeSpec, capacity, is_mistyped, spec_from_config
 from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
+from voucherd.delivery.enqueue import DELIVERY_CTE, cte_parameters, insert_planned, plan_delivery
+from voucherd.delivery.schemas import RequestedDelivery
 from voucherd.errors import Conflict, InvalidInput, LimitReached, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id, new_ids, new_public_tokens
@@ -64,15 +66,24 @@ class _IssueTerms:
 
 
 def _campaign_for_issue(session: Session, tenant_id: str, ref: str) -> tuple[Campaign, int | None]:
+    campaign, limit, _ = _campaign_and_tenant(session, tenant_id, ref, with_settings=False)
+    return campaign, limit
+
+
+def _campaign_and_tenant(
+    session: Session, tenant_id: str, ref: str, *, with_settings: bool
+) -> tuple[Campaign, int | None, dict[str, Any] | None]:
+    """The campaign, the tenant's weekly limit and (for deliveries) its settings, in one read."""
+    settings = Tenant.settings if with_settings else null()
     rows = session.execute(
-        select(Campaign, Tenant.weekly_value_limit)
+        select(Campaign, Tenant.weekly_value_limit, settings)
         .join(Tenant, Tenant.id == Campaign.tenant_id)
         .where(Campaign.tenant_id == tenant_id, or_(Campaign.id == ref, Campaign.name == ref))
     ).all()
     if not rows:
         raise NotFound(f"no campaign with id or name {ref!r}", field="campaign")
-    campaign, limit = next((r for r in rows if r[0].id == ref), rows[0])
-    return campaign, limit
+    campaign, limit, tenant_settings = next((r for r in rows if r[0].id == ref), rows[0])
+    return campaign, limit, tenant_settings
 
 
 def _terms(
@@ -199,7 +210,7 @@ _ISSUE_COLUMNS = (
 
 # PostgreSQL: the voucher, its opening ledger entry and its "issued" event in one statement,
 # one round trip. A code that collides inserts nothing at all, and the caller redraws.
-_ISSUE_ON_POSTGRESQL = text(
+_ISSUE_CTES = (
     "WITH v AS (INSERT INTO voucher ("
     + ", ".join(_ISSUE_COLUMNS)
     + ") VALUES ("
@@ -210,9 +221,11 @@ _ISSUE_ON_POSTGRESQL = text(
     "event AS (INSERT INTO voucher_event "
     "(tenant_id, voucher_id, campaign_id, kind, actor, data, created_at) "
     "SELECT :tenant_id, id, :campaign_id, 'issued', :actor, CAST(:event_data AS jsonb), "
-    ":created_at FROM v) "
-    "SELECT id FROM v"
+    ":created_at FROM v)"
 )
+_ISSUE_ON_POSTGRESQL = text(_ISSUE_CTES + " SELECT id FROM v")
+# Issued with a delivery: its outbox row and first event ride in the same statement.
+_ISSUE_WITH_DELIVERY_ON_POSTGRESQL = text(f"{_ISSUE_CTES}, {DELIVERY_CTE} SELECT id FROM v")
 # SQLite: the same three rows as prebuilt statements; its round trips are function calls.
 _ISSUE_VOUCHER_ON_SQLITE = (
     sqlite_insert(_VOUCHER_TABLE)
@@ -224,7 +237,12 @@ _ISSUE_EVENT_ON_SQLITE = insert(cast(Table, VoucherEvent.__table__))
 
 
 def _insert_issued(
-    session: Session, row: dict[str, Any], *, actor: str, event: dict[str, Any]
+    session: Session,
+    row: dict[str, Any],
+    *,
+    actor: str,
+    event: dict[str, Any],
+    delivery: dict[str, Any] | None = None,
 ) -> bool:
     """Write one issued voucher with its ledger entry and event; False if its code is taken.
 
@@ -237,7 +255,10 @@ def _insert_issued(
         if params["metadata"] is not None:
             params["metadata"] = json.dumps(params["metadata"])
         params.update(actor=actor, event_data=json.dumps(event))
-        return session.execute(_ISSUE_ON_POSTGRESQL, params).first() is not None
+        if delivery is None:
+            return session.execute(_ISSUE_ON_POSTGRESQL, params).first() is not None
+        params.update(cte_parameters(delivery))
+        return session.execute(_ISSUE_WITH_DELIVERY_ON_POSTGRESQL, params).first() is not None
     if session.execute(_ISSUE_VOUCHER_ON_SQLITE, params).first() is None:
         return False
     if row["balance"]:
@@ -263,6 +284,8 @@ def _insert_issued(
             "created_at": row["created_at"],
         },
     )
+    if delivery is not None:
+        insert_planned(session, delivery, actor=actor)
     return True
 
 
@@ -282,7 +305,9 @@ def issue_voucher(
     now = db.now()
     with db.unit_of_work() as session:
         idempotency.claim(session, db, caller.tenant_id, idem)
-        campaign, weekly_limit = _campaign_for_issue(session, caller.tenant_id, body.campaign)
+        campaign, weekly_limit, tenant_settings = _campaign_and_tenant(
+            session, caller.tenant_id, body.campaign, with_settings=body.delivery is not None
+        )
         terms = _terms(campaign, body.value, body, now)
         count_customer_issue(session, campaign, body.customer_ref)
         _spend_limits(session, terms, 1, weekly_limit, now)
@@ -296,16 +321,30 @@ def issue_voucher(
             holder_postcode=body.holder.postcode if body.holder else None,
         )
         event = {"value": terms.value, "customer_ref": body.customer_ref is not None}
+        delivery = None
+        if body.delivery is not None:
+            delivery = plan_delivery(
+                body.delivery,
+                tenant_settings,
+                tenant_id=caller.tenant_id,
+                voucher_id=row["id"],
+                now=now,
+                origin="issue",
+            )
         if body.code is not None:
             row["code"] = body.code
-            if not _insert_issued(session, row, actor=caller.key_id, event=event):
+            if not _insert_issued(
+                session, row, actor=caller.key_id, event=event, delivery=delivery
+            ):
                 raise Conflict("this code is already in use", field="code", code="duplicate_code")
         else:
             spec = spec_from_config(campaign.code_config)
             _check_capacity(session, db, campaign, spec, 1)
             for _ in range(_REDRAWS):
                 row["code"] = spec.generate(1)[0]
-                if _insert_issued(session, row, actor=caller.key_id, event=event):
+                if _insert_issued(
+                    session, row, actor=caller.key_id, event=event, delivery=delivery
+                ):
                     break
             else:
                 raise LimitReached(
@@ -315,7 +354,10 @@ def issue_voucher(
                 )
         idempotency.bind_effect(session, caller.tenant_id, idem, "voucher", row["id"])
         session.commit()
-    return VoucherRecord(Voucher(**row), campaign.name)
+    requested = None
+    if delivery is not None:
+        requested = RequestedDelivery(delivery["id"], delivery["channel"], delivery["state"])
+    return VoucherRecord(Voucher(**row), campaign.name, delivery=requested)
 
 
 def mint_vouchers(
@@ -491,3 +533,31 @@ class _BulkMinter:
                 )
             )
         )
+
+
+def mint_in_session(
+    session: Session, db: Database, campaign: Campaign, count: int, *, actor: str, now: datetime
+) -> list[str]:
+    """Mint ``count`` vouchers with the campaign's defaults inside the caller's transaction.
+
+    For pools that grow on demand (an AUTO_UPDATE campaign publishing more codes than it has
+    left): the same terms, limits, capacity check and minting as :func:`mint_vouchers`, but the
+    caller's use case owns the transaction and decides what happens to the new vouchers.
+    """
+    campaign, weekly_limit = _campaign_for_issue(session, campaign.tenant_id, campaign.id)
+    terms = _terms(campaign, None, VoucherOverrides(), now)
+    spec = spec_from_config(campaign.code_config)
+    _check_capacity(session, db, campaign, spec, count)
+    _spend_limits(session, terms, count, weekly_limit, now)
+    ids = _BulkMinter(session, _voucher_row(terms, now=now), spec).mint(count)
+    session.execute(
+        insert(VoucherEvent).values(
+            tenant_id=campaign.tenant_id,
+            campaign_id=campaign.id,
+            kind="minted",
+            actor=actor,
+            data={"count": count, "first_id": ids[0], "last_id": ids[-1]},
+            created_at=now,
+        )
+    )
+    return ids

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,6 +36,15 @@ class Voucher(Base):
         Index("ix_voucher_tenant_id_id", "tenant_id", "id"),
         Index("ix_voucher_campaign_id_id", "campaign_id", "id"),
         Index("ix_voucher_tenant_id_customer_ref", "tenant_id", "customer_ref"),
+        # A campaign's pool (publications/service.claim_pool): only unpublished ACTIVE codes, so
+        # a claim reads the head of this index and the index shrinks as the pool drains.
+        Index(
+            "ix_voucher_pool",
+            "campaign_id",
+            "id",
+            postgresql_where=text("published_count = 0 AND state = 'ACTIVE'"),
+            sqlite_where=text("published_count = 0 AND state = 'ACTIVE'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -62,6 +72,10 @@ class Voucher(Base):
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Publications (see voucherd.publications): how many this voucher is in, and the customer it
+    # was published to. Server defaults keep the bulk COPY mint path unaware of them.
+    published_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    holder_id: Mapped[str | None] = mapped_column(ForeignKey("customer.id"))
 
 
 class VoucherEvent(Base):

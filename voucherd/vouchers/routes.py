@@ -30,7 +30,11 @@ def _shown(db: Database, record: VoucherRecord) -> dict[str, object]:
 
 @router.post("", status_code=201, summary="Issue a voucher")
 def issue(body: IssueVoucher, db: DB, caller: CallerDep, idem: Idem) -> Response:
-    return respond_created(db, caller, idem, _shown(db, issue_voucher(db, caller, body, idem=idem)))
+    record = issue_voucher(db, caller, body, idem=idem)
+    shown = _shown(db, record)
+    if record.delivery is not None:
+        shown["delivery"] = record.delivery.present()
+    return respond_created(db, caller, idem, shown)
 
 
 @router.get("", summary="List vouchers, newest first")

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from voucherd.delivery.schemas import DeliveryRequest, RequestedDelivery
 from voucherd.fields import (
     CampaignRef,
     CustomerRef,
@@ -50,6 +51,10 @@ class IssueVoucher(VoucherOverrides):
     )
     code: VoucherCode | None = Field(default=None, description="An explicit code; drawn if absent.")
     holder: Holder | None = None
+    delivery: DeliveryRequest | None = Field(
+        default=None,
+        description="Deliver the voucher: written in the same transaction, sent by a worker.",
+    )
 
 
 class MintVouchers(VoucherOverrides):
@@ -86,6 +91,11 @@ class VoucherRecord:
 
     voucher: Voucher
     campaign_name: str
+    # The voucher's latest publications, shaped as ``publish.entries`` (publications.pool.
+    # publication_entries); None where they were not loaded, as in lists.
+    publications: list[dict[str, Any]] | None = None
+    # The delivery asked for with the voucher, when it was issued with one.
+    delivery: RequestedDelivery | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,8 @@ def present_voucher(record: VoucherRecord, *, now: datetime, base_url: str) -> d
             "quantity": v.redemption_quantity,
             "redeemed_quantity": v.redeemed_quantity,
         },
+        "publish": _publish_summary(record),
+        "holder_id": v.holder_id,
         "start_date": v.start_date,
         "expiration_date": v.expiration_date,
         "customer_ref": v.customer_ref,
@@ -123,6 +135,26 @@ def present_voucher(record: VoucherRecord, *, now: datetime, base_url: str) -> d
         "additional_info": v.additional_info,
         "metadata": v.metadata_,
         "page_url": f"{base_url}/v/{v.public_token}",
+        # Voucherify's image URLs of the code (voucherd.pages draws them).
+        "assets": {
+            "qr": {"url": f"{base_url}/v/{v.public_token}/qr.svg"},
+            "barcode": {"url": f"{base_url}/v/{v.public_token}/barcode.svg"},
+        },
         "created_at": v.created_at,
         "updated_at": v.updated_at,
     }
+
+
+def _publish_summary(record: VoucherRecord) -> dict[str, Any]:
+    """The seed voucher object's ``publish`` list: a count from the voucher's own column (no
+    query per voucher in lists), the entries where they were loaded and there are some."""
+    v = record.voucher
+    count = v.published_count or 0
+    summary: dict[str, Any] = {
+        "object": "list",
+        "count": count,
+        "url": f"/api/v1/publications?voucher={v.id}",
+    }
+    if record.publications:  # none yet: the same shape as in lists and the issue answer
+        summary.update(data_ref="entries", entries=record.publications, total=count)
+    return summary

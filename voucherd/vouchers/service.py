@@ -14,6 +14,7 @@ from voucherd.campaigns.service import find_campaign
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, InvalidInput, NotFound
 from voucherd.pagination import Page, page_of
+from voucherd.publications.pool import publication_entries
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 from voucherd.vouchers.schemas import VoucherFilters, VoucherRecord
 
@@ -31,8 +32,11 @@ def find_voucher(session: Session, tenant_id: str, ref: str) -> VoucherRecord:
 
 
 def get_voucher(db: Database, caller: Caller, ref: str) -> VoucherRecord:
+    """One voucher, with its latest publications (``publish.entries``)."""
     with db.unit_of_work(write=False) as session:
-        return find_voucher(session, caller.tenant_id, ref)
+        found = find_voucher(session, caller.tenant_id, ref)
+        entries = publication_entries(session, found.voucher.id)
+        return VoucherRecord(found.voucher, found.campaign_name, entries)
 
 
 def list_vouchers(

@@ -1,0 +1,162 @@
+"""``voucherd deliveries``: what an operator does with deliveries from a terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from voucherd.errors import DomainError
+
+deliveries = typer.Typer(
+    help="Deliveries: list them, resend failed ones, set a tenant's providers.",
+    no_args_is_help=True,
+)
+console = Console(stderr=True)
+TenantOption = Annotated[str, typer.Option(help="Tenant name")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+def _domain(exc: DomainError) -> None:
+    _fail(exc.detail + (f" ({exc.field})" if exc.field else ""))
+
+
+def _print_json(payload: Any) -> None:
+    from voucherd.api.responses import dumps
+
+    sys.stdout.write(dumps(payload).decode() + "\n")
+
+
+@deliveries.command("list")
+def list_command(
+    tenant: TenantOption,
+    voucher: Annotated[str | None, typer.Option(help="A voucher id or code")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="PENDING, SENDING, SENT, DELIVERED or FAILED")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List a tenant's deliveries, newest first."""
+    from voucherd.auth.service import Caller, tenant_id_by_name
+    from voucherd.cli import _database
+    from voucherd.delivery.schemas import DeliveryFilters, mask_code, present_delivery
+    from voucherd.delivery.service import list_deliveries
+
+    states = ("PENDING", "SENDING", "SENT", "DELIVERED", "FAILED")
+    if state is not None and state.upper() not in states:
+        _fail(f"--state must be one of {', '.join(states)}")
+    filters = DeliveryFilters(voucher, state.upper() if state else None)  # type: ignore[arg-type]
+    try:
+        with _database() as db:
+            caller = Caller(tenant_id_by_name(db, tenant), "cli")
+            page = list_deliveries(db, caller, filters, limit=limit, cursor=None)
+    except DomainError as exc:
+        _domain(exc)
+        return
+    if as_json:
+        _print_json([present_delivery(r) for r in page.items])
+        return
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=30)  # ids are what an operator copies
+    for column in ("voucher", "channel", "state", "attempts", "updated", "last error"):
+        table.add_column(column, overflow="fold")
+    for record in page.items:
+        d = record.delivery
+        table.add_row(
+            d.id,
+            mask_code(record.voucher_code),
+            d.channel,
+            d.state,
+            str(d.attempt),
+            f"{d.updated_at:%Y-%m-%d %H:%M:%S}",
+            (d.last_error or "")[:60],
+        )
+    Console().print(table)
+
+
+@deliveries.command("resend")
+def resend_command(delivery_id: str, tenant: TenantOption, as_json: JsonFlag = False) -> None:
+    """Send a finished (typically FAILED) delivery again, as a new delivery."""
+    from voucherd.auth.service import Caller, tenant_id_by_name
+    from voucherd.cli import _database
+    from voucherd.delivery.schemas import present_delivery
+    from voucherd.delivery.service import resend_delivery
+
+    try:
+        with _database() as db:
+            caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"manage"}))
+            record = resend_delivery(db, caller, delivery_id)
+    except DomainError as exc:
+        _domain(exc)
+        return
+    if as_json:
+        _print_json(present_delivery(record))
+    else:
+        console.print(f"resending {delivery_id} as {record.delivery.id} ({record.delivery.state})")
+
+
+@deliveries.command("configure")
+def configure_command(
+    tenant: Annotated[str, typer.Argument(help="Tenant name")],
+    settings_file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON as PATCH /api/v1/tenant takes under 'delivery'; - reads standard input"
+        ),
+    ],
+) -> None:
+    """Set a tenant's delivery settings (phone channel, providers, webhook) from JSON."""
+    from voucherd.auth.service import configure_delivery, tenant_id_by_name
+    from voucherd.cli import _database
+    from voucherd.delivery.settings import DeliverySettingsPatch
+
+    raw = sys.stdin.read() if str(settings_file) == "-" else settings_file.read_text()
+    try:
+        patch = DeliverySettingsPatch.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        _fail(f"{where}: {first['msg']}")
+        return
+    try:
+        with _database() as db:
+            view = configure_delivery(db, tenant_id_by_name(db, tenant), patch)
+    except DomainError as exc:
+        _domain(exc)
+        return
+    _print_json(view.delivery)
+
+
+@deliveries.command("settings")
+def settings_command(tenant: Annotated[str, typer.Argument(help="Tenant name")]) -> None:
+    """Show a tenant's delivery settings, credentials masked."""
+    from voucherd.auth.service import get_tenant, tenant_id_by_name
+    from voucherd.cli import _database
+
+    try:
+        with _database() as db:
+            view = get_tenant(db, tenant_id_by_name(db, tenant))
+    except DomainError as exc:
+        _domain(exc)
+        return
+    _print_json(view.delivery)
+
+
+@deliveries.command("new-webhook-secret")
+def new_webhook_secret_command() -> None:
+    """Print a fresh Standard Webhooks secret (whsec_...) to configure on both sides."""
+    from voucherd.delivery.settings import new_webhook_secret
+
+    sys.stdout.write(json.dumps({"secret": new_webhook_secret()}) + "\n")

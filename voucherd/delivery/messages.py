@@ -1,0 +1,139 @@
+"""What a message says: the campaign's template for the channel, or a default, rendered in a
+sandboxed Jinja2 environment with the voucher's facts formatted for the holder.
+
+Templates come from API callers, so they run sandboxed (no attribute access to internals) and
+their variables are plain strings. An undefined variable is an error rather than an empty
+string: a message reading "your voucher  is ready" is worse than a FAILED delivery that says
+which variable the template got wrong (the syntax itself is checked when the campaign is saved).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, Template
+from jinja2.sandbox import SandboxedEnvironment
+
+from voucherd.campaigns.models import Campaign
+from voucherd.formatting import format_moment, format_value
+from voucherd.vouchers.models import Voucher
+
+# Defaults, used when the campaign has no template for the channel.
+DEFAULT_SMS = (
+    "{% if customer_name %}{{ customer_name }}, your{% else %}Your{% endif %} {{ campaign }} "
+    "voucher{% if value %} worth {{ value }}{% endif %}: {{ code }}"
+    "{% if expiry %}, valid until {{ expiry }}{% endif %}. {{ page_url }}"
+)
+DEFAULT_EMAIL_SUBJECT = "Your {{ campaign }} voucher"
+DEFAULT_EMAIL_TEXT = (
+    "{% if customer_name %}Hello {{ customer_name }},{% else %}Hello,{% endif %}\n\n"
+    "here is your {{ campaign }} voucher{% if value %} worth {{ value }}{% endif %}.\n\n"
+    "Code: {{ code }}\n"
+    "{% if expiry %}Valid until: {{ expiry }}\n{% endif %}"
+    "\nShow it at the till from this page: {{ page_url }}\n"
+)
+DEFAULT_EMAIL_HTML = (
+    '<!doctype html><html><body style="font-family: sans-serif">'
+    "<p>{% if customer_name %}Hello {{ customer_name }},{% else %}Hello,{% endif %}</p>"
+    "<p>here is your {{ campaign }} voucher{% if value %} worth <strong>{{ value }}</strong>"
+    "{% endif %}.</p>"
+    '<p style="font-size: 1.4em; letter-spacing: 0.1em"><strong>{{ code }}</strong></p>'
+    "{% if expiry %}<p>Valid until {{ expiry }}.</p>{% endif %}"
+    '<p><a href="{{ page_url }}">Open your voucher</a> and show it at the till.</p>'
+    "</body></html>"
+)
+# A WhatsApp business-initiated message must be a template approved in Meta's WhatsApp Manager:
+# a tenant without its own uses one named like this with three body placeholders.
+DEFAULT_WHATSAPP_TEMPLATE = "voucher_delivery"
+DEFAULT_WHATSAPP_PARAMETERS = ("{{ value or campaign }}", "{{ code }}", "{{ page_url }}")
+
+
+class MessageError(Exception):
+    """The template could not be rendered for this voucher (a permanent failure)."""
+
+
+@dataclass(frozen=True)
+class WhatsAppTemplateMessage:
+    name: str
+    language: str
+    parameters: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Composed:
+    text: str = ""
+    subject: str | None = None
+    html: str | None = None
+    whatsapp: WhatsAppTemplateMessage | None = None
+
+
+_TEXT = SandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+)
+_HTML = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str, html: bool) -> Template:
+    return (_HTML if html else _TEXT).from_string(source)
+
+
+def _render(source: str, variables: dict[str, Any], *, html: bool = False) -> str:
+    try:
+        return _compiled(source, html).render(variables)
+    except Exception as exc:
+        raise MessageError(f"the message template failed: {type(exc).__name__}: {exc}") from exc
+
+
+def variables(
+    voucher: Voucher, campaign: Campaign, *, customer_name: str | None, page_url: str
+) -> dict[str, Any]:
+    """What every template may use, already formatted in the campaign's locale and time zone."""
+    locale = campaign.locale or "en"
+    return {
+        "code": voucher.code,
+        "value": format_value(voucher.amount, voucher.currency, locale),
+        "balance": format_value(voucher.balance, voucher.currency, locale),
+        "currency": voucher.currency,
+        "expiry": format_moment(voucher.expiration_date, campaign.timezone, locale),
+        "customer_name": customer_name or voucher.holder_name,
+        "page_url": page_url,
+        "campaign": campaign.name,
+        "help_text": campaign.help_text,
+        "store_finder_url": campaign.store_finder_url,
+    }
+
+
+def compose(
+    channel: str, templates: dict[str, Any] | None, values: dict[str, Any], *, locale: str = "en"
+) -> Composed:
+    """The message for ``channel``; MessageError when the campaign's template cannot render.
+
+    ``locale`` (the campaign's) is the default WhatsApp template's language: Meta spells
+    languages as locales too (``en``, ``en_GB``, ``pt_BR``).
+    """
+    own = (templates or {}).get(channel) or {}
+    if channel == "sms":
+        return Composed(text=_render(own.get("text") or DEFAULT_SMS, values).strip())
+    if channel == "email":
+        if own:
+            html = own.get("html")
+            return Composed(
+                subject=_render(own["subject"], values).strip(),
+                text=_render(own["text"], values),
+                html=_render(html, values, html=True) if html else None,
+            )
+        return Composed(
+            subject=_render(DEFAULT_EMAIL_SUBJECT, values).strip(),
+            text=_render(DEFAULT_EMAIL_TEXT, values),
+            html=_render(DEFAULT_EMAIL_HTML, values, html=True),
+        )
+    if channel == "whatsapp":
+        name = own.get("name") or DEFAULT_WHATSAPP_TEMPLATE
+        sources = own.get("body_parameters") if own else DEFAULT_WHATSAPP_PARAMETERS
+        language = own.get("language") or locale
+        parameters = tuple(_render(s, values).strip() for s in sources or ())
+        return Composed(whatsapp=WhatsAppTemplateMessage(name, language, parameters))
+    return Composed()

@@ -1,0 +1,115 @@
+"""The worker: polls every job in :data:`voucherd.worker.jobs.JOBS` until told to stop.
+
+Two ways to run it, one loop: ``voucherd worker`` (a process; SIGTERM or Ctrl-C stop it) and the
+thread ``voucherd serve`` starts inside the API process unless ``--no-worker`` is given. Jobs
+claim their work with leases, so any number of workers can share one PostgreSQL. Stopping is
+cooperative: the stop event is set, each job finishes what it is sending and releases what it
+claimed but has not started, and the loop returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from voucherd.db.engine import Database
+from voucherd.worker.jobs import JOBS, Job
+
+log = logging.getLogger("voucherd.worker")
+
+_MAX_ERROR_PAUSE = 30.0
+
+
+def new_worker_id() -> str:
+    """Who holds a lease, as operators read it in delivery events: host, process, a nonce."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        stop: threading.Event | None = None,
+        worker_id: str | None = None,
+        jobs: Sequence[Job] = JOBS,
+    ) -> None:
+        self.db = db
+        self.stop = stop or threading.Event()
+        self.worker_id = worker_id or new_worker_id()
+        self.jobs = tuple(jobs)
+        self._errors = 0
+
+    def run(self) -> None:
+        """Poll until the stop event is set; busy while there is work, sleeping when not."""
+        log.info("worker %s started", self.worker_id)
+        while not self.stop.is_set():
+            handled = self.run_once()
+            if handled == 0 and not self.stop.is_set():
+                self.stop.wait(self._pause())
+        log.info("worker %s stopped", self.worker_id)
+
+    def run_once(self) -> int:
+        """One pass over every job; how many items they handled."""
+        handled = 0
+        for job in self.jobs:
+            if self.stop.is_set():
+                break
+            try:
+                handled += job(self.db, self.worker_id, self.stop)
+            except Exception:
+                # The database may be restarting: log, pause (longer each time), carry on. The
+                # job's claimed rows come back to someone when their leases run out.
+                self._errors += 1
+                log.exception("worker %s: job %s failed", self.worker_id, _name(job))
+            else:
+                self._errors = 0
+        return handled
+
+    def _pause(self) -> float:
+        poll = self.db.settings.worker_poll_seconds
+        if self._errors:
+            return min(poll * 2 ** min(self._errors, 10), _MAX_ERROR_PAUSE)
+        return poll
+
+
+def _name(job: Job) -> str:
+    return getattr(job, "__name__", repr(job))
+
+
+class BackgroundWorker:
+    """A worker on a daemon thread of the API process (``voucherd serve`` without --no-worker)."""
+
+    def __init__(self, db: Database) -> None:
+        self.worker = Worker(db)
+        self.thread = threading.Thread(target=self.worker.run, name="voucherd-worker", daemon=True)
+
+    def start(self) -> BackgroundWorker:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.worker.stop.set()
+        wait = timeout if timeout is not None else self.worker.db.settings.delivery_timeout_seconds
+        self.thread.join(wait + 5)
+
+
+def run_until_signalled(db: Database) -> None:
+    """``voucherd worker``: run in this thread until SIGTERM or SIGINT; a second one exits."""
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise SystemExit(128 + signum)
+        log.info("signal %d: finishing what is in hand, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    Worker(db, stop=stop).run()
