@@ -3,7 +3,7 @@ Voucherify publication object of seeds/002, which the Voucherify dialect transla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,6 +11,7 @@ from pydantic import Field
 from pydantic import Strict as StrictType
 
 from voucherd.customers.schemas import CustomerCreate
+from voucherd.delivery.schemas import RequestedChannel, RequestedDelivery
 from voucherd.fields import CampaignRef, CustomerRef, Metadata, RequestModel
 from voucherd.publications.models import Publication
 from voucherd.publications.pool import DEFAULT_CHANNEL
@@ -22,6 +23,16 @@ MAX_PUBLISH_COUNT = 1000
 SHOWN_CODES = MAX_PUBLISH_COUNT
 
 PublishCount = Annotated[int, StrictType(), Field(ge=1, le=MAX_PUBLISH_COUNT)]
+
+
+class PublicationDelivery(RequestModel):
+    """Send the published codes to the customer, one message per code, written in the same
+    transaction as the publication. Without a ``recipient`` the customer's own phone (channel
+    ``phone``) or email (channel ``email``) is used, so a known customer needs only a channel."""
+
+    channel: RequestedChannel
+    recipient: str | None = Field(default=None, min_length=3, max_length=254)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class PublishRequest(RequestModel):
@@ -50,6 +61,7 @@ class PublishRequest(RequestModel):
         default=False, description="Refuse if the customer already has a voucher of the campaign."
     )
     metadata: Metadata | None = None
+    delivery: PublicationDelivery | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,8 @@ class PublicationRecord:
     count: int
     codes: list[tuple[str, str]]  # (voucher id, code), at most SHOWN_CODES
     voucher: VoucherRecord | None = None  # the one voucher, when there is exactly one
+    # Asked for by this request (shown in its answer only; GET /deliveries?voucher= lists all).
+    deliveries: list[RequestedDelivery] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -99,4 +113,6 @@ def present_publication(
     }
     if record.voucher is not None:
         shown["voucher"] = present_voucher(record.voucher, now=now, base_url=base_url)
+    if record.deliveries:
+        shown["deliveries"] = [delivery.present() for delivery in record.deliveries]
     return shown

@@ -11,11 +11,13 @@ same publication and codes; the same source_id with another body is refused (409
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -27,6 +29,8 @@ from voucherd.customers.schemas import CustomerCreate
 from voucherd.customers.service import customer_for, find_customer
 from voucherd.db.dialect import upsert
 from voucherd.db.engine import Database
+from voucherd.delivery.enqueue import request_delivery, tenant_settings
+from voucherd.delivery.schemas import DeliveryRequest
 from voucherd.errors import Conflict, InvalidInput, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.pagination import Page, page_of
@@ -44,6 +48,7 @@ from voucherd.publications.pool import (
 )
 from voucherd.publications.schemas import (
     SHOWN_CODES,
+    PublicationDelivery,
     PublicationFilters,
     PublicationRecord,
     Published,
@@ -143,11 +148,64 @@ def _publish(
             record = _publish_from_pool(
                 session, db, caller, body, body.campaign, customer, request_hash, now
             )
+        if body.delivery is not None:
+            record = _deliver(session, caller, record, body.delivery, customer, now)
         idempotency.bind_effect(
             session, caller.tenant_id, idem, "publication", record.publication.id
         )
         session.commit()
     return Published(record, created=True)
+
+
+def _deliver(
+    session: Session,
+    caller: Caller,
+    record: PublicationRecord,
+    asked: PublicationDelivery,
+    customer: Customer | None,
+    now: datetime,
+) -> PublicationRecord:
+    """One delivery per published code, in the publication's transaction: both or neither."""
+    if record.count > len(record.codes):
+        raise InvalidInput(
+            f"delivery sends one message per code, at most {SHOWN_CODES} per publication",
+            field="delivery",
+        )
+    request = _delivery_request(asked, customer)
+    settings_of_tenant = tenant_settings(session, caller.tenant_id)
+    deliveries = [
+        request_delivery(
+            session,
+            tenant_id=caller.tenant_id,
+            voucher_id=voucher_id,
+            request=request,
+            now=now,
+            actor=caller.key_id,
+            origin="publication",
+            settings_of_tenant=settings_of_tenant,
+        )
+        for voucher_id, _ in record.codes
+    ]
+    return dataclasses.replace(record, deliveries=deliveries)
+
+
+def _delivery_request(asked: PublicationDelivery, customer: Customer | None) -> DeliveryRequest:
+    """The request as given, or with the customer's own contact for the channel filled in."""
+    recipient = asked.recipient
+    if recipient is None and customer is not None and asked.channel in ("phone", "email"):
+        recipient = customer.phone if asked.channel == "phone" else customer.email
+        if recipient is None:
+            raise InvalidInput(
+                f"the customer has no {asked.channel} on record; give delivery.recipient",
+                field="delivery.recipient",
+            )
+    name = asked.name or (customer.name if customer is not None else None)
+    try:
+        return DeliveryRequest(channel=asked.channel, recipient=recipient, name=name)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "recipient"
+        raise InvalidInput(str(error["msg"]), field=f"delivery.{where}") from exc
 
 
 def _customer(
