@@ -23,6 +23,7 @@ from voucherd.customers.routes import router as customers_router
 from voucherd.db.engine import Database
 from voucherd.db.migrate import is_current
 from voucherd.delivery.routes import router as delivery_router
+from voucherd.dialects import imovo, vista, voucherify, yoyo
 from voucherd.exports.routes import router as exports_router
 from voucherd.idempotency.service import RENDERERS
 from voucherd.operations.routes import router as operations_router
@@ -74,6 +75,10 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         exports_router,
         operations_router,
         pages_router,
+        yoyo.router,
+        voucherify.router,
+        imovo.router,
+        vista.router,
     ):
         app.include_router(router)
     _register_replay_renderers()
