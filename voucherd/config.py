@@ -52,6 +52,15 @@ class Settings(BaseSettings):
         ),
     )
 
+    voucherify_currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description=(
+            "The currency of money campaigns created through the Voucherify face: Voucherify "
+            "keeps one currency per project and never sends it, so voucherd takes it from here."
+        ),
+    )
+
     # Workers and delivery (voucherd.worker, voucherd.delivery).
     in_process_worker: bool = Field(
         default=False,

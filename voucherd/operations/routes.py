@@ -1,3 +1,68 @@
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+
+from voucherd.api.deps import DB, CallerDep
+from voucherd.api.responses import json_response, list_payload
+from voucherd.auth.service import Caller
+from voucherd.db.engine import Database
+from voucherd.idempotency.service import RENDERERS
+from voucherd.operations import service
+from voucherd.operations.schemas import OperationStatusName, present_operation
+from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
+
+
+@router.get("", summary="List long-running operations, newest first")
+def list_operations(
+    db: DB,
+    caller: CallerDep,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    status: OperationStatusName | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    page = service.list_operations(db, caller, kind=kind, status=status, limit=limit, cursor=cursor)
+    return json_response(list_payload([present_operation(o) for o in page.items], page.next_cursor))
+
+
+@router.get(
+    "/{operation}",
+    summary="An operation's status and progress, by id or token",
+    description="`status` is `Processing`, `Completed` or `Failed`; `progress` counts what is "
+    "done of the total (the total is known once the operation has started).",
+)
+def get_operation(operation: str, db: DB, caller: CallerDep) -> Response:
+    return json_response(present_operation(service.get_operation(db, caller, operation)))
+
+
+@router.get(
+    "/{operation}/result",
+    summary="Download a completed operation's result",
+    description="Streams the stored result (an export's CSV). 409 while the operation is "
+    "still Processing or when it Failed.",
+    response_class=StreamingResponse,
+)
+def download_result(operation: str, db: DB, caller: CallerDep) -> Response:
+    download = service.open_result(db, caller, operation)
+    return StreamingResponse(
+        download.chunks,
+        media_type=download.media_type,
+        headers={
+            "Content-Length": str(download.size),
+            "Content-Disposition": f'attachment; filename="{download.filename}"',
+        },
+    )
+
+
+def _replay(db: Database, tenant_id: str, operation_id: str, _: str) -> tuple[int, dict[str, Any]]:
+    """The answer to a replayed request that started an operation (see idempotency)."""
+    operation = service.get_operation(db, Caller(tenant_id, "replay"), operation_id)
+    return 202, present_operation(operation)
+
+
+RENDERERS["operation"] = _replay
