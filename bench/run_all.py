@@ -1,4 +1,4 @@
-"""All three benchmarks, short: a smoke run that the benchmarks work here, with rough figures.
+"""All the benchmarks, short: a smoke run that the benchmarks work here, with rough figures.
 
     python -m bench.run_all [--seconds 5] [--count 100000]
 
@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         ["bench.issue", *timing],
         ["bench.redeem", *timing, "--http"],
         ["bench.mint", "--count", str(args.count)],
+        ["bench.claim", *timing, "--pool", str(args.count)],
+        ["bench.deliver", *timing],
+        ["bench.export", "--count", str(args.count)],
     ]
     root = Path(__file__).resolve().parent.parent
     failed = []
