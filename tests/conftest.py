@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from tests.delivery_helpers import Provider, SmtpServer, running_provider, running_smtp
 from tests.factories import refuse_server_errors
 from voucherd.app import create_app
 from voucherd.config import Settings
@@ -202,3 +203,17 @@ def fresh_database(template: Template, settings: Settings) -> Iterator[Callable[
     for url, db in made:
         db.dispose()
         template.drop(url)
+
+
+@pytest.fixture
+def provider() -> Iterator[Provider]:
+    """A local HTTP server answering as Twilio, Meta's WhatsApp API and a webhook receiver."""
+    with running_provider() as running:
+        yield running
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
+    """A local SMTP server requiring STARTTLS (a throwaway CA) and AUTH."""
+    with running_smtp(tmp_path) as server:
+        yield server

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,7 +26,6 @@ from tests.delivery_helpers import (
     deliver_due,
     delivery_row,
     events_of,
-    running_provider,
     settings_for,
     sms_settings,
     whatsapp_settings,
@@ -42,12 +40,6 @@ from voucherd.delivery.settings import new_webhook_secret
 VOUCHERS = "/api/v1/vouchers"
 DELIVERIES = "/api/v1/deliveries"
 TABLES = ("voucher", "voucher_event", "ledger_entry", "delivery", "delivery_event")
-
-
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    with running_provider() as running:
-        yield running
 
 
 @pytest.fixture

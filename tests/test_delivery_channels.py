@@ -7,8 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +24,6 @@ from tests.delivery_helpers import (
     deliver_due,
     delivery_row,
     events_of,
-    running_provider,
-    running_smtp,
     settings_for,
     with_all_channels,
 )
@@ -38,18 +34,6 @@ from voucherd.delivery.settings import webhook_secret_bytes
 from voucherd.vouchers.schemas import VoucherRecord
 
 PAGE = "https://vouchers.example/v/"
-
-
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    with running_provider() as running:
-        yield running
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    with running_smtp(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture

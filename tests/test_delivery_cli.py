@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,6 @@ from tests.delivery_helpers import (
     Provider,
     deliver_due,
     delivery_row,
-    running_provider,
     settings_for,
     sms_settings,
 )
@@ -27,12 +26,6 @@ from voucherd.config import Settings
 from voucherd.db.engine import Database
 
 Run = Callable[..., Result]
-
-
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    with running_provider() as running:
-        yield running
 
 
 @pytest.fixture

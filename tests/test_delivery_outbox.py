@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +20,6 @@ from tests.delivery_helpers import (
     deliver_due,
     delivery_row,
     events_of,
-    running_provider,
     settings_for,
     sms_settings,
     with_all_channels,
@@ -38,12 +36,6 @@ TWILIO_400 = {
     "message": "The 'To' number is not a valid phone number.",
     "status": 400,
 }
-
-
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    with running_provider() as running:
-        yield running
 
 
 @pytest.fixture

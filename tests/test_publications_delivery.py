@@ -3,9 +3,6 @@ the worker sends each code to the customer through the tenant's real channel."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
@@ -14,8 +11,6 @@ from tests.delivery_helpers import (
     Provider,
     SmtpServer,
     deliver_due,
-    running_provider,
-    running_smtp,
     settings_for,
     with_all_channels,
 )
@@ -26,18 +21,6 @@ from voucherd.vouchers.issue import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 URL = "/api/v1/publications"
-
-
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    with running_provider() as running:
-        yield running
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    with running_smtp(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -22,7 +22,6 @@ from tests.delivery_helpers import (
     Answer,
     Provider,
     configure,
-    running_provider,
     settings_for,
     sms_settings,
     with_all_channels,
@@ -41,12 +40,6 @@ from voucherd.vouchers.schemas import MintVouchers
 
 # A condition that has not come true by then never will (a stuck worker): fail, don't hang.
 DEADLINE = 60.0
-
-
-@pytest.fixture
-def provider() -> Iterator[Provider]:
-    with running_provider() as running:
-        yield running
 
 
 @pytest.fixture
