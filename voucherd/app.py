@@ -27,6 +27,7 @@ from voucherd.dialects import imovo, vista, voucherify, yoyo
 from voucherd.exports.routes import router as exports_router
 from voucherd.idempotency.service import RENDERERS
 from voucherd.operations.routes import router as operations_router
+from voucherd.orders.routes import router as orders_router
 from voucherd.pages.routes import router as pages_router
 from voucherd.publications.routes import router as publications_router
 from voucherd.redemptions import service as redemptions
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         delivery_router,
         exports_router,
         operations_router,
+        orders_router,
         pages_router,
         yoyo.router,
         voucherify.router,

@@ -51,6 +51,15 @@ class Settings(BaseSettings):
             "whose worker died is taken up by another this long after its last step."
         ),
     )
+    order_mint_parallelism: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description=(
+            "Batches of one client order a worker mints at the same time on PostgreSQL, each "
+            "on its own connection (the mint is bound by the database's CPU). 1 on SQLite."
+        ),
+    )
 
     voucherify_currency: str = Field(
         default="USD",

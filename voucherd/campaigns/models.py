@@ -29,6 +29,7 @@ class Campaign(Base):
         CheckConstraint("mode IN ('STATIC', 'AUTO_UPDATE')", name="mode"),
         CheckConstraint("issued_value >= 0", name="issued_value_not_negative"),
         CheckConstraint("budget IS NULL OR issued_value <= budget", name="within_budget"),
+        CheckConstraint("delivery_channel IN ('phone', 'email')", name="delivery_channel"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -66,6 +67,9 @@ class Campaign(Base):
     store_finder_url: Mapped[str | None] = mapped_column(String(500))
     locale: Mapped[str] = mapped_column(String(16), default="en", server_default="en")
     message_templates: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # Deliver every voucher issued singly by this channel, to the recipient or else its
+    # customer_ref (i-movo: "delivered automatically if your campaign is set up to do so").
+    delivery_channel: Mapped[str | None] = mapped_column(String(16))
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

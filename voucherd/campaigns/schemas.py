@@ -28,6 +28,7 @@ from voucherd.vouchers.validity import parse_duration
 
 VoucherType = Literal["GIFT", "CASH", "DISCOUNT", "LOYALTY"]
 CampaignMode = Literal["STATIC", "AUTO_UPDATE"]
+AutomaticDelivery = Literal["phone", "email"]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -205,6 +206,15 @@ class CampaignFields(RequestModel):
         default=None, description="BCP 47 locale for money and dates in messages and pages."
     )
     message_templates: MessageTemplates | None = None
+    delivery_channel: AutomaticDelivery | None = Field(
+        default=None,
+        description=(
+            "Deliver every voucher issued singly from this campaign: 'phone' (SMS or WhatsApp, "
+            "the tenant's choice) or 'email', to the issue's recipient or else its customer_ref, "
+            "unless the issue asks for a delivery itself. A national phone number is read in "
+            "the country of the campaign's locale (en-GB: 07911 123456). Null: only on request."
+        ),
+    )
 
     @field_validator("validity_day_of_week")
     @classmethod
@@ -219,6 +229,12 @@ class CampaignCreate(CampaignFields):
     currency: Currency | None = None
     discount: DiscountDefinition | None = None
     code_config: CodeConfig | None = None
+    vouchers_count: int | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        description="Vouchers to mint with the campaign, in the same transaction (all or nothing).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -267,6 +283,7 @@ def present_campaign(campaign: Campaign) -> dict[str, Any]:
         "store_finder_url": campaign.store_finder_url,
         "locale": campaign.locale,
         "message_templates": campaign.message_templates,
+        "delivery_channel": campaign.delivery_channel,
         "created_at": campaign.created_at,
         "updated_at": campaign.updated_at,
     }

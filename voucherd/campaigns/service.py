@@ -50,7 +50,7 @@ def _apply(campaign: Campaign, fields: CampaignFields, present: set[str]) -> Non
     simple = {
         "description", "active", "default_value", "max_value", "lifetime_days",
         "redemption_quantity", "per_customer_limit", "budget", "category", "timezone",
-        "help_text", "store_finder_url",
+        "help_text", "store_finder_url", "delivery_channel",
     }  # fmt: skip
     for name in simple & present:
         setattr(campaign, name, getattr(fields, name))
@@ -155,9 +155,26 @@ def create_campaign(
             raise Conflict(
                 f"a campaign named {body.name!r} exists", field="name", code="duplicate_name"
             ) from exc
+        if body.vouchers_count:
+            _mint_with_campaign(session, db, caller, campaign, body.vouchers_count, now)
         idempotency.bind_effect(session, caller.tenant_id, idem, "campaign", campaign.id)
         session.commit()
     return campaign
+
+
+def _mint_with_campaign(
+    session: Session, db: Database, caller: Caller, campaign: Campaign, count: int, now: datetime
+) -> None:
+    """A campaign created with vouchers (Voucherify's ``vouchers_count``): both or neither."""
+    # Imported here: vouchers.issue builds on this module (find_campaign, localise).
+    from voucherd.vouchers.issue import mint_in_session
+
+    caller.require("issue")
+    if count > db.settings.max_bulk_count:
+        raise InvalidInput(
+            f"at most {db.settings.max_bulk_count} vouchers per request", field="vouchers_count"
+        )
+    mint_in_session(session, db, campaign, count, actor=caller.key_id, now=now)
 
 
 def get_campaign(db: Database, caller: Caller, ref: str) -> Campaign:
@@ -204,6 +221,28 @@ def _issued_value(session: Session, campaign_id: str) -> int:
         select(func.coalesce(func.sum(Voucher.amount), 0)).where(Voucher.campaign_id == campaign_id)
     )
     return int(total or 0)
+
+
+def number_campaigns(
+    db: Database, caller: Caller, *, page: int, limit: int
+) -> tuple[list[Campaign], int]:
+    """Page ``page`` (from 1) of ``limit`` campaigns, newest first, and how many there are:
+    for faces that number their pages (Voucherify) rather than follow a cursor."""
+    query = select(Campaign).where(Campaign.tenant_id == caller.tenant_id)
+    with db.unit_of_work(write=False) as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.scalars(
+            query.order_by(Campaign.id.desc()).offset((page - 1) * limit).limit(limit)
+        )
+        return list(rows), int(total)
+
+
+def count_vouchers(db: Database, caller: Caller, ref: str) -> tuple[Campaign, int]:
+    """A campaign and how many vouchers it has (Voucherify shows ``vouchers_count``)."""
+    with db.unit_of_work(write=False) as session:
+        campaign = find_campaign(session, caller.tenant_id, ref)
+        count = session.scalar(select(func.count()).where(Voucher.campaign_id == campaign.id))
+        return campaign, int(count or 0)
 
 
 def list_campaigns(

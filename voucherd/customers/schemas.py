@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from pydantic import Field
@@ -19,6 +20,11 @@ class CustomerFields(RequestModel):
         default=None, min_length=1, max_length=500, description="Shown on ID-checked vouchers."
     )
     postcode: str | None = Field(default=None, min_length=1, max_length=20)
+    city: str | None = Field(default=None, min_length=1, max_length=100)
+    region: str | None = Field(default=None, min_length=1, max_length=100)
+    country: str | None = Field(default=None, min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=2000)
+    birthdate: date | None = None
     metadata: Metadata | None = None
 
 
@@ -42,7 +48,10 @@ class CustomerFilters:
     source_id: str | None = None
 
 
-PERSONAL_FIELDS = ("source_id", "name", "email", "phone", "address", "postcode", "metadata_")
+PERSONAL_FIELDS = (
+    "source_id", "name", "email", "phone", "address", "postcode", "city", "region", "country",
+    "description", "birthdate", "metadata_",
+)  # fmt: skip
 
 
 def present_customer(customer: Customer) -> dict[str, Any]:
@@ -55,6 +64,11 @@ def present_customer(customer: Customer) -> dict[str, Any]:
         "phone": customer.phone,
         "address": customer.address,
         "postcode": customer.postcode,
+        "city": customer.city,
+        "region": customer.region,
+        "country": customer.country,
+        "description": customer.description,
+        "birthdate": customer.birthdate,
         "metadata": customer.metadata_,
         "erased": customer.erased_at is not None,
         "erased_at": customer.erased_at,

@@ -53,16 +53,11 @@ def find_customer(
 
 
 def _row(tenant_id: str, body: CustomerCreate, now: datetime) -> dict[str, Any]:
+    fields = {name: getattr(body, name) for name in CustomerCreate.model_fields}
     return {
         "id": new_id("cust"),
         "tenant_id": tenant_id,
-        "source_id": body.source_id,
-        "name": body.name,
-        "email": body.email,
-        "phone": body.phone,
-        "address": body.address,
-        "postcode": body.postcode,
-        "metadata": body.metadata,
+        **fields,
         "created_at": now,
         "updated_at": now,
     }
@@ -136,9 +131,54 @@ def create_customer(
         return customer
 
 
-def get_customer(db: Database, caller: Caller, ref: str) -> Customer:
+def save_customer(
+    db: Database,
+    caller: Caller,
+    body: CustomerCreate,
+    *,
+    idem: idempotency.IdempotencyClaim | None = None,
+) -> tuple[Customer, bool]:
+    """Create a customer, or update the one that has the body's ``source_id`` with the fields
+    sent (an upsert, as Voucherify's create does); True when it was created.
+
+    An erased customer has no ``source_id`` any more, so a source_id it once had makes a new
+    customer.
+    """
+    caller.require("issue")
+    now = db.now()
+    changes = {name: getattr(body, name) for name in body.model_fields_set - {"source_id"}}
+    with db.unit_of_work() as session:
+        idempotency.claim(session, db, caller.tenant_id, idem)
+        customer = add_customer(session, caller.tenant_id, body, now)
+        created = customer is not None
+        if customer is None:  # the source_id is taken: that customer gets the fields sent
+            customer = session.scalars(
+                select(Customer).where(
+                    Customer.tenant_id == caller.tenant_id, Customer.source_id == body.source_id
+                )
+            ).one()
+            if changes:
+                session.execute(
+                    update(_CUSTOMER)
+                    .where(_CUSTOMER.c.id == customer.id)
+                    .values(**changes, updated_at=now)
+                )
+                session.refresh(customer)
+        idempotency.bind_effect(session, caller.tenant_id, idem, "customer", customer.id)
+        session.commit()
+        return customer, created
+
+
+def get_customer(
+    db: Database, caller: Caller, ref: str, *, include_erased: bool = True
+) -> Customer:
+    """One customer; with ``include_erased=False`` an erased one is not found (faces whose
+    customers are deleted, not erased, like Voucherify's)."""
     with db.unit_of_work(write=False) as session:
-        return find_customer(session, caller.tenant_id, ref)
+        customer = find_customer(session, caller.tenant_id, ref)
+        if customer.erased_at is not None and not include_erased:
+            raise NotFound("no such customer", field="customer")
+        return customer
 
 
 def update_customer(db: Database, caller: Caller, ref: str, body: CustomerUpdate) -> Customer:

@@ -3,6 +3,7 @@
 import voucherd.customers.models
 import voucherd.delivery.models
 import voucherd.operations.models
+import voucherd.orders.models
 import voucherd.publications.models  # noqa: F401  (each registers its tables)
 from voucherd.auth.models import ApiKey, IssuedValueBucket, Tenant
 from voucherd.campaigns.models import Campaign, CampaignCustomer

@@ -7,32 +7,37 @@ at all; workers pick the row up later (outbox.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
+import babel
+import phonenumbers
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from voucherd.auth.models import Tenant
-from voucherd.delivery.models import Delivery, DeliveryEvent
+from voucherd.campaigns.models import Campaign
+from voucherd.delivery.models import Delivery, DeliveryEvent, DeliveryVoucher
 from voucherd.delivery.schemas import DeliveryRequest, RequestedDelivery
 from voucherd.errors import InvalidInput
+from voucherd.fields import _email_address
 from voucherd.ids import new_id
 
 _DELIVERY = cast(Table, Delivery.__table__)
 _EVENT = cast(Table, DeliveryEvent.__table__)
 _INSERT_DELIVERY = insert(_DELIVERY)
 _INSERT_EVENT = insert(_EVENT)
+_BUNDLE = cast(Table, DeliveryVoucher.__table__)
 
 # The delivery and its first event as two more CTEs of a statement whose CTE ``v`` inserted the
 # voucher (``RETURNING id``): PostgreSQL's issue path stays one round trip. Parameters:
 # :tenant_id, :created_at, :actor and the ``d_*`` ones from :func:`cte_parameters`.
 DELIVERY_CTE = (
     "dlv AS (INSERT INTO delivery (id, tenant_id, voucher_id, channel, recipient, "
-    "recipient_name, state, origin, attempt, failures, due_at, created_at, updated_at) "
-    "SELECT :d_id, :tenant_id, id, :d_channel, :d_recipient, :d_recipient_name, :d_state, "
-    ":d_origin, 0, 0, :d_due_at, :created_at, :created_at FROM v RETURNING id), "
+    "recipient_name, message, state, origin, attempt, failures, due_at, created_at, updated_at) "
+    "SELECT :d_id, :tenant_id, id, :d_channel, :d_recipient, :d_recipient_name, :d_message, "
+    ":d_state, :d_origin, 0, 0, :d_due_at, :created_at, :created_at FROM v RETURNING id), "
     "dlv_event AS (INSERT INTO delivery_event "
     "(tenant_id, delivery_id, attempt, from_state, to_state, actor, created_at) "
     "SELECT :tenant_id, id, 0, NULL, :d_state, :actor, :created_at FROM dlv)"
@@ -82,6 +87,7 @@ def plan_delivery(
         "channel": channel,
         "recipient": request.recipient,
         "recipient_name": request.name,
+        "message": request.message,
         "state": state,
         "origin": origin,
         "resend_of": resend_of,
@@ -93,9 +99,65 @@ def plan_delivery(
     }
 
 
+def automatic_delivery(
+    campaign: Campaign, *, recipient: str | None, customer_ref: str | None
+) -> DeliveryRequest | None:
+    """The delivery a campaign set to deliver every voucher (``delivery_channel``) asks for.
+
+    The recipient is the one given, or else the customer reference, which for such campaigns
+    *is* the number or address (i-movo's ``customerReference``). A phone number without its
+    country code is read in the country of the campaign's locale, as the issuer's own customers
+    write it; InvalidInput names the field that held it.
+    """
+    channel = campaign.delivery_channel
+    if channel is None:
+        return None
+    field = "recipient" if recipient is not None else "customer_ref"
+    given = (recipient if recipient is not None else customer_ref or "").strip()
+    if not given:
+        raise InvalidInput(
+            f"this campaign delivers every voucher by {channel}: give a recipient or a "
+            "customer_ref holding the " + ("phone number" if channel == "phone" else "address"),
+            field="customer_ref",
+            code="recipient_required",
+        )
+    try:
+        if channel == "phone":
+            address = _national_or_international(given, _region(campaign.locale))
+        else:
+            address = _email_address(given)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"this campaign delivers every voucher by {channel}: {exc}",
+            field=field,
+            code="invalid_recipient",
+        ) from exc
+    return DeliveryRequest(channel=channel, recipient=address)
+
+
+def _region(locale: str | None) -> str | None:
+    try:
+        return babel.Locale.parse(locale or "en").territory
+    except (ValueError, babel.UnknownLocaleError):
+        return None
+
+
+def _national_or_international(value: str, region: str | None) -> str:
+    try:
+        parsed = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException as exc:
+        where = f" or national in {region}" if region else ""
+        raise ValueError(f"not a phone number (international{where})") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError("not a valid phone number for its country")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
 def cte_parameters(row: Mapping[str, Any]) -> dict[str, Any]:
     """The ``d_*`` parameters of :data:`DELIVERY_CTE` for a planned row."""
-    names = ("id", "channel", "recipient", "recipient_name", "state", "origin", "due_at")
+    names = (
+        "id", "channel", "recipient", "recipient_name", "message", "state", "origin", "due_at",
+    )  # fmt: skip
     return {f"d_{name}": row[name] for name in names}
 
 
@@ -151,3 +213,47 @@ def request_delivery(
     )
     insert_planned(session, row, actor=actor)
     return RequestedDelivery(row["id"], row["channel"], row["state"])
+
+
+def request_bundle_delivery(
+    session: Session,
+    *,
+    tenant_id: str,
+    voucher_ids: Sequence[str],
+    request: DeliveryRequest,
+    now: datetime,
+    actor: str | None = None,
+    origin: str = "publication",
+    field: str = "delivery",
+    settings_of_tenant: Mapping[str, Any] | None = None,
+) -> RequestedDelivery:
+    """One message carrying all of ``voucher_ids`` (a distribution's share for one recipient),
+    written in the caller's transaction. The delivery row names the first voucher; the
+    message lists every one (delivery.messages ``vouchers``)."""
+    if not voucher_ids:
+        raise ValueError("a delivery needs at least one voucher")
+    requested = request_delivery(
+        session,
+        tenant_id=tenant_id,
+        voucher_id=voucher_ids[0],
+        request=request,
+        now=now,
+        actor=actor,
+        origin=origin,
+        field=field,
+        settings_of_tenant=settings_of_tenant,
+    )
+    if len(voucher_ids) > 1:
+        session.execute(
+            insert(_BUNDLE),
+            [
+                {
+                    "delivery_id": requested.id,
+                    "position": position,
+                    "voucher_id": voucher_id,
+                    "tenant_id": tenant_id,
+                }
+                for position, voucher_id in enumerate(voucher_ids)
+            ],
+        )
+    return requested

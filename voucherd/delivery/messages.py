@@ -9,11 +9,12 @@ which variable the template got wrong (the syntax itself is checked when the cam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, Template
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from voucherd.campaigns.models import Campaign
@@ -26,22 +27,45 @@ DEFAULT_SMS = (
     "voucher{% if value %} worth {{ value }}{% endif %}: {{ code }}"
     "{% if expiry %}, valid until {{ expiry }}{% endif %}. {{ page_url }}"
 )
-DEFAULT_EMAIL_SUBJECT = "Your {{ campaign }} voucher"
+DEFAULT_EMAIL_SUBJECT = "Your {{ campaign }} voucher{% if vouchers|length > 1 %}s{% endif %}"
+# The issuer's own text (a delivery's ``message``, Yoyo's smsMessage) with the code appended,
+# when the campaign's template does not place ``{{ message }}`` itself.
+OWN_TEXT_SMS = "{{ message }} {{ code }}"
 DEFAULT_EMAIL_TEXT = (
     "{% if customer_name %}Hello {{ customer_name }},{% else %}Hello,{% endif %}\n\n"
+    "{% if message %}{{ message }}\n\n{% endif %}"
+    "{% if vouchers|length > 1 %}"
+    "here are your {{ vouchers|length }} {{ campaign }} vouchers.\n\n"
+    "{% for v in vouchers %}Code: {{ v.code }}{% if v.value %} ({{ v.value }}){% endif %}"
+    "{% if v.expiry %}, valid until {{ v.expiry }}{% endif %}\n{{ v.page_url }}\n\n{% endfor %}"
+    "Show each at the till from its page.\n"
+    "{% else %}"
     "here is your {{ campaign }} voucher{% if value %} worth {{ value }}{% endif %}.\n\n"
     "Code: {{ code }}\n"
     "{% if expiry %}Valid until: {{ expiry }}\n{% endif %}"
     "\nShow it at the till from this page: {{ page_url }}\n"
+    "{% endif %}"
 )
 DEFAULT_EMAIL_HTML = (
     '<!doctype html><html><body style="font-family: sans-serif">'
     "<p>{% if customer_name %}Hello {{ customer_name }},{% else %}Hello,{% endif %}</p>"
+    "{% if message %}<p>{{ message }}</p>{% endif %}"
+    "{% if vouchers|length > 1 %}"
+    "<p>here are your {{ vouchers|length }} {{ campaign }} vouchers.</p>"
+    "{% for v in vouchers %}"
+    '<p style="font-size: 1.4em; letter-spacing: 0.1em"><strong>{{ v.code }}</strong></p>'
+    "<p>{% if v.value %}{{ v.value }}. {% endif %}"
+    "{% if v.expiry %}Valid until {{ v.expiry }}. {% endif %}"
+    '<a href="{{ v.page_url }}">Open this voucher</a></p>'
+    "{% endfor %}"
+    "<p>Show each at the till from its page.</p>"
+    "{% else %}"
     "<p>here is your {{ campaign }} voucher{% if value %} worth <strong>{{ value }}</strong>"
     "{% endif %}.</p>"
     '<p style="font-size: 1.4em; letter-spacing: 0.1em"><strong>{{ code }}</strong></p>'
     "{% if expiry %}<p>Valid until {{ expiry }}.</p>{% endif %}"
     '<p><a href="{{ page_url }}">Open your voucher</a> and show it at the till.</p>'
+    "{% endif %}"
     "</body></html>"
 )
 # A WhatsApp business-initiated message must be a template approved in Meta's WhatsApp Manager:
@@ -87,13 +111,49 @@ def _render(source: str, variables: dict[str, Any], *, html: bool = False) -> st
         raise MessageError(f"the message template failed: {type(exc).__name__}: {exc}") from exc
 
 
+@lru_cache(maxsize=512)
+def _uses_message(source: str) -> bool:
+    try:
+        return "message" in meta.find_undeclared_variables(_TEXT.parse(source))
+    except TemplateSyntaxError:  # a broken template fails in _render, which says why
+        return False
+
+
 def variables(
-    voucher: Voucher, campaign: Campaign, *, customer_name: str | None, page_url: str
+    voucher: Voucher,
+    campaign: Campaign,
+    *,
+    customer_name: str | None,
+    page_url: str,
+    message: str | None = None,
+    bundle: Sequence[tuple[Voucher, str]] = (),
 ) -> dict[str, Any]:
-    """What every template may use, already formatted in the campaign's locale and time zone."""
+    """What every template may use, already formatted in the campaign's locale and time zone.
+
+    ``message`` is the issuer's own text for this one delivery; empty when it gave none, so a
+    template can say ``{% if message %}``.
+
+    ``bundle`` is every voucher (with its page) of a delivery that sends several at once (a
+    distribution's recipient gets all its codes in one message): ``vouchers`` lists them for
+    templates that loop, and ``code`` holds all their codes, so a template written for one
+    voucher still shows every code it was sent.
+    """
     locale = campaign.locale or "en"
+    sent = list(bundle) or [(voucher, page_url)]
+    listed: list[dict[str, Any]] = [
+        {
+            "code": v.code,
+            "value": format_value(v.amount, v.currency, locale),
+            "expiry": format_moment(v.expiration_date, campaign.timezone, locale),
+            "page_url": url,
+        }
+        for v, url in sent
+    ]
     return {
-        "code": voucher.code,
+        "message": message or "",
+        "vouchers": listed,
+        "codes": [v.code for v, _ in sent],
+        "code": ", ".join(v.code for v, _ in sent),
         "value": format_value(voucher.amount, voucher.currency, locale),
         "balance": format_value(voucher.balance, voucher.currency, locale),
         "currency": voucher.currency,
@@ -116,8 +176,13 @@ def compose(
     """
     own = (templates or {}).get(channel) or {}
     if channel == "sms":
-        return Composed(text=_render(own.get("text") or DEFAULT_SMS, values).strip())
+        source = own.get("text") or DEFAULT_SMS
+        if values.get("message") and not _uses_message(source):
+            source = OWN_TEXT_SMS
+        return Composed(text=_render(source, values).strip())
     if channel == "email":
+        if own and values.get("message") and not _uses_message(own["text"]):
+            own = {}  # the issuer's text goes in the default message, which places it
         if own:
             html = own.get("html")
             return Composed(
@@ -137,3 +202,13 @@ def compose(
         parameters = tuple(_render(s, values).strip() for s in sources or ())
         return Composed(whatsapp=WhatsAppTemplateMessage(name, language, parameters))
     return Composed()
+
+
+def holder_message(voucher: Voucher, campaign: Campaign, *, page_url: str) -> str | None:
+    """The campaign's SMS message for ``voucher`` (its template or the default), for faces that
+    hand the text back to the issuer (i-movo's ``message``); None when the template fails."""
+    values = variables(voucher, campaign, customer_name=None, page_url=page_url)
+    try:
+        return compose("sms", campaign.message_templates, values).text
+    except MessageError:
+        return None

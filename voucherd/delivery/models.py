@@ -58,6 +58,9 @@ class Delivery(Base):
     # and none (nothing is sent).
     recipient: Mapped[str | None] = mapped_column(String(254))
     recipient_name: Mapped[str | None] = mapped_column(String(200))
+    # The issuer's own text for this one message (Yoyo's smsMessage), sent instead of the
+    # campaign's message: see delivery.messages for where the code goes.
+    message: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16))
     origin: Mapped[str] = mapped_column(String(16))
     resend_of: Mapped[str | None] = mapped_column(ForeignKey("delivery.id"))
@@ -86,3 +89,16 @@ class DeliveryEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(100))
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeliveryVoucher(Base):
+    """The vouchers of a delivery that sends several in one message (a distribution gives one
+    recipient all its codes at once); ``delivery.voucher_id`` is the first of them. A delivery
+    of one voucher has no rows here."""
+
+    __tablename__ = "delivery_voucher"
+
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("delivery.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    voucher_id: Mapped[str] = mapped_column(ForeignKey("voucher.id"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"))

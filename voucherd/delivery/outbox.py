@@ -36,7 +36,7 @@ from voucherd.db.engine import Database
 from voucherd.delivery.channels import Message, Outcome, channel_for
 from voucherd.delivery.enqueue import delivery_settings
 from voucherd.delivery.messages import MessageError, compose, variables
-from voucherd.delivery.models import Delivery, DeliveryEvent
+from voucherd.delivery.models import Delivery, DeliveryEvent, DeliveryVoucher
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherRecord, present_voucher
 
@@ -57,6 +57,7 @@ class Claim:
     channel: str
     recipient: str | None
     recipient_name: str | None
+    message: str | None  # the issuer's own text, when it gave one
     worker: str
 
 
@@ -153,6 +154,7 @@ def _claim(
             c.channel,
             c.recipient,
             c.recipient_name,
+            c.message,
             c.lease_owner,
         )
     ).all()
@@ -204,7 +206,24 @@ def _prepare_all(
         .where(Voucher.id.in_({c.voucher_id for c in claims}))
     ).all()
     context = {voucher.id: (voucher, campaign, tenant) for voucher, campaign, tenant in rows}
-    return [_prepare(c, *context[c.voucher_id], settings, now) for c in claims]
+    bundles = _bundles(session, [c.id for c in claims])
+    return [
+        _prepare(c, *context[c.voucher_id], settings, now, bundles.get(c.id, [])) for c in claims
+    ]
+
+
+def _bundles(session: Session, delivery_ids: list[str]) -> dict[str, list[Voucher]]:
+    """The vouchers of the claimed deliveries that send several at once, in their order."""
+    bundles: dict[str, list[Voucher]] = {}
+    rows = session.execute(
+        select(DeliveryVoucher.delivery_id, Voucher)
+        .join(Voucher, Voucher.id == DeliveryVoucher.voucher_id)
+        .where(DeliveryVoucher.delivery_id.in_(delivery_ids))
+        .order_by(DeliveryVoucher.delivery_id, DeliveryVoucher.position)
+    ).all()
+    for delivery_id, voucher in rows:
+        bundles.setdefault(delivery_id, []).append(voucher)
+    return bundles
 
 
 def _prepare(
@@ -214,9 +233,15 @@ def _prepare(
     tenant_settings: dict[str, Any] | None,
     settings: Settings,
     now: datetime,
+    bundle: list[Voucher] | None = None,
 ) -> Prepared:
     """The message to send, rendered from the campaign's template (still in the claim's
     transaction, but rendering touches no database)."""
+    if bundle:
+        # A voucher cancelled since is left out; the message goes while any is left.
+        bundle = [v for v in bundle if v.state != "CANCELLED"]
+        if bundle:
+            voucher = bundle[0]
     if voucher.state == "CANCELLED":
         return Prepared(
             claim, refused=Outcome.permanent("the voucher was cancelled before sending")
@@ -231,6 +256,8 @@ def _prepare(
         campaign,
         customer_name=claim.recipient_name,
         page_url=f"{base}/v/{voucher.public_token}",
+        message=claim.message,
+        bundle=[(v, f"{base}/v/{v.public_token}") for v in bundle or ()],
     )
     try:
         content = compose(

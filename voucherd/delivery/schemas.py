@@ -13,6 +13,8 @@ from voucherd.fields import RequestModel, _email_address, _phone_number
 RequestedChannel = Literal["phone", "email", "webhook", "none"]
 ChannelName = Literal["sms", "whatsapp", "email", "webhook", "none"]
 DeliveryStateName = Literal["PENDING", "SENDING", "SENT", "DELIVERED", "FAILED"]
+# Ten SMS segments: Twilio itself refuses a body past 1,600 characters.
+MAX_MESSAGE_LENGTH = 1_600
 
 
 class DeliveryRequest(RequestModel):
@@ -39,6 +41,17 @@ class DeliveryRequest(RequestModel):
         max_length=200,
         description="How the message greets the recipient; the voucher's holder name if absent.",
     )
+    message: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_MESSAGE_LENGTH,
+        description=(
+            "The issuer's own text for this message (phone and email), sent instead of the "
+            "campaign's message with the code appended; a campaign template that uses "
+            "{{ message }} places both itself. On WhatsApp it fills only template parameters "
+            "that use {{ message }}: Meta allows only approved templates to open a conversation."
+        ),
+    )
 
     @field_validator("recipient")
     @classmethod
@@ -56,6 +69,17 @@ class DeliveryRequest(RequestModel):
         if channel == "email":
             return _email_address(value)
         raise ValueError(f"a {channel} delivery has no recipient")
+
+    @field_validator("message")
+    @classmethod
+    def _message_fits_channel(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("channel") in ("webhook", "none"):
+            raise ValueError(f"a {info.data['channel']} delivery sends no message text")
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
 
 
 @dataclass(frozen=True)
@@ -108,6 +132,7 @@ def present_delivery(record: DeliveryRecord) -> dict[str, Any]:
         "channel": d.channel,
         "recipient": d.recipient,
         "recipient_name": d.recipient_name,
+        "message": d.message,
         "state": d.state,
         "origin": d.origin,
         "resend_of": d.resend_of,

@@ -95,7 +95,12 @@ def resend_delivery(
             )
         channel = "phone" if original.channel in ("sms", "whatsapp") else original.channel
         request = DeliveryRequest.model_validate(
-            {"channel": channel, "recipient": original.recipient, "name": original.recipient_name}
+            {
+                "channel": channel,
+                "recipient": original.recipient,
+                "name": original.recipient_name,
+                "message": original.message,
+            }
         )
         row = plan_delivery(
             request,

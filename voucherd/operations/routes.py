@@ -4,11 +4,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
+from pydantic import Field, StringConstraints
 
 from voucherd.api.deps import DB, CallerDep
 from voucherd.api.responses import json_response, list_payload
 from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
+from voucherd.fields import RequestModel
 from voucherd.idempotency.service import RENDERERS
 from voucherd.operations import service
 from voucherd.operations.schemas import OperationStatusName, present_operation
@@ -28,6 +30,27 @@ def list_operations(
 ) -> Response:
     page = service.list_operations(db, caller, kind=kind, status=status, limit=limit, cursor=cursor)
     return json_response(list_payload([present_operation(o) for o in page.items], page.next_cursor))
+
+
+class ResolveTokens(RequestModel):
+    tokens: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        min_length=1, max_length=service.MAX_RESOLVE
+    )
+
+
+@router.post(
+    "/resolve",
+    summary="Many operations' status at once, by token (or id)",
+    description="Answers one entry per token asked, in order: `operation` is null for a "
+    "token that names no operation of yours.",
+)
+def resolve_operations(body: ResolveTokens, db: DB, caller: CallerDep) -> Response:
+    found = service.resolve_tokens(db, caller, body.tokens)
+    data = [
+        {"token": token, "operation": present_operation(o) if o is not None else None}
+        for token, o in zip(body.tokens, found, strict=True)
+    ]
+    return json_response({"object": "list", "data": data})
 
 
 @router.get(

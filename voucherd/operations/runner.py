@@ -31,12 +31,21 @@ from voucherd.errors import DomainError
 from voucherd.exports.tasks import export_step
 from voucherd.operations.models import FAILED, PROCESSING, Operation
 from voucherd.operations.steps import LeaseLost, Run
+from voucherd.orders.distributions import DISTRIBUTION_KIND
+from voucherd.orders.service import ORDER_KIND
+from voucherd.orders.tasks import distribution_step, order_step
+from voucherd.vouchers.tasks import MINT_KIND, mint_step
 
 log = logging.getLogger("voucherd.operations")
 
 # A handler runs one step of an operation and says whether the operation is now finished.
 Handler = Callable[[Database, Run], bool]
-HANDLERS: dict[str, Handler] = {"export": export_step}
+HANDLERS: dict[str, Handler] = {
+    "export": export_step,
+    MINT_KIND: mint_step,
+    ORDER_KIND: order_step,
+    DISTRIBUTION_KIND: distribution_step,
+}
 
 MAX_ATTEMPTS = 5
 SLICE_SECONDS = 5.0  # of steps per call before handing back to the worker loop

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, NotFound
+from voucherd.errors import Conflict, InvalidInput, NotFound
 from voucherd.ids import new_id
 from voucherd.operations.models import (
     COMPLETED,
@@ -51,8 +51,14 @@ def start_operation(
     actor: str | None,
     now: datetime,
     total: int | None = None,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
 ) -> Operation:
-    """A new operation, due at once, written in the caller's transaction."""
+    """A new operation, due at once, written in the caller's transaction.
+
+    ``entity_type`` and ``entity_id`` name what it works on when that exists from the start
+    (a client order is readable while its vouchers are minted, as Vista's resolve shows).
+    """
     operation_id = new_id("op")
     session.execute(
         insert(Operation).values(
@@ -66,6 +72,8 @@ def start_operation(
             parameters=parameters,
             done=0,
             total=total,
+            entity_type=entity_type,
+            entity_id=entity_id,
             attempts=0,
             run_after=now,
             created_at=now,
@@ -73,6 +81,71 @@ def start_operation(
         )
     )
     return find_operation(session, tenant_id, operation_id)
+
+
+def record_completed(
+    session: Session,
+    *,
+    tenant_id: str,
+    kind: str,
+    entity_type: str,
+    entity_id: str,
+    actor: str | None,
+    now: datetime,
+    parameters: dict[str, Any] | None = None,
+) -> Operation:
+    """An operation that finished inside the caller's transaction (creating a client).
+
+    Work that is quick enough to do at once still gets a token when a face promises one for
+    everything it changes (Vista), so callers resolve it like any other.
+    """
+    operation_id = new_id("op")
+    session.execute(
+        insert(Operation).values(
+            id=operation_id,
+            tenant_id=tenant_id,
+            token=secrets.token_urlsafe(24),
+            kind=kind,
+            status=COMPLETED,
+            actor=actor,
+            parameters=parameters or {},
+            done=1,
+            total=1,
+            result={},
+            entity_type=entity_type,
+            entity_id=entity_id,
+            attempts=0,
+            run_after=now,
+            created_at=now,
+            updated_at=now,
+            finished_at=now,
+        )
+    )
+    return find_operation(session, tenant_id, operation_id)
+
+
+MAX_RESOLVE = 100
+
+
+def resolve_tokens(db: Database, caller: Caller, tokens: Sequence[str]) -> list[Operation | None]:
+    """Many operations by token (or id) in one read, in the order asked; None for a token that
+    names no operation of the caller's tenant, which is what another tenant's token is too."""
+    if len(tokens) > MAX_RESOLVE:
+        raise InvalidInput(f"at most {MAX_RESOLVE} tokens at once", field="tokens")
+    wanted = list(dict.fromkeys(tokens))
+    if not wanted:
+        return []
+    with db.unit_of_work(write=False) as session:
+        found = list(
+            session.scalars(
+                select(Operation).where(
+                    Operation.tenant_id == caller.tenant_id,
+                    or_(Operation.token.in_(wanted), Operation.id.in_(wanted)),
+                )
+            )
+        )
+    by_ref = {o.token: o for o in found} | {o.id: o for o in found}
+    return [by_ref.get(token) for token in tokens]
 
 
 def find_operation(session: Session, tenant_id: str, ref: str) -> Operation:

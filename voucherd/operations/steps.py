@@ -133,21 +133,34 @@ def complete(
     ).one()
     if chunks:
         result = {**result, "size": int(size), "chunks": int(chunks)}
+    values: dict[str, Any] = {
+        "status": COMPLETED,
+        "done": done,
+        "total": done if total is None else total,
+        "result": result,
+        "checkpoint": None,
+        "leased_by": None,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+        "finished_at": now,
+    }
+    if entity_type is not None:  # else it keeps the entity it was started for, if any
+        values.update(entity_type=entity_type, entity_id=entity_id)
+    _fenced_update(session, run, values)
+
+
+def add_progress(session: Session, run: Run, *, now: datetime, count: int) -> None:
+    """Count ``count`` more done, and renew the lease, for a step that runs beside others of
+    the same operation (an order's batches minted in parallel): an increment, not a total, so
+    concurrent steps add up instead of overwriting each other. Issue it as the step's last
+    statement: it locks the operation's row until the step commits."""
     _fenced_update(
         session,
         run,
         {
-            "status": COMPLETED,
-            "done": done,
-            "total": done if total is None else total,
-            "result": result,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "checkpoint": None,
-            "leased_by": None,
-            "lease_token": None,
-            "lease_expires_at": None,
+            "done": Operation.done + count,
+            "lease_expires_at": now + run.lease,
             "updated_at": now,
-            "finished_at": now,
         },
     )

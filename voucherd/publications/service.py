@@ -321,7 +321,9 @@ def _publish_from_pool(
     if len(codes) == 1:
         # Fresh from the pool, so this publication is its only one: no query for the entries.
         entry = entry_of(publication, customer.source_id if customer is not None else None)
-        voucher = VoucherRecord(session.get_one(Voucher, codes[0][0]), campaign.name, [entry])
+        voucher = VoucherRecord(
+            session.get_one(Voucher, codes[0][0]), campaign.name, [entry], campaign=campaign
+        )
     return _record(
         publication,
         campaign_name=campaign.name,
@@ -471,7 +473,7 @@ def _record(
 
 def _with_entries(session: Session, record: VoucherRecord) -> VoucherRecord:
     entries = publication_entries(session, record.voucher.id)
-    return VoucherRecord(record.voucher, record.campaign_name, entries)
+    return VoucherRecord(record.voucher, record.campaign_name, entries, campaign=record.campaign)
 
 
 def get_publication(db: Database, caller: Caller, publication_id: str) -> PublicationRecord:
@@ -558,34 +560,57 @@ def list_publications(
 ) -> Page[PublicationRecord]:
     """Newest first; by campaign, voucher, customer (each by id or their other name), channel
     and creation time."""
-    query = select(Publication).where(Publication.tenant_id == caller.tenant_id)
     with db.unit_of_work(write=False) as session:
-        if filters.campaign is not None:
-            campaign = find_campaign(session, caller.tenant_id, filters.campaign)
-            query = query.where(Publication.campaign_id == campaign.id)
-        if filters.voucher is not None:
-            voucher = find_voucher(session, caller.tenant_id, filters.voucher).voucher
-            query = query.where(
-                Publication.id.in_(
-                    select(PublicationVoucher.publication_id).where(
-                        PublicationVoucher.voucher_id == voucher.id
-                    )
-                )
-            )
-        if filters.customer is not None:
-            customer = find_customer(session, caller.tenant_id, filters.customer)
-            query = query.where(Publication.customer_id == customer.id)
-        if filters.channel is not None:
-            query = query.where(Publication.channel == filters.channel)
-        if filters.created_after is not None:
-            query = query.where(Publication.created_at >= _utc(filters.created_after))
-        if filters.created_before is not None:
-            query = query.where(Publication.created_at < _utc(filters.created_before))
+        query = _filtered(session, caller.tenant_id, filters)
         if cursor:
             query = query.where(Publication.id < cursor)
         rows = list(session.scalars(query.order_by(Publication.id.desc()).limit(limit + 1)))
         page = page_of(rows, limit, rows[limit - 1].id if len(rows) > limit else None)
         return Page(_load_many(session, page.items), page.next_cursor)
+
+
+def number_publications(
+    db: Database, caller: Caller, filters: PublicationFilters, *, page: int, limit: int
+) -> tuple[list[PublicationRecord], int]:
+    """Page ``page`` (from 1) of ``limit`` publications, newest first, and how many match in
+    all: for faces that number their pages (Voucherify) rather than follow a cursor."""
+    with db.unit_of_work(write=False) as session:
+        query = _filtered(session, caller.tenant_id, filters)
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = list(
+            session.scalars(
+                query.order_by(Publication.id.desc()).offset((page - 1) * limit).limit(limit)
+            )
+        )
+        return _load_many(session, rows), int(total)
+
+
+def _filtered(session: Session, tenant_id: str, filters: PublicationFilters) -> Select[Publication]:
+    """Publications by campaign, voucher, customer (each by id or their other name), channel
+    and creation time."""
+    query = select(Publication).where(Publication.tenant_id == tenant_id)
+    if filters.campaign is not None:
+        campaign = find_campaign(session, tenant_id, filters.campaign)
+        query = query.where(Publication.campaign_id == campaign.id)
+    if filters.voucher is not None:
+        voucher = find_voucher(session, tenant_id, filters.voucher).voucher
+        query = query.where(
+            Publication.id.in_(
+                select(PublicationVoucher.publication_id).where(
+                    PublicationVoucher.voucher_id == voucher.id
+                )
+            )
+        )
+    if filters.customer is not None:
+        customer = find_customer(session, tenant_id, filters.customer)
+        query = query.where(Publication.customer_id == customer.id)
+    if filters.channel is not None:
+        query = query.where(Publication.channel == filters.channel)
+    if filters.created_after is not None:
+        query = query.where(Publication.created_at >= _utc(filters.created_after))
+    if filters.created_before is not None:
+        query = query.where(Publication.created_at < _utc(filters.created_before))
+    return query
 
 
 def _utc(moment: datetime) -> datetime:

@@ -19,6 +19,7 @@ from voucherd.fields import (
 )
 from voucherd.money import MAX_MINOR_UNITS
 from voucherd.redemptions.models import Redemption
+from voucherd.vouchers.schemas import VoucherRecord
 
 
 class OrderItem(RequestModel):
@@ -86,6 +87,8 @@ class ValidationResult:
     voucher: dict[str, Any] | None
     plan: Plan | None
     order_amount: int | None
+    # The voucher judged, with its campaign, for faces that show more of it than ``voucher``.
+    record: VoucherRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,9 @@ class RedemptionRecord:
     voucher_balance: int | None
     redeemed_quantity: int
     currency: str | None
+    # The voucher as the redemption left it, where the use case had it at hand (redeem): faces
+    # that answer with the whole voucher (Voucherify) need no second read.
+    voucher: VoucherRecord | None = None
 
 
 def present_redemption(record: RedemptionRecord) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Table, case, insert, or_, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import Select
 
 from voucherd.auth.service import Caller
@@ -142,17 +143,14 @@ def validate(db: Database, caller: Caller, body: ValidateRequest) -> ValidationR
             target = _find_target(session, caller.tenant_id, body.code)
         except NotFound as exc:
             return ValidationResult(False, "not_found", exc.detail, None, None, order_amount)
-    shown = present_voucher(
-        VoucherRecord(target.voucher, target.campaign.name),
-        now=now,
-        base_url=db.settings.public_base_url,
-    )
+    record = VoucherRecord(target.voucher, target.campaign.name, campaign=target.campaign)
+    shown = present_voucher(record, now=now, base_url=db.settings.public_base_url)
     try:
         _refuse_if_unusable(target, now)
         plan = _plan(target, body)
     except (NotRedeemable, InvalidInput) as exc:
-        return ValidationResult(False, exc.code, exc.detail, shown, None, order_amount)
-    return ValidationResult(True, None, None, shown, plan, order_amount)
+        return ValidationResult(False, exc.code, exc.detail, shown, None, order_amount, record)
+    return ValidationResult(True, None, None, shown, plan, order_amount, record)
 
 
 def _debit(
@@ -331,7 +329,14 @@ def redeem(
         idempotency.bind_effect(session, caller.tenant_id, idem, "redemption", redemption.id)
         session.commit()
     balance, redeemed, state = debited
-    return RedemptionRecord(redemption, voucher.code, state, balance, redeemed, voucher.currency)
+    # The UPDATE bypassed the loaded voucher; show it as the spend left it, without a re-read.
+    changed = {"balance": balance, "redeemed_quantity": redeemed, "state": state, "updated_at": now}
+    for name, value in changed.items():
+        set_committed_value(voucher, name, value)
+    shown = VoucherRecord(voucher, target.campaign.name, campaign=target.campaign)
+    return RedemptionRecord(
+        redemption, voucher.code, state, balance, redeemed, voucher.currency, voucher=shown
+    )
 
 
 def rollback(

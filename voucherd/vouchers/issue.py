@@ -28,11 +28,19 @@ from voucherd.campaigns.service import localise
 from voucherd.codes.generator import CodeSpec, capacity, is_mistyped, spec_from_config
 from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
-from voucherd.delivery.enqueue import DELIVERY_CTE, cte_parameters, insert_planned, plan_delivery
+from voucherd.delivery.enqueue import (
+    DELIVERY_CTE,
+    automatic_delivery,
+    cte_parameters,
+    insert_planned,
+    plan_delivery,
+)
+from voucherd.delivery.enqueue import tenant_settings as read_tenant_settings
 from voucherd.delivery.schemas import RequestedDelivery
 from voucherd.errors import Conflict, InvalidInput, LimitReached, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id, new_ids, new_public_tokens
+from voucherd.money import MAX_MINOR_UNITS, to_minor
 from voucherd.vouchers.limits import count_customer_issue, spend_campaign_budget, spend_weekly_value
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 from voucherd.vouchers.schemas import (
@@ -63,6 +71,8 @@ class _IssueTerms:
     category: str | None
     additional_info: str | None
     metadata: dict[str, Any] | None
+    redemption_quantity: int | None
+    spec: CodeSpec  # how this request's codes are drawn
 
 
 def _campaign_for_issue(session: Session, tenant_id: str, ref: str) -> tuple[Campaign, int | None]:
@@ -84,6 +94,26 @@ def _campaign_and_tenant(
         raise NotFound(f"no campaign with id or name {ref!r}", field="campaign")
     campaign, limit, tenant_settings = next((r for r in rows if r[0].id == ref), rows[0])
     return campaign, limit, tenant_settings
+
+
+def _requested_value(body: IssueVoucher, campaign: Campaign) -> int | None:
+    """The value asked for, in minor units. ``major_value`` (i-movo's 20.00) is converted here,
+    where the campaign's currency is known, so faces need no read of their own to convert."""
+    if body.major_value is None:
+        return body.value
+    if body.value is not None:
+        raise InvalidInput("give value or major_value, not both", field="major_value")
+    if campaign.currency is None or campaign.type not in MONEY_TYPES:
+        raise InvalidInput(
+            f"a {campaign.type} voucher's value is not an amount of money", field="major_value"
+        )
+    try:
+        minor = to_minor(body.major_value, campaign.currency)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="major_value") from exc
+    if not 0 < minor <= MAX_MINOR_UNITS:
+        raise InvalidInput("must be a positive amount", field="major_value")
+    return minor
 
 
 def _terms(
@@ -122,6 +152,10 @@ def _terms(
         raise InvalidInput(
             "the voucher would already be expired", field="expiration_date", code="campaign_expired"
         )
+    quantity = overrides.redemption_quantity or campaign.redemption_quantity
+    if campaign.type == "CASH" and quantity != 1:
+        raise InvalidInput("a CASH voucher is paid out once", field="redemption_quantity")
+    code_config = overrides.code_config.stored() if overrides.code_config else campaign.code_config
     return _IssueTerms(
         campaign=campaign,
         value=value,
@@ -130,6 +164,8 @@ def _terms(
         category=overrides.category or campaign.category,
         additional_info=overrides.additional_info,
         metadata=overrides.metadata,
+        redemption_quantity=quantity,
+        spec=spec_from_config(code_config),
     )
 
 
@@ -188,7 +224,7 @@ def _voucher_row(terms: _IssueTerms, *, now: datetime) -> dict[str, Any]:
         "currency": c.currency,
         "amount": terms.value,
         "balance": terms.value if has_balance else None,
-        "redemption_quantity": c.redemption_quantity,
+        "redemption_quantity": terms.redemption_quantity,
         "redeemed_quantity": 0,
         "start_date": terms.start_date,
         "expiration_date": terms.expiration_date,
@@ -308,7 +344,10 @@ def issue_voucher(
         campaign, weekly_limit, tenant_settings = _campaign_and_tenant(
             session, caller.tenant_id, body.campaign, with_settings=body.delivery is not None
         )
-        terms = _terms(campaign, body.value, body, now)
+        terms = _terms(campaign, _requested_value(body, campaign), body, now)
+        asked = body.delivery or automatic_delivery(
+            campaign, recipient=body.recipient, customer_ref=body.customer_ref
+        )
         count_customer_issue(session, campaign, body.customer_ref)
         _spend_limits(session, terms, 1, weekly_limit, now)
         row = _voucher_row(terms, now=now)
@@ -322,9 +361,11 @@ def issue_voucher(
         )
         event = {"value": terms.value, "customer_ref": body.customer_ref is not None}
         delivery = None
-        if body.delivery is not None:
+        if asked is not None:
+            if tenant_settings is None:  # the campaign, not the request, asked for a delivery
+                tenant_settings = read_tenant_settings(session, caller.tenant_id)
             delivery = plan_delivery(
-                body.delivery,
+                asked,
                 tenant_settings,
                 tenant_id=caller.tenant_id,
                 voucher_id=row["id"],
@@ -338,7 +379,7 @@ def issue_voucher(
             ):
                 raise Conflict("this code is already in use", field="code", code="duplicate_code")
         else:
-            spec = spec_from_config(campaign.code_config)
+            spec = terms.spec
             _check_capacity(session, db, campaign, spec, 1)
             for _ in range(_REDRAWS):
                 row["code"] = spec.generate(1)[0]
@@ -357,7 +398,7 @@ def issue_voucher(
     requested = None
     if delivery is not None:
         requested = RequestedDelivery(delivery["id"], delivery["channel"], delivery["state"])
-    return VoucherRecord(Voucher(**row), campaign.name, delivery=requested)
+    return VoucherRecord(Voucher(**row), campaign.name, delivery=requested, campaign=campaign)
 
 
 def mint_vouchers(
@@ -380,7 +421,7 @@ def mint_vouchers(
         idempotency.claim(session, db, caller.tenant_id, idem)
         campaign, weekly_limit = _campaign_for_issue(session, caller.tenant_id, campaign_ref)
         terms = _terms(campaign, body.value, body, now)
-        spec = spec_from_config(campaign.code_config)
+        spec = terms.spec
         _check_capacity(session, db, campaign, spec, body.count)
         _spend_limits(session, terms, body.count, weekly_limit, now)
         template = _voucher_row(terms, now=now)
@@ -421,7 +462,7 @@ _STAGING_COLUMNS = "id, code, public_token"
 _VOUCHER_COLUMNS = (
     "id, tenant_id, campaign_id, code, public_token, type, state, currency, amount, balance, "
     "redemption_quantity, redeemed_quantity, start_date, expiration_date, category, "
-    "additional_info, metadata, created_at, updated_at"
+    "additional_info, metadata, created_at, updated_at, published_count"
 )
 
 
@@ -444,6 +485,7 @@ class _BulkMinter:
             column = table.c[key]
             processor = column.type.bind_processor(dialect)
             self.params[f"p_{column.name}"] = processor(value) if processor else value
+        self.params.setdefault("p_published_count", 0)
         self._create_staging()
 
     def _create_staging(self) -> None:
@@ -536,28 +578,68 @@ class _BulkMinter:
 
 
 def mint_in_session(
-    session: Session, db: Database, campaign: Campaign, count: int, *, actor: str, now: datetime
+    session: Session,
+    db: Database,
+    campaign: Campaign,
+    count: int,
+    *,
+    actor: str,
+    now: datetime,
+    overrides: VoucherOverrides | None = None,
+    value: int | None = None,
+    publication_id: str | None = None,
 ) -> list[str]:
     """Mint ``count`` vouchers with the campaign's defaults inside the caller's transaction.
 
     For pools that grow on demand (an AUTO_UPDATE campaign publishing more codes than it has
     left): the same terms, limits, capacity check and minting as :func:`mint_vouchers`, but the
     caller's use case owns the transaction and decides what happens to the new vouchers.
+
+    With ``publication_id`` the vouchers are born published in that publication (a client
+    order's line item): they never enter the campaign's pool, so no concurrent claim can take
+    them, and it costs no second write of each voucher.
     """
     campaign, weekly_limit = _campaign_for_issue(session, campaign.tenant_id, campaign.id)
-    terms = _terms(campaign, None, VoucherOverrides(), now)
-    spec = spec_from_config(campaign.code_config)
+    terms = _terms(campaign, value, overrides or VoucherOverrides(), now)
+    spec = terms.spec
     _check_capacity(session, db, campaign, spec, count)
     _spend_limits(session, terms, count, weekly_limit, now)
-    ids = _BulkMinter(session, _voucher_row(terms, now=now), spec).mint(count)
+    template = _voucher_row(terms, now=now)
+    if publication_id is not None:
+        template["published_count"] = 1
+    ids = _BulkMinter(session, template, spec).mint(count)
+    data: dict[str, Any] = {"count": count, "first_id": ids[0], "last_id": ids[-1]}
+    if publication_id is not None:
+        _link_minted(session, campaign.tenant_id, publication_id, ids)
+        data["publication_id"] = publication_id
     session.execute(
         insert(VoucherEvent).values(
             tenant_id=campaign.tenant_id,
             campaign_id=campaign.id,
             kind="minted",
             actor=actor,
-            data={"count": count, "first_id": ids[0], "last_id": ids[-1]},
+            data=data,
             created_at=now,
         )
     )
     return ids
+
+
+def _link_minted(session: Session, tenant_id: str, publication_id: str, ids: list[str]) -> None:
+    if is_postgresql(session):
+        # One statement and one array parameter for the whole batch, not a row per voucher.
+        session.execute(
+            text(
+                "INSERT INTO publication_voucher (publication_id, voucher_id, tenant_id) "
+                "SELECT :publication_id, unnest(CAST(:ids AS varchar[])), :tenant_id"
+            ),
+            {"publication_id": publication_id, "ids": ids, "tenant_id": tenant_id},
+        )
+        return
+    session.execute(
+        text(
+            "INSERT INTO publication_voucher (publication_id, voucher_id, tenant_id) "
+            "VALUES (:publication_id, :voucher_id, :tenant_id)"
+        ),
+        [{"publication_id": publication_id, "voucher_id": v, "tenant_id": tenant_id} for v in ids],
+    )

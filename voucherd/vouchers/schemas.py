@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field
 
+from voucherd.campaigns.models import Campaign
+from voucherd.campaigns.schemas import CodeConfig
 from voucherd.delivery.schemas import DeliveryRequest, RequestedDelivery
 from voucherd.fields import (
     CampaignRef,
@@ -40,6 +43,13 @@ class VoucherOverrides(RequestModel):
     category: str | None = Field(default=None, max_length=100)
     additional_info: str | None = Field(default=None, max_length=2000)
     metadata: Metadata | None = None
+    redemption_quantity: Quantity | None = Field(
+        default=None,
+        description="How many times this voucher may be redeemed (campaign's if absent).",
+    )
+    code_config: CodeConfig | None = Field(
+        default=None, description="How to draw this request's codes (the campaign's if absent)."
+    )
 
 
 class IssueVoucher(VoucherOverrides):
@@ -49,11 +59,28 @@ class IssueVoucher(VoucherOverrides):
         default=None,
         description="Minor units (GIFT, CASH) or points (LOYALTY); the campaign's default if absent.",
     )
+    major_value: Decimal | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description=(
+            "The value in major units of the campaign's currency (20.00), instead of value: for "
+            "faces that spell money so, since only the campaign knows its currency."
+        ),
+    )
     code: VoucherCode | None = Field(default=None, description="An explicit code; drawn if absent.")
     holder: Holder | None = None
     delivery: DeliveryRequest | None = Field(
         default=None,
         description="Deliver the voucher: written in the same transaction, sent by a worker.",
+    )
+    recipient: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=254,
+        description=(
+            "Who a campaign that delivers every voucher (delivery_channel) sends this one to; "
+            "customer_ref when absent. Ignored by campaigns that do not deliver on their own."
+        ),
     )
 
 
@@ -96,6 +123,9 @@ class VoucherRecord:
     publications: list[dict[str, Any]] | None = None
     # The delivery asked for with the voucher, when it was issued with one.
     delivery: RequestedDelivery | None = None
+    # The campaign itself, where the use case had it at hand (issue): faces that answer with
+    # the holder's message (i-movo) render it without reading the campaign again.
+    campaign: Campaign | None = None
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from voucherd.vouchers.schemas import VoucherFilters, VoucherRecord
 def find_voucher(session: Session, tenant_id: str, ref: str) -> VoucherRecord:
     """A voucher by id or code, within the tenant; another tenant's voucher is not found."""
     row = session.execute(
-        select(Voucher, Campaign.name)
+        select(Voucher, Campaign)
         .join(Campaign, Campaign.id == Voucher.campaign_id)
         .where(Voucher.tenant_id == tenant_id, or_(Voucher.id == ref, Voucher.code == ref))
     ).first()
     if row is None:
         raise NotFound("no such voucher", field="voucher")
-    return VoucherRecord(row[0], row[1])
+    return VoucherRecord(row[0], row[1].name, campaign=row[1])
 
 
 def get_voucher(db: Database, caller: Caller, ref: str) -> VoucherRecord:
@@ -36,7 +36,7 @@ def get_voucher(db: Database, caller: Caller, ref: str) -> VoucherRecord:
     with db.unit_of_work(write=False) as session:
         found = find_voucher(session, caller.tenant_id, ref)
         entries = publication_entries(session, found.voucher.id)
-        return VoucherRecord(found.voucher, found.campaign_name, entries)
+        return VoucherRecord(found.voucher, found.campaign_name, entries, campaign=found.campaign)
 
 
 def list_vouchers(

@@ -1,5 +1,0 @@
-"""Being built."""
-
-from fastapi import APIRouter
-
-router = APIRouter()

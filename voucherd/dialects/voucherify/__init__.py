@@ -1,0 +1,70 @@
+"""The Voucherify dialect: Voucherify's API under ``/v1``, translated onto voucherd's core.
+
+A client of Voucherify (its official SDKs included; the tests drive the whole flow with the
+unchanged ``voucherify==6.1.1`` Python package) changes its host and its credentials and keeps
+working. Seeds: ``001`` (Add Vouchers to Campaign, the voucher object) and ``002`` (publications).
+
+Credentials: ``X-App-Id`` = the key id, ``X-App-Token`` = its secret; or ``Authorization:
+Bearer <token>``. When both are sent (as in the seed's example), the pair is used.
+
+Endpoints: campaigns (create with ``vouchers_count``, get, list), ``POST /v1/campaigns/{id or
+name}/vouchers`` (one voucher, or ``202 {"async_action_id"}`` for more, minted by the worker and
+followed at ``GET /v1/async-actions/{id}``), vouchers (get, enable, disable, publications),
+publications (create in both forms, list), validations, redemptions (stacking and legacy), get
+redemption, rollback, customers (create = upsert, get, update, delete).
+
+Choices where Voucherify's documents leave room, or where voucherd differs:
+
+* Ids are the core's (``camp_``, ``v_``, ``pub_``, ``r_``, ``rr_``, ``cust_``); async actions are
+  operations, shown as ``aa_`` + the operation id's tail.
+* Money is integers of the smallest unit, as Voucherify's. A Voucherify project has one currency
+  its API never states: money campaigns created here take ``VOUCHERD_VOUCHERIFY_CURRENCY``
+  (default USD). A CASH voucher (another face's) is shown as a ``GIFT_VOUCHER``.
+* ``active`` is the voucher's switch (false when disabled or cancelled); expiry is in the dates.
+* Lists are ``{object: "list", data_ref, <name>: [...], total}`` numbered by ``page`` (from 1)
+  and ``limit`` (1-100, default 10), newest first. Campaigns in a list carry no
+  ``vouchers_count`` (counting every campaign's vouchers per page is not worth it); a single
+  campaign does.
+* A redemption takes one redeemable (several are refused, naming ``redeemables``); validation
+  takes up to 30, each judged on its own against the whole order. A gift card's credits count
+  as the order's discount, as Voucherify counts them. Without ``gift.credits`` a gift card
+  takes as much of the order amount as its balance covers.
+* A rollback's ``amount`` is negative: what went back onto the voucher.
+* Deleting a customer erases its personal data (voucherd keeps the history of its vouchers);
+  afterwards it is not found here. A customer's address is kept as lines 1 and 2, post code,
+  city, state and country.
+* Unknown body fields, and fields for things voucherd does not do (validation rules, referral
+  programs, promotion tiers, sessions, dynamic discounts), are refused as ``invalid_payload``
+  naming the field, rather than silently ignored.
+* Errors are ``{code, key, message, details, request_id}`` with Voucherify's keys (errors.py);
+  a limit voucherd enforces and Voucherify has no key for (budget, weekly value, code space)
+  is ``limit_exceeded``. Bodies larger than the server's limit and URLs holding a NUL byte are
+  refused before any face is chosen, as the native problem+json.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from voucherd.dialects.voucherify import campaigns, customers, redemptions, vouchers
+from voucherd.dialects.voucherify.errors import VoucherifyRoute
+from voucherd.errors import NotFound
+
+router = APIRouter()
+for part in (campaigns.router, vouchers.router, redemptions.router, customers.router):
+    router.include_router(part)
+
+_fallback = APIRouter(route_class=VoucherifyRoute, include_in_schema=False)
+
+
+@_fallback.api_route(
+    "/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+)
+def unknown(path: str) -> None:
+    """Anything else under /v1 is answered in Voucherify's shape too."""
+    raise NotFound(f"no endpoint /v1/{path} for this method", field="path")
+
+
+router.include_router(_fallback)
+
+__all__ = ["router"]

@@ -1,0 +1,215 @@
+"""Voucherify's error object, its credentials, and the route class that renders every failure so.
+
+Every failure on the Voucherify face is ``{code, key, message, details, request_id}`` with the
+HTTP status in ``code``, never problem+json and never a 500 page: a domain error, a body that is
+not JSON or not the right shape, missing or wrong credentials, an unknown path under ``/v1``
+and a database outage (503) alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Annotated, Any
+
+from fastapi import Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException
+
+from voucherd.api.deps import get_db
+from voucherd.api.responses import json_response
+from voucherd.auth.service import Caller, authenticate, authenticate_token
+from voucherd.errors import DomainError, Unauthorized
+from voucherd.idempotency.service import Replay
+
+log = logging.getLogger("voucherd.dialects.voucherify")
+
+# Our error codes in Voucherify's words: (HTTP status, key, message). A code not listed falls
+# back on its error class (below). Voucherify answers rule violations with 400 and names the
+# rule in ``key``; these are the keys its API documents for the same situations.
+_BY_CODE: dict[str, tuple[int, str, str]] = {
+    "unauthorized": (401, "unauthorized", "Unauthorized"),
+    "forbidden": (403, "forbidden", "Forbidden"),
+    "not_found": (404, "not_found", "Resource not found"),
+    "customer_erased": (404, "not_found", "Resource not found"),
+    "duplicate_name": (409, "duplicate_found", "Duplicated resource found"),
+    "duplicate_code": (409, "duplicate_found", "Duplicated resource found"),
+    "duplicate_source_id": (409, "duplicate_found", "Duplicated resource found"),
+    "invalid_input": (400, "invalid_payload", "Invalid payload"),
+    "malformed_json": (400, "invalid_payload", "Invalid payload"),
+    "quantity_exceeded": (400, "quantity_exceeded", "Quantity exceeded"),
+    "voucher_redeemed": (400, "quantity_exceeded", "Quantity exceeded"),
+    "voucher_disabled": (400, "voucher_disabled", "Voucher is disabled"),
+    "voucher_cancelled": (400, "voucher_disabled", "Voucher is disabled"),
+    "voucher_expired": (400, "voucher_expired", "Voucher expired"),
+    "campaign_expired": (400, "voucher_expired", "Voucher expired"),
+    "voucher_not_active_yet": (400, "voucher_not_active", "Voucher not active"),
+    "outside_validity_timeframe": (400, "voucher_not_active", "Voucher not active"),
+    "outside_validity_days": (400, "voucher_not_active", "Voucher not active"),
+    "outside_validity_hours": (400, "voucher_not_active", "Voucher not active"),
+    "campaign_inactive": (400, "campaign_disabled", "Campaign is disabled"),
+    "insufficient_balance": (400, "gift_amount_exceeded", "Gift amount exceeded"),
+    "order_rules_violated": (400, "order_rules_violated", "Order does not match validation rules"),
+    "customer_limit_reached": (
+        400,
+        "customer_rules_violated",
+        "Customer does not match validation rules",
+    ),
+    "already_joined": (400, "customer_rules_violated", "Customer does not match validation rules"),
+    "pool_exhausted": (
+        400,
+        "no_voucher_suitable_for_publication",
+        "Couldn't find any voucher suitable for publication.",
+    ),
+    "voucher_held_by_another_customer": (
+        400,
+        "no_voucher_suitable_for_publication",
+        "Couldn't find any voucher suitable for publication.",
+    ),
+    "already_rolled_back": (400, "already_rolled_back", "Redemption has already been rolled back"),
+    "value_above_maximum": (400, "invalid_payload", "Invalid payload"),
+    "idempotency_key_reused": (400, "invalid_payload", "Invalid payload"),
+    "idempotency_key_in_flight": (409, "duplicate_found", "Duplicated resource found"),
+}
+_BY_STATUS: dict[int, tuple[str, str]] = {
+    400: ("invalid_payload", "Invalid payload"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Resource not found"),
+    405: ("method_not_allowed", "HTTP Method Not Allowed"),
+    409: ("duplicate_found", "Duplicated resource found"),
+    413: ("invalid_payload", "Invalid payload"),
+    # Limits (budget, weekly value, code space) and other refusals of valid requests.
+    422: ("limit_exceeded", "Limit exceeded"),
+}
+# What a refused field refers to, for ``resource_type`` on not-found errors.
+_RESOURCE = {
+    "voucher": "voucher",
+    "code": "voucher",
+    "campaign": "campaign",
+    "customer": "customer",
+    "redemption": "redemption",
+    "operation": "async_action",
+    "publication": "publication",
+}
+
+
+def describe(code: str) -> tuple[int, str, str]:
+    """Status, key and message for one of our error codes (a refused redeemable's reason)."""
+    return _BY_CODE.get(code) or (400, *_BY_STATUS[400])
+
+
+def error_body(
+    status: int, key: str, message: str, details: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    # Voucherify's request ids look like "v-0a8850..."; ours only correlate within a response.
+    body = {
+        "code": status,
+        "key": key,
+        "message": message,
+        "details": details,
+        "request_id": f"v-{secrets.token_hex(9)}",
+    }
+    body.update(extra or {})
+    return body
+
+
+def error_response(
+    status: int, key: str, message: str, details: str, extra: dict[str, Any] | None = None
+) -> Response:
+    headers = {"WWW-Authenticate": 'X-App-Token realm="voucherd"'} if status == 401 else None
+    return json_response(error_body(status, key, message, details, extra), status, headers)
+
+
+def domain_error(exc: DomainError) -> Response:
+    """A domain error as Voucherify's error object; the field at fault is named in details."""
+    fallback = exc.status if exc.status in _BY_STATUS else 400
+    status, key, message = _BY_CODE.get(exc.code) or (
+        400 if fallback == 422 else fallback,  # Voucherify refuses rule violations with 400
+        *_BY_STATUS[fallback],
+    )
+    details = exc.detail if exc.field is None else f"{exc.field}: {exc.detail}"
+    extra = {}
+    if status == 404 and exc.field in _RESOURCE:
+        extra["resource_type"] = _RESOURCE[exc.field]
+    return error_response(status, key, message, details, extra)
+
+
+def invalid_payload(errors: Sequence[Mapping[str, Any]]) -> Response:
+    """Pydantic's complaints as one invalid_payload error naming each field and why."""
+    reasons = []
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            reasons.append("the body is not valid JSON")
+            continue
+        parts = [str(p) for p in error.get("loc", ())]
+        if parts and parts[0] in ("body", "query", "path", "header"):
+            parts = parts[1:]
+        reasons.append(f"{'.'.join(parts) or 'body'}: {error.get('msg', 'invalid')}")
+    return error_response(400, "invalid_payload", "Invalid payload", "; ".join(reasons))
+
+
+class VoucherifyRoute(APIRoute):
+    """Renders every failure of a Voucherify route as Voucherify's error object."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except DomainError as exc:
+                return domain_error(exc)
+            except RequestValidationError as exc:
+                return invalid_payload(exc.errors())
+            except ValidationError as exc:
+                return invalid_payload(exc.errors())
+            except HTTPException as exc:
+                # FastAPI's answer to a body it cannot decode at all (not UTF-8, too deep).
+                key, message = _BY_STATUS.get(exc.status_code, _BY_STATUS[400])
+                return error_response(exc.status_code, key, message, str(exc.detail))
+            except DBAPIError as exc:
+                if exc.connection_invalidated or isinstance(exc, OperationalError):
+                    log.warning("voucherify: database unavailable (%s)", type(exc).__name__)
+                    return error_response(
+                        503,
+                        "service_unavailable",
+                        "Service Unavailable",
+                        "the database is unavailable; retry shortly",
+                    )
+                log.exception("voucherify: database error")
+                return _internal()
+            except Replay:
+                raise  # the app answers it with the first response, which was ours
+            except Exception:
+                log.exception("voucherify: unexpected error")
+                return _internal()
+
+        return guarded
+
+
+def _internal() -> Response:
+    return error_response(
+        500, "internal_server_error", "Internal Server Error", "an unexpected error occurred"
+    )
+
+
+def voucherify_caller(
+    request: Request,
+    x_app_id: Annotated[str | None, Header(alias="X-App-Id")] = None,
+    x_app_token: Annotated[str | None, Header(alias="X-App-Token")] = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Caller:
+    """The caller behind ``X-App-Id`` + ``X-App-Token`` (the pair wins when both ways are
+    sent, as the seed's example does), or behind ``Authorization: Bearer <token>``."""
+    db = get_db(request)
+    if x_app_id or x_app_token:
+        return authenticate(db, x_app_id or "", x_app_token or "")
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return authenticate_token(db, token)
+    raise Unauthorized("send your API key id as X-App-Id and its secret as X-App-Token")

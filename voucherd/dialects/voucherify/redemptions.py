@@ -1,0 +1,111 @@
+"""Validations, redemptions (the stacking API and the legacy per-voucher one), rollbacks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from voucherd.api.deps import DB, Idem
+from voucherd.api.responses import json_response, respond_created
+from voucherd.auth.service import Caller
+from voucherd.customers import service as customers
+from voucherd.db.engine import Database
+from voucherd.dialects.voucherify import bodies, shapes, translate
+from voucherd.dialects.voucherify.errors import VoucherifyRoute, describe, error_body
+from voucherd.dialects.voucherify.vouchers import Vf
+from voucherd.errors import InvalidInput
+from voucherd.redemptions import service as redemptions
+
+router = APIRouter(tags=["voucherify"], route_class=VoucherifyRoute)
+
+
+def _customer_ref(db: Database, caller: Caller, given: bodies.Customer | None) -> str | None:
+    """The customer's own reference (source_id), which the core records with a redemption;
+    a customer given only by its Voucherify id is looked up for it."""
+    if given is None:
+        return None
+    if given.source_id is not None:
+        return given.source_id
+    if given.id is not None:
+        return customers.get_customer(db, caller, given.id).source_id
+    return None
+
+
+@router.post("/v1/validations", summary="Voucherify: Validate Stackable Discounts")
+def validate(db: DB, caller: Vf, body: bodies.Redeem | None = None) -> Response:
+    if body is None:
+        raise InvalidInput("give the redeemables to validate", field="redeemables")
+    ref = _customer_ref(db, caller, body.customer)
+    items: list[dict[str, Any]] = []
+    taken = 0
+    for item in body.redeemables:
+        request = translate.validate_request(translate.redeemable(item, body.order, ref))
+        result = redemptions.validate(db, caller, request)
+        if result.valid and result.plan is not None:
+            items.append(shapes.applicable(result, item.id))
+            taken += (result.plan.discount_amount or 0) + (result.plan.spend or 0)
+        else:
+            status, key, message = describe(result.reason or "invalid_input")
+            error = error_body(status, key, message, result.detail or message)
+            items.append(shapes.inapplicable(item.id, error, result))
+    amount = body.order.amount if body.order else None
+    return json_response(shapes.validation(items, amount, taken, body.tracking_id or ref))
+
+
+@router.post(
+    "/v1/redemptions",
+    summary="Voucherify: Redeem Stackable Discounts",
+    description="One redeemable per request: voucherd redeems a voucher at a time.",
+)
+def redeem(db: DB, caller: Vf, idem: Idem, body: bodies.Redeem | None = None) -> Response:
+    if body is None:
+        raise InvalidInput("give the redeemable to redeem", field="redeemables")
+    if len(body.redeemables) != 1:
+        raise InvalidInput(
+            "voucherd redeems one redeemable per request; send one redemption per voucher",
+            field="redeemables",
+        )
+    ref = _customer_ref(db, caller, body.customer)
+    data = translate.redeemable(body.redeemables[0], body.order, ref)
+    record = redemptions.redeem(
+        db, caller, translate.redeem_request(data, body.metadata), idem=idem
+    )
+    shown = shapes.redemption_result([record], base_url=db.settings.public_base_url)
+    return respond_created(db, caller, idem, shown, status=200)
+
+
+@router.post("/v1/vouchers/{code}/redemption", summary="Voucherify: Redeem Voucher (legacy)")
+def redeem_voucher(
+    code: str, db: DB, caller: Vf, idem: Idem, body: bodies.LegacyRedeem | None = None
+) -> Response:
+    body = body or bodies.LegacyRedeem()
+    item = bodies.Redeemable(object="voucher", id=code, gift=body.gift, reward=body.reward)
+    ref = _customer_ref(db, caller, body.customer)
+    data = translate.redeemable(item, body.order, ref)
+    record = redemptions.redeem(
+        db, caller, translate.redeem_request(data, body.metadata), idem=idem
+    )
+    shown = shapes.redemption(record, base_url=db.settings.public_base_url)
+    return respond_created(db, caller, idem, shown, status=200)
+
+
+@router.get("/v1/redemptions/{redemptionId}", summary="Voucherify: Get Redemption")
+def get_redemption(redemptionId: str, db: DB, caller: Vf) -> Response:
+    record = redemptions.get_redemption(db, caller, redemptionId)
+    return json_response(shapes.redemption(record, base_url=db.settings.public_base_url))
+
+
+@router.post("/v1/redemptions/{redemptionId}/rollback", summary="Voucherify: Rollback Redemption")
+def rollback(
+    redemptionId: str,
+    db: DB,
+    caller: Vf,
+    idem: Idem,
+    reason: Annotated[str | None, Query(max_length=500)] = None,
+    tracking_id: Annotated[str | None, Query(max_length=200)] = None,
+    body: bodies.Rollback | None = None,
+) -> Response:
+    why = reason or (body.reason if body is not None else None)
+    record = redemptions.rollback(db, caller, redemptionId, why, idem=idem)
+    return respond_created(db, caller, idem, shapes.rollback(record), status=200)

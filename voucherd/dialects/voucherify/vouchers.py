@@ -1,0 +1,90 @@
+"""Vouchers: get, enable, disable, their publications; publications themselves."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from voucherd.api.deps import DB, Idem
+from voucherd.api.responses import json_response, respond_created
+from voucherd.auth.service import Caller
+from voucherd.db.engine import Database
+from voucherd.dialects.voucherify import bodies, shapes, translate
+from voucherd.dialects.voucherify.errors import VoucherifyRoute, voucherify_caller
+from voucherd.errors import InvalidInput
+from voucherd.publications import service as publications
+from voucherd.publications.schemas import PublicationFilters
+from voucherd.vouchers import service as vouchers
+from voucherd.vouchers.schemas import VoucherRecord
+
+router = APIRouter(tags=["voucherify"], route_class=VoucherifyRoute)
+
+Vf = Annotated[Caller, Depends(voucherify_caller)]
+Page = Annotated[int, Query(ge=1, le=1_000_000)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+def _shown(db: Database, record: VoucherRecord) -> Response:
+    return json_response(shapes.voucher(record, base_url=db.settings.public_base_url))
+
+
+@router.get("/v1/vouchers/{code}", summary="Voucherify: Get Voucher (code or id)")
+def get_voucher(code: str, db: DB, caller: Vf) -> Response:
+    return _shown(db, vouchers.get_voucher(db, caller, code))
+
+
+@router.post("/v1/vouchers/{code}/enable", summary="Voucherify: Enable Voucher")
+def enable_voucher(code: str, db: DB, caller: Vf) -> Response:
+    return _shown(db, vouchers.enable_voucher(db, caller, code))
+
+
+@router.post("/v1/vouchers/{code}/disable", summary="Voucherify: Disable Voucher")
+def disable_voucher(code: str, db: DB, caller: Vf) -> Response:
+    return _shown(db, vouchers.disable_voucher(db, caller, code))
+
+
+def _publications(
+    db: Database, caller: Caller, filters: PublicationFilters, page: int, limit: int
+) -> Response:
+    found, total = publications.number_publications(db, caller, filters, page=page, limit=limit)
+    base_url = db.settings.public_base_url
+    items = [shapes.publication(record, base_url=base_url) for record in found]
+    return json_response(shapes.listing("publications", items, total))
+
+
+@router.get("/v1/vouchers/{code}/publications", summary="Voucherify: a voucher's publications")
+def voucher_publications(
+    code: str, db: DB, caller: Vf, page: Page = 1, limit: Limit = 10
+) -> Response:
+    return _publications(db, caller, PublicationFilters(voucher=code), page, limit)
+
+
+@router.post("/v1/publications", summary="Voucherify: Create Publication")
+def create_publication(
+    db: DB,
+    caller: Vf,
+    idem: Idem,
+    join_once: bool = False,
+    body: bodies.Publish | None = None,
+) -> Response:
+    if body is None:
+        raise InvalidInput("give a voucher or a campaign to publish", field="voucher")
+    request = translate.publish(body).model_copy(update={"join_once": join_once})
+    published = publications.publish(db, caller, request, idem=idem)
+    shown = shapes.publication(published.record, base_url=db.settings.public_base_url)
+    return respond_created(db, caller, idem, shown, status=200)
+
+
+@router.get("/v1/publications", summary="Voucherify: List Publications")
+def list_publications(
+    db: DB,
+    caller: Vf,
+    page: Page = 1,
+    limit: Limit = 10,
+    campaign: Annotated[str | None, Query(max_length=200)] = None,
+    customer: Annotated[str | None, Query(max_length=200)] = None,
+    voucher: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    filters = PublicationFilters(campaign=campaign, voucher=voucher, customer=customer)
+    return _publications(db, caller, filters, page, limit)
