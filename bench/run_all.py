@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         ["bench.claim", *timing, "--pool", str(args.count)],
         ["bench.deliver", *timing],
         ["bench.export", "--count", str(args.count)],
+        ["bench.order", "--count", str(args.count)],
     ]
     root = Path(__file__).resolve().parent.parent
     failed = []
