@@ -762,6 +762,110 @@ class TestValidationsAndRedemptions:
         assert redemption["voucher"]["gift"]["balance"] == 8800
 
 
+class TestVoucherRedemptions:
+    """``GET /v1/vouchers/{code}/redemptions``: the list a voucher's ``redemption.url`` names."""
+
+    def redeemed_twice_one_rolled_back(
+        self, api: TestClient, tenant: Tenant, code: str
+    ) -> list[str]:
+        """Redeems 2500 then 1000 from the card and rolls the first back: ids, newest first."""
+        made = []
+        for credits, order_id in ((2500, "ord-1"), (1000, "ord-2")):
+            body = redeem_body(
+                code, credits=credits, order={"amount": 4000, "source_id": order_id},
+                customer={"source_id": "ada"},
+            )  # fmt: skip
+            response = api.post("/v1/redemptions", headers=pair(tenant), json=body)
+            assert response.status_code == 200, response.text
+            made.append(response.json()["redemptions"][0]["id"])
+        back = api.post(f"/v1/redemptions/{made[0]}/rollback", headers=pair(tenant))
+        assert back.status_code == 200, back.text
+        # Ids are time-ordered: "newest first" is descending id order.
+        return sorted(made, reverse=True)
+
+    def test_the_voucher_redemption_url_lists_its_entries(
+        self, api: TestClient, tenant: Tenant, gift_card: str
+    ) -> None:
+        newest_first = self.redeemed_twice_one_rolled_back(api, tenant, gift_card)
+        voucher = api.get(f"/v1/vouchers/{gift_card}", headers=pair(tenant)).json()
+        url = voucher["redemption"]["url"]
+        assert url == f"/v1/vouchers/{gift_card}/redemptions?page=1&limit=10"
+
+        response = api.get(url, headers=pair(tenant))
+
+        assert response.status_code == 200, response.text
+        listed = response.json()
+        entries = listed.pop("redemption_entries")
+        assert listed == {
+            "quantity": None,
+            "redeemed_quantity": 1,
+            "object": "list",
+            "url": url,
+            "data_ref": "redemption_entries",
+            "total": 2,
+        }
+        assert listed["redeemed_quantity"] == voucher["redemption"]["redeemed_quantity"]
+        assert [e["id"] for e in entries] == newest_first
+        by_order = {e["order"]["source_id"]: e for e in entries}
+        rolled, kept = by_order["ord-1"], by_order["ord-2"]
+        assert (rolled["status"], rolled["amount"], rolled["gift"]) == (
+            "ROLLED_BACK", 2500, {"amount": 2500},
+        )  # fmt: skip
+        assert (kept["status"], kept["amount"], kept["gift"]) == (
+            "SUCCEEDED", 1000, {"amount": 1000},
+        )  # fmt: skip
+        for entry in entries:
+            assert entry["object"] == "redemption"
+            assert entry["result"] == "SUCCESS"
+            assert entry["tracking_id"] == "ada"
+            assert entry["customer"]["source_id"] == "ada"
+            assert entry["related_object_type"] == "voucher"
+            assert entry["voucher"]["code"] == gift_card
+            # The very object GET /v1/redemptions/{id} answers.
+            alone = api.get(f"/v1/redemptions/{entry['id']}", headers=pair(tenant)).json()
+            assert entry == alone
+
+    def test_paged_by_page_and_limit_and_by_voucher_id(
+        self, api: TestClient, tenant: Tenant, gift_card: str
+    ) -> None:
+        newest_first = self.redeemed_twice_one_rolled_back(api, tenant, gift_card)
+        seen = []
+        for page in (1, 2, 3):
+            listed = api.get(
+                f"/v1/vouchers/{gift_card}/redemptions?page={page}&limit=1", headers=pair(tenant)
+            ).json()
+            assert listed["total"] == 2
+            assert listed["url"] == f"/v1/vouchers/{gift_card}/redemptions?page={page}&limit=1"
+            assert len(listed["redemption_entries"]) == (1 if page < 3 else 0)
+            seen += [e["id"] for e in listed["redemption_entries"]]
+        assert seen == newest_first
+        voucher_id = api.get(f"/v1/vouchers/{gift_card}", headers=pair(tenant)).json()["id"]
+        by_id = api.get(f"/v1/vouchers/{voucher_id}/redemptions", headers=pair(tenant)).json()
+        assert [e["id"] for e in by_id["redemption_entries"]] == newest_first
+        for bad in ("page=0", "limit=0", "limit=101", "page=x"):
+            response = api.get(f"/v1/vouchers/{gift_card}/redemptions?{bad}", headers=pair(tenant))
+            assert_error(response, 400, "invalid_payload")
+
+    def test_a_voucher_never_redeemed_lists_nothing(
+        self, api: TestClient, tenant: Tenant, gift_card: str
+    ) -> None:
+        listed = api.get(f"/v1/vouchers/{gift_card}/redemptions", headers=pair(tenant)).json()
+        assert (listed["total"], listed["redeemed_quantity"], listed["redemption_entries"]) == (
+            0, 0, [],
+        )  # fmt: skip
+
+    def test_unknown_or_another_tenants_voucher_is_not_found(
+        self, api: TestClient, tenant: Tenant, db: Database, gift_card: str
+    ) -> None:
+        self.redeemed_twice_one_rolled_back(api, tenant, gift_card)
+        unknown = api.get("/v1/vouchers/NOPE/redemptions", headers=pair(tenant))
+        assert assert_error(unknown, 404, "not_found")["resource_type"] == "voucher"
+        other = api.get(f"/v1/vouchers/{gift_card}/redemptions", headers=pair(Tenant(db)))
+        assert assert_error(other, 404, "not_found")["resource_type"] == "voucher"
+        unauthenticated = api.get(f"/v1/vouchers/{gift_card}/redemptions")
+        assert_error(unauthenticated, 401, "unauthorized")
+
+
 class TestCustomers:
     def test_create_upsert_get_update_delete(self, api: TestClient, tenant: Tenant) -> None:
         body = {

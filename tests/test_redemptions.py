@@ -25,6 +25,8 @@ from tests.factories import (
 )
 from voucherd.api.problems import PROBLEM_JSON
 from voucherd.db.engine import Database
+from voucherd.errors import NotFound
+from voucherd.redemptions import service
 from voucherd.vouchers.schemas import VoucherRecord
 
 
@@ -836,6 +838,33 @@ class TestListRedemptions:
             if cursor is None:
                 break
         assert seen == newest_first
+
+    def test_numbered_pages_of_one_voucher_with_its_total(
+        self, api: TestClient, db: Database, tenant: Tenant
+    ) -> None:
+        one, two = gift(db, tenant, 5000), gift(db, tenant, 5000)
+        made = [redeem(api, tenant, one.voucher.code, amount=100).json()["id"] for _ in range(3)]
+        redeem(api, tenant, two.voucher.code, amount=100)
+        assert rollback(api, tenant, made[0]).status_code == 200
+        newest_first = sorted(made, reverse=True)
+
+        pages = [
+            service.number_voucher_redemptions(db, tenant.caller, ref, page=page, limit=2)
+            for ref, page in ((one.voucher.code, 1), (one.voucher.id, 2), (one.voucher.code, 3))
+        ]
+
+        assert [p.total for p in pages] == [3, 3, 3]
+        assert [[r.redemption.id for r in p.redemptions] for p in pages] == [
+            newest_first[:2], newest_first[2:], [],
+        ]  # fmt: skip
+        assert all(p.voucher.voucher.id == one.voucher.id for p in pages)
+        assert pages[0].voucher.voucher.redeemed_quantity == 2
+        listed = {r.redemption.id: r for p in pages for r in p.redemptions}
+        assert listed[made[0]].redemption.status == "ROLLED_BACK"
+        assert {r.voucher_type for r in listed.values()} == {"GIFT"}
+        with pytest.raises(NotFound):
+            service.number_voucher_redemptions(db, make_tenant(db).caller, one.voucher.code,
+                                               page=1, limit=2)  # fmt: skip
 
     def test_an_unknown_voucher_filter(self, api: TestClient, tenant: Tenant) -> None:
         response = api.get(

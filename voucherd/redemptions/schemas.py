@@ -102,6 +102,19 @@ class RedemptionRecord:
     # The voucher as the redemption left it, where the use case had it at hand (redeem): faces
     # that answer with the whole voucher (Voucherify) need no second read.
     voucher: VoucherRecord | None = None
+    # The voucher's type (GIFT, CASH, DISCOUNT, LOYALTY) where ``voucher`` is not loaded (reads):
+    # faces whose redemption shape depends on it (Voucherify's ``gift``) need no second read.
+    voucher_type: str | None = None
+
+
+@dataclass(frozen=True)
+class VoucherRedemptions:
+    """One numbered page of a voucher's redemptions, how many it has in all, and the voucher
+    itself (its redemption counts are shown beside the page)."""
+
+    voucher: VoucherRecord
+    redemptions: list[RedemptionRecord]
+    total: int
 
 
 def present_redemption(record: RedemptionRecord) -> dict[str, Any]:

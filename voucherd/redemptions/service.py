@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, insert, or_, select, text, update
+from sqlalchemy import Table, case, func, insert, or_, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -36,6 +36,7 @@ from voucherd.redemptions.schemas import (
     RedemptionRecord,
     ValidateRequest,
     ValidationResult,
+    VoucherRedemptions,
 )
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 from voucherd.vouchers.schemas import VoucherRecord, present_voucher
@@ -443,12 +444,13 @@ _WITH_VOUCHER = (
     Voucher.balance,
     Voucher.redeemed_quantity,
     Voucher.currency,
+    Voucher.type,
 )
 
 
 def _with_voucher(
     tenant_id: str,
-) -> Select[Redemption, str, str, int | None, int, str | None]:
+) -> Select[Redemption, str, str, int | None, int, str | None, str]:
     """Redemptions joined with the voucher facts shown beside them: one query per page."""
     return (
         select(*_WITH_VOUCHER)
@@ -457,9 +459,9 @@ def _with_voucher(
     )
 
 
-def _record(row: Row[Redemption, str, str, int | None, int, str | None]) -> RedemptionRecord:
-    redemption, code, state, balance, redeemed, currency = row
-    return RedemptionRecord(redemption, code, state, balance, redeemed, currency)
+def _record(row: Row[Redemption, str, str, int | None, int, str | None, str]) -> RedemptionRecord:
+    redemption, code, state, balance, redeemed, currency, kind = row
+    return RedemptionRecord(redemption, code, state, balance, redeemed, currency, voucher_type=kind)
 
 
 def get_redemption(db: Database, caller: Caller, redemption_id: str) -> RedemptionRecord:
@@ -485,3 +487,26 @@ def list_redemptions(
         rows = session.execute(query.order_by(Redemption.id.desc()).limit(limit + 1)).all()
     records = [_record(row) for row in rows[:limit]]
     return Page(records, records[-1].redemption.id if len(rows) > limit else None)
+
+
+def number_voucher_redemptions(
+    db: Database, caller: Caller, voucher: str, *, page: int, limit: int
+) -> VoucherRedemptions:
+    """Page ``page`` (from 1) of ``limit`` of one voucher's redemptions, newest first, with how
+    many it has in all: for faces that number their pages (Voucherify) rather than follow a
+    cursor. Rolled-back redemptions are listed too, with their status."""
+    with db.unit_of_work(write=False) as session:
+        found = find_voucher(session, caller.tenant_id, voucher)
+        query = _with_voucher(caller.tenant_id).where(Redemption.voucher_id == found.voucher.id)
+        total = session.scalar(
+            select(func.count())
+            .select_from(Redemption)
+            .where(
+                Redemption.tenant_id == caller.tenant_id,
+                Redemption.voucher_id == found.voucher.id,
+            )
+        )
+        rows = session.execute(
+            query.order_by(Redemption.id.desc()).offset((page - 1) * limit).limit(limit)
+        ).all()
+        return VoucherRedemptions(found, [_record(row) for row in rows], int(total or 0))

@@ -9,7 +9,8 @@ Bearer <token>``. When both are sent (as in the seed's example), the pair is use
 
 Endpoints: campaigns (create with ``vouchers_count``, get, list), ``POST /v1/campaigns/{id or
 name}/vouchers`` (one voucher, or ``202 {"async_action_id"}`` for more, minted by the worker and
-followed at ``GET /v1/async-actions/{id}``), vouchers (get, enable, disable, publications),
+followed at ``GET /v1/async-actions/{id}``), vouchers (get, enable, disable, publications,
+redemptions: the list a voucher's ``redemption.url`` names),
 publications (create in both forms, list), validations, redemptions (stacking and legacy), get
 redemption, rollback, customers (create = upsert, get, update, delete).
 

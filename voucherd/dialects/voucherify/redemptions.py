@@ -13,7 +13,7 @@ from voucherd.customers import service as customers
 from voucherd.db.engine import Database
 from voucherd.dialects.voucherify import bodies, shapes, translate
 from voucherd.dialects.voucherify.errors import VoucherifyRoute, describe, error_body
-from voucherd.dialects.voucherify.vouchers import Vf
+from voucherd.dialects.voucherify.vouchers import Limit, Page, Vf
 from voucherd.errors import InvalidInput
 from voucherd.redemptions import service as redemptions
 
@@ -88,6 +88,17 @@ def redeem_voucher(
     )
     shown = shapes.redemption(record, base_url=db.settings.public_base_url)
     return respond_created(db, caller, idem, shown, status=200)
+
+
+@router.get("/v1/vouchers/{code}/redemptions", summary="Voucherify: List Voucher Redemptions")
+def voucher_redemptions(
+    code: str, db: DB, caller: Vf, page: Page = 1, limit: Limit = 10
+) -> Response:
+    listed = redemptions.number_voucher_redemptions(db, caller, code, page=page, limit=limit)
+    base_url = db.settings.public_base_url
+    return json_response(
+        shapes.voucher_redemptions(listed, page=page, limit=limit, base_url=base_url)
+    )
 
 
 @router.get("/v1/redemptions/{redemptionId}", summary="Voucherify: Get Redemption")

@@ -19,7 +19,7 @@ from voucherd.codes.generator import DEFAULT_ALPHABET, DEFAULT_CODE_LENGTH
 from voucherd.customers.models import Customer
 from voucherd.operations.models import COMPLETED, FAILED, Operation
 from voucherd.publications.schemas import PublicationRecord
-from voucherd.redemptions.schemas import RedemptionRecord, ValidationResult
+from voucherd.redemptions.schemas import RedemptionRecord, ValidationResult, VoucherRedemptions
 from voucherd.vouchers.schemas import VoucherRecord
 
 # voucherd's types in Voucherify's words. A CASH voucher (paid out once) is a gift card whose
@@ -275,7 +275,7 @@ def order(amount: int | None, taken: int, reference: str | None = None) -> dict[
 
 
 def _kind_of(record: RedemptionRecord) -> str | None:
-    return record.voucher.voucher.type if record.voucher is not None else None
+    return record.voucher.voucher.type if record.voucher is not None else record.voucher_type
 
 
 def redemption(record: RedemptionRecord, *, base_url: str) -> dict[str, Any]:
@@ -307,6 +307,25 @@ def redemption(record: RedemptionRecord, *, base_url: str) -> dict[str, Any]:
     elif kind == "LOYALTY":
         shown["loyalty_card"] = {"points": amount}
     return shown
+
+
+def voucher_redemptions(
+    listed: VoucherRedemptions, *, page: int, limit: int, base_url: str
+) -> dict[str, Any]:
+    """A voucher's redemptions (``GET /v1/vouchers/{code}/redemptions``): its counts, then the
+    page of redemptions as ``redemption_entries``; ``url`` is this page's own."""
+    v = listed.voucher.voucher
+    code = quote(v.code, safe="")
+    entries = [redemption(r, base_url=base_url) for r in listed.redemptions]
+    return {
+        "quantity": v.redemption_quantity,
+        "redeemed_quantity": v.redeemed_quantity,
+        "object": "list",
+        "url": f"/v1/vouchers/{code}/redemptions?page={page}&limit={limit}",
+        "data_ref": "redemption_entries",
+        "total": listed.total,
+        "redemption_entries": entries,
+    }
 
 
 def rollback(record: RedemptionRecord) -> dict[str, Any]:
