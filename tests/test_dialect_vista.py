@@ -296,11 +296,26 @@ class TestClientOrder:
         response = api.post(ORDER, headers=tenant.headers, json=SEED_ORDER)
 
         assert response.status_code == 400
+        # The seed's own client lists VOUCHERTYPE1 and VOUCHERTYPE2 only: the message says
+        # which types it may order and how to add ABC12.
         assert response.json()["errors"] == {
             "vouchers[0].productCode": [
-                "client 'ABC123' may not order 'ABC12'; add it to the client's voucher types first"
+                (
+                    "client 'ABC123' may not order 'ABC12': a client orders only its voucher "
+                    "types ('VOUCHERTYPE1', 'VOUCHERTYPE2'); order one of those, or add 'ABC12' "
+                    "to the client's voucher types (PATCH /api/v1/clients/ABC123 with "
+                    "voucher_types)"
+                )
             ]
         }
+        assert rows(db)[1] == 0
+        patched = api.patch(
+            "/api/v1/clients/ABC123",
+            headers=tenant.headers,
+            json={"voucher_types": ["VOUCHERTYPE1", "VOUCHERTYPE2", "ABC12"]},
+        )
+        assert patched.status_code == 200, patched.text
+        token_of(api.post(ORDER, headers=tenant.headers, json=SEED_ORDER))
 
     def test_the_seed_order_today_is_refused_for_its_past_expiry(
         self, api: TestClient, db: Database
@@ -326,14 +341,118 @@ class TestDistributions:
         self, api: TestClient, db: Database, clock: FakeClock
     ) -> None:
         tenant, _ = client_with_order(api, db, clock)
-        body = {**SEED_DISTRIBUTION, "recipients": [{"name": "Ada", "email": "ada@example.com"}]}
 
-        response = api.post(EMAIL, headers=tenant.headers, json=body)
+        response = api.post(EMAIL, headers=tenant.headers, json=SEED_DISTRIBUTION)
 
         assert response.status_code == 400
         assert response.json()["errors"] == {
             "distributionItems[0].clientOrderItemId": ["no client order item 1234"]
         }
+
+    @pytest.mark.parametrize("path", [EMAIL, MOBILE])
+    def test_the_seed_body_without_recipients_hands_the_codes_to_the_client(
+        self, api: TestClient, db: Database, clock: FakeClock, path: str
+    ) -> None:
+        tenant, item_id = client_with_order(api, db, clock, quantity=5)
+        # The seed's body word for word, but for a real item and a quantity the order has.
+        body = {
+            "reference": "abc",
+            "distributionData": "string",
+            "distributionItems": [{"clientOrderItemId": item_id, "quantityPerRecipient": 2}],
+            "externallyDistributed": True,
+        }
+
+        first = token_of(api.post(path, headers=tenant.headers, json=body))
+        pending = resolve(api, tenant, first)[0]
+        run_worker(db)
+        done = resolve(api, tenant, first)[0]
+        second = token_of(api.post(path, headers=tenant.headers, json=body))
+        run_worker(db)
+
+        assert (pending["status"], pending["entityType"]) == (
+            "Processing",
+            "VoucherOrderDistribution",
+        )
+        assert (done["status"], done["entityId"]) == ("Completed", pending["entityId"])
+        assert resolve(api, tenant, second)[0]["status"] == "Completed"
+        with db.unit_of_work(write=False) as session:
+            distribution_ids = list(
+                session.scalars(select(Distribution.id).order_by(Distribution.created_at))
+            )
+            channels = sorted(session.scalars(select(Publication.channel)))
+            deliveries = session.scalar(select(func.count()).select_from(Delivery))
+        shown = [
+            api.get(f"/api/v1/distributions/{d}", headers=tenant.headers).json()
+            for d in distribution_ids
+        ]
+        assert [[(r["name"], r["address"]) for r in d["recipients"]] for d in shown] == [
+            [(None, None)],
+            [(None, None)],
+        ]
+        codes = [c for d in shown for c in d["recipients"][0]["shares"][0]["codes"]]
+        assert len(codes) == len(set(codes)) == 4  # two each, none handed out twice
+        assert channels == ["ClientOrder", "Distribution", "Distribution"]
+        assert deliveries == 0
+        order = api.get("/api/v1/orders", headers=tenant.headers).json()["data"][0]
+        assert (order["items"][0]["distributed"], order["items"][0]["available"]) == (4, 1)
+        vouchers = api.get(f"/api/v1/orders/{order['id']}/vouchers", headers=tenant.headers).json()[
+            "data"
+        ]
+        # Each code is published once more (to its distribution), and only the four are.
+        published = {v["code"]: v["publish"]["count"] for v in vouchers}
+        assert sorted(published.values()) == [1, 2, 2, 2, 2]
+        assert all(published[code] == 2 for code in codes)
+
+    def test_an_internal_distribution_without_recipients_is_refused(
+        self, api: TestClient, db: Database, clock: FakeClock
+    ) -> None:
+        tenant, item_id = client_with_order(api, db, clock)
+        body = {
+            **SEED_DISTRIBUTION,
+            "distributionItems": [{"clientOrderItemId": item_id, "quantityPerRecipient": 1}],
+            "externallyDistributed": False,
+        }
+        before = rows(db)
+
+        response = api.post(EMAIL, headers=tenant.headers, json=body)
+
+        assert response.status_code == 400
+        assert response.json()["errors"] == {
+            "recipients": [
+                (
+                    "give at least one recipient: an internal distribution sends each recipient "
+                    "its codes; only an external one may name none (the codes are then handed "
+                    "back to you)"
+                )
+            ]
+        }
+        assert rows(db) == before
+
+    @pytest.mark.parametrize(
+        ("item", "reason"),
+        [
+            ("1234", "Input should be a valid integer"),
+            (12.5, "Input should be a valid integer"),
+            (None, "Input should be a valid integer"),
+            (2**63, "Input should be less than or equal to 9223372036854775807"),
+            (2**63 - 1, "no client order item 9223372036854775807"),
+        ],
+    )
+    def test_a_client_order_item_id_that_is_no_item_id(
+        self, api: TestClient, db: Database, clock: FakeClock, item: Any, reason: str
+    ) -> None:
+        tenant, _ = client_with_order(api, db, clock)
+        body = {
+            **SEED_DISTRIBUTION,
+            "distributionItems": [{"clientOrderItemId": item, "quantityPerRecipient": 1}],
+        }
+        before = rows(db)
+
+        response = api.post(EMAIL, headers=tenant.headers, json=body)
+
+        assert response.status_code == 400, response.text
+        assert response.json()["errors"] == {"distributionItems[0].clientOrderItemId": [reason]}
+        assert rows(db) == before
 
     def test_external_email_distribution_hands_the_codes_back_and_sends_nothing(
         self, api: TestClient, db: Database, clock: FakeClock

@@ -181,6 +181,47 @@ class TestExternal:
         ).json()["data"]
         assert sorted(v["publish"]["count"] for v in vouchers) == [2] * 6
 
+    def test_without_recipients_the_codes_go_to_one_unnamed_recipient(
+        self, api: TestClient, db: Database, provider: Provider, smtp: SmtpServer
+    ) -> None:
+        tenant = make_tenant(db)
+        with_all_channels(db, tenant, provider, smtp=smtp)
+        item = completed_order(api, db, tenant, 5)
+        body = {
+            "channel": "email",
+            "externally_distributed": True,
+            "items": [{"order_item": item, "quantity_per_recipient": 3}],
+        }
+
+        created = api.post("/api/v1/distributions", headers=tenant.headers, json=body)
+        assert created.status_code == 202, created.text
+        run_worker(db)
+        while deliver_due(db):
+            pass
+
+        shown = api.get(created.headers["location"], headers=tenant.headers).json()
+        assert [i["status"] for i in shown["items"]] == ["Completed"]
+        (recipient,) = shown["recipients"]
+        assert (recipient["position"], recipient["name"], recipient["address"]) == (0, None, None)
+        codes = recipient["shares"][0]["codes"]
+        assert len(codes) == len(set(codes)) == 3
+        assert recipient["shares"][0]["delivery_id"] is None
+        assert smtp.messages == []
+        assert deliveries(db) == 0
+        result = api.get(
+            f"/api/v1/operations/{shown['items'][0]['operation_token']}/result",
+            headers=tenant.headers,
+        )
+        rows = list(csv.DictReader(io.StringIO(result.text)))
+        assert [(r["recipient"], r["name"], r["address"], r["code"]) for r in rows] == [
+            ("0", "", "", code) for code in codes
+        ]
+        with db.unit_of_work(write=False) as session:
+            channels = sorted(session.scalars(select(Publication.channel)))
+        assert channels == ["ClientOrder", "Distribution"]
+        order_item = api.get("/api/v1/orders", headers=tenant.headers).json()["data"][0]["items"][0]
+        assert (order_item["distributed"], order_item["available"]) == (3, 2)
+
     def test_many_recipients_take_several_steps_and_resume(
         self, api: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -268,6 +309,23 @@ class TestRefusals:
 
         assert response.status_code == 422, response.text
         assert field in [e["field"] for e in response.json()["errors"]]
+
+    def test_an_internal_distribution_needs_recipients(self, api: TestClient, db: Database) -> None:
+        tenant = make_tenant(db)
+        item = completed_order(api, db, tenant, 2)
+        body = {
+            "channel": "email",
+            "externally_distributed": False,
+            "items": [{"order_item": item, "quantity_per_recipient": 1}],
+        }
+
+        refused = api.post("/api/v1/distributions", headers=tenant.headers, json=body)
+
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"][0]["field"] == "recipients"
+        assert refused.json()["detail"].startswith("give at least one recipient")
+        order_item = api.get("/api/v1/orders", headers=tenant.headers).json()["data"][0]["items"][0]
+        assert order_item["distributed"] == 0
 
     def test_another_tenants_item_is_not_found(self, api: TestClient, db: Database) -> None:
         owner, intruder = make_tenant(db), make_tenant(db)

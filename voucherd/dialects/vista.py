@@ -25,15 +25,34 @@ silent, these are the choices, each tested in tests/test_dialect_vista.py:
 * **Bodies**: the seed's fields, camelCase; fields the seed abbreviates away (``...``) and any
   other unknown field are ignored, as ASP.NET's binder ignores them. Amounts (``salePrice``,
   ``redeemPrice``) are major units of the product's currency (``12.34``), read exactly (no
-  float rounding) and converted by the core. ``productCode`` and ``voucherTypeCodes`` are
-  campaign names (or ids); ``clientCode`` is the client's code (or id). ``clientOrderItemId``
-  is the integer id of an order's line item (the native order shows it). Recipients, which the
-  seed abbreviates, are ``recipients: [{"name", "email"}]`` for an email distribution and
-  ``[{"name", "mobileNumber"}]`` (international form) for a mobile one.
-* **externallyDistributed**: Vista supports only ``true`` (the codes are assigned and handed
-  back; read them at ``GET /api/v1/distributions/{id}`` or as each item operation's CSV
-  result). voucherd also accepts ``false``: it sends each recipient one message with all its
-  codes. Left out, it is ``true``.
+  float rounding) and converted by the core. ``clientCode`` is the client's code (or id).
+* **Voucher types and products**: a client's ``voucherTypeCodes`` and an order line's
+  ``productCode`` both name voucherd campaigns, by name (or id); a campaign must exist before
+  a client lists it. A client may order only its voucher types (a core rule, for every face):
+  any other ``productCode`` is a 400 on ``vouchers[i].productCode`` that lists the client's
+  voucher types and says how to add one (``PATCH /api/v1/clients/{code}`` with
+  ``voucher_types``, same Bearer token; Vista has no client update). Note that the seed's own
+  example pair is inconsistent: its client lists ``VOUCHERTYPE1`` and ``VOUCHERTYPE2`` and its
+  order asks for ``ABC12``, so replayed as written the order is refused; list ``ABC12`` among
+  the client's ``voucherTypeCodes`` (or order a listed type) and it is accepted.
+* **clientOrderItemId** is the integer id of an order's line item, as in the seed (``1234``);
+  a string, a fraction or an id of no item of yours is a 400 on
+  ``distributionItems[i].clientOrderItemId``. A Vista client learns it from its order: the
+  order's token resolves to ``entityId``, the order's id, and ``GET /api/v1/orders/{entityId}``
+  (same Bearer token) lists the order's ``items`` with each one's ``id`` (and how many are
+  ``available`` to distribute). An item's vouchers can be distributed once its order has
+  resolved to ``Completed``.
+* **Recipients**, which the seed abbreviates (``...``), are optional. Without them (as a real
+  Vista client sends, since it hands the vouchers out itself) the distribution assigns
+  ``quantityPerRecipient`` vouchers of each item to one unnamed recipient, the client, and
+  hands them back. To split the codes per person, send ``recipients: [{"name", "email"}]``
+  for an email distribution or ``[{"name", "mobileNumber"}]`` (international form) for a
+  mobile one: each recipient gets ``quantityPerRecipient`` of each item.
+* **externallyDistributed**: Vista supports only ``true`` (the codes are assigned, published
+  with channel ``Distribution`` and handed back; read them at ``GET /api/v1/distributions/{id}``
+  or as each item operation's CSV result; nothing is sent). voucherd also accepts ``false``:
+  it then needs ``recipients`` (400 on ``recipients`` without) and sends each recipient one
+  message with all its codes. Left out, it is ``true``.
 * **Errors** are Vista's (ASP.NET Core) validation problem details as ``application/json``:
   ``{"type", "title", "status", "errors": {"<vistaField>": ["reason"]}, "traceId"}``, with the
   field named as Vista names it (``vouchers[0].expiryDate``). The status follows Vista's

@@ -7,6 +7,11 @@ two distributions can never be promised the same vouchers. Each distribution ite
 its own operation (Vista answers one token per item; orders/tasks.py): recipient by recipient it
 takes the item's undistributed vouchers, publishes them to that recipient (channel
 ``Distribution``) and, for an internal distribution, writes one delivery carrying all of them.
+
+An external distribution may name no recipients (Vista's clients send none: they hand the codes
+out themselves). It then has one unnamed recipient, the client, stored with no name and an empty
+address: each item's ``quantity_per_recipient`` vouchers are published to it and handed back as
+a named recipient's are. An internal one must name its recipients, since voucherd sends to them.
 """
 
 from __future__ import annotations
@@ -96,12 +101,19 @@ def create_distribution(
 ) -> DistributionRecord:
     caller.require("issue")
     now = db.now()
-    recipients = len(body.recipients)
+    if not body.externally_distributed and body.recipients is None:
+        raise InvalidInput(
+            "give at least one recipient: an internal distribution sends each recipient its "
+            "codes; only an external one may name none (the codes are then handed back to you)",
+            field="recipients",
+        )
+    shares_to = body.shares_to()
+    recipients = len(shares_to)
     with db.unit_of_work() as session:
         idempotency.claim(session, db, caller.tenant_id, idem)
         if not body.externally_distributed:
             # Refuse now, not in the worker, when the tenant cannot send on this channel.
-            first = body.recipients[0]
+            first = shares_to[0]
             plan_delivery(
                 delivery_request(body.channel, body.address_of(first), first.name),
                 tenant_settings(session, caller.tenant_id),
@@ -148,7 +160,7 @@ def create_distribution(
                     "name": recipient.name,
                     "address": body.address_of(recipient),
                 }
-                for position, recipient in enumerate(body.recipients)
+                for position, recipient in enumerate(shares_to)
             ],
         )
         for position, item in enumerate(body.items):

@@ -143,8 +143,9 @@ def export_order(order: str, db: DB, caller: CallerDep) -> Response:
     description="Each item's vouchers are promised at once (asking for more than an item "
     "has left is refused with `not_enough_vouchers`); each item then runs as its own "
     "operation. `externally_distributed: true` hands the codes back (here and as each item "
-    "operation's CSV result) and sends nothing; `false` sends each recipient one message "
-    "with all its codes.",
+    "operation's CSV result) and sends nothing, and may leave `recipients` out: the codes "
+    "(`quantity_per_recipient` of each item) then go to one unnamed recipient, you; `false` "
+    "needs `recipients` and sends each one message with all its codes.",
 )
 def create_distribution(
     body: DistributionCreate, db: DB, caller: CallerDep, idem: Idem

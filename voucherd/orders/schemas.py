@@ -129,8 +129,19 @@ class OrderCreate(RequestModel):
     items: list[OrderItemCreate] = Field(min_length=1, max_length=MAX_ORDER_ITEMS)
 
 
+MAX_ITEM_ID = 2**63 - 1  # the largest id the order item table holds (BIGINT)
+
+
 class DistributionItemCreate(RequestModel):
-    order_item: Annotated[int, Field(ge=1, strict=True, description="A client order item's id.")]
+    order_item: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=MAX_ITEM_ID,
+            strict=True,
+            description="A client order item's id (an integer; the order shows its items' ids).",
+        ),
+    ]
     quantity_per_recipient: Annotated[int, Field(ge=1, le=MAX_PER_RECIPIENT, strict=True)]
 
 
@@ -152,20 +163,34 @@ class DistributionCreate(RequestModel):
         "only mode); false: voucherd sends each recipient its codes in one message.",
     )
     items: list[DistributionItemCreate] = Field(min_length=1, max_length=MAX_ORDER_ITEMS)
-    recipients: list[RecipientCreate] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    recipients: list[RecipientCreate] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_RECIPIENTS,
+        description="Who gets a share of each item. Required when voucherd sends the codes "
+        "(externally_distributed false). Left out of an external distribution, the client "
+        "itself is the one unnamed recipient: each item's quantity_per_recipient codes are "
+        "assigned to it and handed back.",
+    )
 
     @model_validator(mode="after")
     def _recipients_fit_channel(self) -> DistributionCreate:
         wanted = "email" if self.channel == "email" else "phone"
-        for recipient in self.recipients:
+        for recipient in self.recipients or []:
             if getattr(recipient, wanted) is None:
                 raise ValueError(f"every recipient of a {self.channel} distribution needs {wanted}")
         return self
 
+    def shares_to(self) -> list[RecipientCreate]:
+        """The recipients, or the one unnamed recipient (the client, which sends the codes on
+        itself) of an external distribution that names none. Whether an internal one named
+        any is the service's to check, so the refusal names ``recipients``."""
+        return self.recipients if self.recipients is not None else [RecipientCreate()]
+
     def address_of(self, recipient: RecipientCreate) -> str:
+        """Where the recipient is sent its codes; "" for the unnamed one, who is sent nothing."""
         address = recipient.email if self.channel == "email" else recipient.phone
-        assert address is not None
-        return address
+        return address or ""
 
 
 # --- what the services hand back ------------------------------------------------------------
@@ -292,7 +317,7 @@ def present_distribution(record: DistributionRecord) -> dict[str, Any]:
             {
                 "position": r.position,
                 "name": r.name,
-                "address": r.address,
+                "address": r.address or None,  # None: the client itself (no recipients named)
                 "shares": [
                     {
                         "distribution_item": item_id,

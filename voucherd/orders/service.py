@@ -31,7 +31,7 @@ from voucherd.ids import new_id
 from voucherd.money import MAX_MINOR_UNITS, to_minor
 from voucherd.operations.models import Operation
 from voucherd.operations.service import start_operation
-from voucherd.orders.clients import allowed_campaigns, find_client
+from voucherd.orders.clients import allowed_campaigns, find_client, voucher_types_of
 from voucherd.orders.models import Client, ClientOrder, ClientOrderItem
 from voucherd.orders.schemas import OrderCreate, OrderItemCreate, OrderRecord
 from voucherd.pagination import Page
@@ -86,6 +86,17 @@ def _money(
     return value
 
 
+def _not_allowed(session: Session, client: Client, product: str) -> str:
+    """Why the client may not order the product, and the two ways to put it right."""
+    names = [name for _, name in voucher_types_of(session, [client.id])[client.id]]
+    may = ", ".join(repr(n) for n in names) if names else "none"
+    return (
+        f"client {client.code!r} may not order {product!r}: a client orders only its voucher "
+        f"types ({may}); order one of those, or add {product!r} to the client's voucher types "
+        f"(PATCH /api/v1/clients/{client.code} with voucher_types)"
+    )
+
+
 def _plan_item(
     session: Session,
     db: Database,
@@ -100,8 +111,7 @@ def _plan_item(
     campaign = find_campaign(session, client.tenant_id, item.product, field=f"{field}.product")
     if campaign.id not in allowed:
         raise InvalidInput(
-            f"client {client.code!r} may not order {campaign.name!r}; add it to the client's "
-            "voucher types first",
+            _not_allowed(session, client, campaign.name),
             field=f"{field}.product",
             code="product_not_allowed",
         )
