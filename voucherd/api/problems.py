@@ -8,10 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from voucherd.api.responses import dumps
+from voucherd.db.engine import is_database_outage
 from voucherd.errors import DomainError
 from voucherd.idempotency.service import RENDERERS, Replay
 
@@ -130,7 +131,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> Response:
-        if exc.connection_invalidated or isinstance(exc, OperationalError):
+        if is_database_outage(exc):
             # The database went away (restart, failover). The unit of work rolled back, unless
             # the connection died during its COMMIT: a retry with the same Idempotency-Key is
             # safe either way (it replays if the effect did commit).

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from voucherd.clock import Clock, system_clock
@@ -203,3 +204,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def is_database_outage(exc: DBAPIError) -> bool:
+    """The database went away (restart, failover, network): worth a 503 and a retry, unlike an
+    error in a statement, which would fail the same way again."""
+    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)

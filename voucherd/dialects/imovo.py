@@ -51,8 +51,7 @@ is vague, these are the choices, each tested in tests/test_dialect_imovo.py:
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -63,21 +62,18 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from voucherd.api.responses import dumps
 from voucherd.auth.service import Caller, authenticate_token
 from voucherd.db.engine import Database
 from voucherd.delivery.messages import holder_message
+from voucherd.dialects.routing import FaceRoute
 from voucherd.errors import Conflict, DomainError, Forbidden, LimitReached, NotFound, Unauthorized
 from voucherd.money import to_major
 from voucherd.vouchers.issue import issue_voucher
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord
 from voucherd.vouchers.service import cancel_voucher
-
-log = logging.getLogger("voucherd.dialects.imovo")
 
 NO_CAMPAIGN = "Unable to create voucher: the campaign code submitted does not exist"
 INACTIVE_CAMPAIGN = "Unable to create voucher: the campaign is not active"
@@ -114,35 +110,25 @@ def envelope(status: int, messages: list[str], headers: dict[str, str] | None = 
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-class _ImovoRoute(APIRoute):
+class _ImovoRoute(FaceRoute):
     """Every failure in i-movo's envelope: never problem+json, never a bare 500."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    face = "i-movo"
 
-        async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except Refused as exc:
-                return envelope(exc.status, exc.messages, exc.headers)
-            except DomainError as exc:
-                return envelope(_status_of(exc), [exc.detail])
-            except (RequestValidationError, ValidationError) as exc:
-                return envelope(400, _validation_messages(exc))
-            except DBAPIError as exc:
-                if exc.connection_invalidated or isinstance(exc, OperationalError):
-                    log.warning("i-movo %s: database unavailable", request.url.path)
-                    return envelope(
-                        503, ["the service is unavailable; retry shortly"], {"Retry-After": "1"}
-                    )
-                log.exception("i-movo %s: database error", request.url.path)
-                return envelope(500, ["an unexpected error occurred"])
-            except Exception:
-                # Logged by path only: the query string holds codes and customer references.
-                log.exception("i-movo %s: unexpected error", request.url.path)
-                return envelope(500, ["an unexpected error occurred"])
+    def refusal(self, request: Request, exc: Exception) -> Response | None:
+        if isinstance(exc, Refused):
+            return envelope(exc.status, exc.messages, exc.headers)
+        if isinstance(exc, DomainError):
+            return envelope(_status_of(exc), [exc.detail])
+        if isinstance(exc, RequestValidationError | ValidationError):
+            return envelope(400, _validation_messages(exc))
+        return None
 
-        return guarded
+    def unavailable(self, request: Request) -> Response:
+        return envelope(503, ["the service is unavailable; retry shortly"], {"Retry-After": "1"})
+
+    def internal(self, request: Request) -> Response:
+        return envelope(500, ["an unexpected error occurred"])
 
 
 router = APIRouter(tags=["i-movo"], route_class=_ImovoRoute)

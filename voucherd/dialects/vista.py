@@ -66,23 +66,21 @@ silent, these are the choices, each tested in tests/test_dialect_vista.py:
 from __future__ import annotations
 
 import json
-import logging
 import re
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from voucherd.api.responses import dumps
 from voucherd.auth.service import Caller, authenticate_token
 from voucherd.db.engine import Database
+from voucherd.dialects.routing import FaceRoute
 from voucherd.errors import DomainError, Forbidden, IdempotencyKeyInFlight, Unauthorized
 from voucherd.idempotency.service import IdempotencyClaim, Replay, remember_response
 from voucherd.operations.service import MAX_RESOLVE, resolve_tokens
@@ -90,8 +88,6 @@ from voucherd.orders.clients import create_client
 from voucherd.orders.distributions import create_distribution
 from voucherd.orders.schemas import ClientCreate, DistributionCreate, OrderCreate
 from voucherd.orders.service import place_order
-
-log = logging.getLogger("voucherd.dialects.vista")
 
 PREFIX = "/api/v1/voucher-management"
 RESOLVE_PATH = "/api/v1/identity-resolution/from-operation-result-tokens"
@@ -216,52 +212,46 @@ def _correlate(request: Request, response: Response) -> Response:
 _CORRELATION = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
-class _VistaRoute(APIRoute):
+class _VistaRoute(FaceRoute):
     """Every answer in Vista's shapes: never problem+json, never a bare 500."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    face = "vista"
 
-        async def guarded(request: Request) -> Response:
-            given = request.headers.get("correlationid", "")
-            request.state.vista_correlation_id = (
-                given if _CORRELATION.match(given) else secrets.token_hex(16)
-            )
-            request.state.vista_trace_id = secrets.token_hex(16)
-            try:
-                response = await handler(request)
-            except Refused as exc:
-                response = _problem(request, exc.status, exc.errors)
-                for name, value in (exc.headers or {}).items():
-                    response.headers[name] = value
-            except Replay as exc:
-                if exc.body is not None and exc.status is not None:
-                    response = Response(
-                        exc.body, status_code=exc.status, media_type="application/json"
-                    )
-                    response.headers["Idempotent-Replayed"] = "true"
-                else:
-                    reason = "the first request with this Idempotency-Key has not finished"
-                    response = _problem(request, 409, {"Idempotency-Key": [reason]})
-            except (DomainError, RequestValidationError, ValidationError) as exc:
-                refused = _refusal(exc, {})
-                response = _problem(request, refused.status, refused.errors)
-            except DBAPIError as exc:
-                if exc.connection_invalidated or isinstance(exc, OperationalError):
-                    log.warning("vista %s: database unavailable", request.url.path)
-                    response = _problem(
-                        request, 503, {"": ["the service is unavailable; retry shortly"]}
-                    )
-                    response.headers["Retry-After"] = "1"
-                else:
-                    log.exception("vista %s: database error", request.url.path)
-                    response = _problem(request, 500, {"": ["an unexpected error occurred"]})
-            except Exception:
-                log.exception("vista %s: unexpected error", request.url.path)
-                response = _problem(request, 500, {"": ["an unexpected error occurred"]})
-            return _correlate(request, response)
+    def begin(self, request: Request) -> None:
+        given = request.headers.get("correlationid", "")
+        request.state.vista_correlation_id = (
+            given if _CORRELATION.match(given) else secrets.token_hex(16)
+        )
+        request.state.vista_trace_id = secrets.token_hex(16)
 
-        return guarded
+    def finish(self, request: Request, response: Response) -> Response:
+        return _correlate(request, response)
+
+    def refusal(self, request: Request, exc: Exception) -> Response | None:
+        if isinstance(exc, Refused):
+            response = _problem(request, exc.status, exc.errors)
+            for name, value in (exc.headers or {}).items():
+                response.headers[name] = value
+            return response
+        if isinstance(exc, Replay):
+            if exc.body is not None and exc.status is not None:
+                replayed = Response(exc.body, status_code=exc.status, media_type="application/json")
+                replayed.headers["Idempotent-Replayed"] = "true"
+                return replayed
+            reason = "the first request with this Idempotency-Key has not finished"
+            return _problem(request, 409, {"Idempotency-Key": [reason]})
+        if isinstance(exc, DomainError | RequestValidationError | ValidationError):
+            refused = _refusal(exc, {})
+            return _problem(request, refused.status, refused.errors)
+        return None
+
+    def unavailable(self, request: Request) -> Response:
+        response = _problem(request, 503, {"": ["the service is unavailable; retry shortly"]})
+        response.headers["Retry-After"] = "1"
+        return response
+
+    def internal(self, request: Request) -> Response:
+        return _problem(request, 500, {"": ["an unexpected error occurred"]})
 
 
 router = APIRouter(tags=["Vista"], route_class=_VistaRoute)

@@ -45,8 +45,6 @@ tests/test_dialect_yoyo.py:
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -54,20 +52,17 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
 
 from voucherd.api.responses import dumps
 from voucherd.auth.service import Caller, authenticate
 from voucherd.db.engine import Database
+from voucherd.dialects.routing import FaceRoute
 from voucherd.errors import DomainError, InvalidInput, Unauthorized
 from voucherd.vouchers.issue import issue_voucher
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord
 from voucherd.vouchers.service import get_voucher
 from voucherd.vouchers.validity import effective_state
-
-log = logging.getLogger("voucherd.dialects.yoyo")
 
 STATE_IDS = {"ACTIVE": "A", "DISABLED": "D", "REDEEMED": "R", "CANCELLED": "C", "EXPIRED": "E"}
 SUCCESS = {"responseCode": "-1", "responseDesc": "Success"}
@@ -89,35 +84,28 @@ def error(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
-class _YoyoRoute(APIRoute):
+class _YoyoRoute(FaceRoute):
     """Every failure in the Yoyo error shape: never problem+json, never a bare 500."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    face = "yoyo"
 
-        async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except DomainError as exc:
-                return error(exc.status, exc.code, _described(exc))
-            except (RequestValidationError, ValidationError) as exc:
-                return error(422, "invalid_input", _validation_description(exc))
-            except DBAPIError as exc:
-                if exc.connection_invalidated or isinstance(exc, OperationalError):
-                    log.warning("yoyo %s: database unavailable", request.url.path)
-                    return error(
-                        503,
-                        "database_unavailable",
-                        "the database is unavailable; retry shortly",
-                        {"Retry-After": "1"},
-                    )
-                log.exception("yoyo %s: database error", request.url.path)
-                return error(500, "internal_error", "an unexpected error occurred")
-            except Exception:
-                log.exception("yoyo %s: unexpected error", request.url.path)
-                return error(500, "internal_error", "an unexpected error occurred")
+    def refusal(self, request: Request, exc: Exception) -> Response | None:
+        if isinstance(exc, DomainError):
+            return error(exc.status, exc.code, _described(exc))
+        if isinstance(exc, RequestValidationError | ValidationError):
+            return error(422, "invalid_input", _validation_description(exc))
+        return None
 
-        return guarded
+    def unavailable(self, request: Request) -> Response:
+        return error(
+            503,
+            "database_unavailable",
+            "the database is unavailable; retry shortly",
+            {"Retry-After": "1"},
+        )
+
+    def internal(self, request: Request) -> Response:
+        return error(500, "internal_error", "an unexpected error occurred")
 
 
 router = APIRouter(prefix="/cvs-issuer/rest", tags=["Yoyo / wiGroup"], route_class=_YoyoRoute)

@@ -8,25 +8,20 @@ and a database outage (503) alike.
 
 from __future__ import annotations
 
-import logging
 import secrets
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
 from voucherd.api.deps import get_db
 from voucherd.api.responses import json_response
 from voucherd.auth.service import Caller, authenticate, authenticate_token
+from voucherd.dialects.routing import FaceRoute
 from voucherd.errors import DomainError, Unauthorized
-from voucherd.idempotency.service import Replay
-
-log = logging.getLogger("voucherd.dialects.voucherify")
 
 # Our error codes in Voucherify's words: (HTTP status, key, message). A code not listed falls
 # back on its error class (below). Voucherify answers rule violations with 400 and names the
@@ -153,43 +148,32 @@ def invalid_payload(errors: Sequence[Mapping[str, Any]]) -> Response:
     return error_response(400, "invalid_payload", "Invalid payload", "; ".join(reasons))
 
 
-class VoucherifyRoute(APIRoute):
+class VoucherifyRoute(FaceRoute):
     """Renders every failure of a Voucherify route as Voucherify's error object."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    face = "voucherify"
 
-        async def guarded(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except DomainError as exc:
-                return domain_error(exc)
-            except RequestValidationError as exc:
-                return invalid_payload(exc.errors())
-            except ValidationError as exc:
-                return invalid_payload(exc.errors())
-            except HTTPException as exc:
-                # FastAPI's answer to a body it cannot decode at all (not UTF-8, too deep).
-                key, message = _BY_STATUS.get(exc.status_code, _BY_STATUS[400])
-                return error_response(exc.status_code, key, message, str(exc.detail))
-            except DBAPIError as exc:
-                if exc.connection_invalidated or isinstance(exc, OperationalError):
-                    log.warning("voucherify: database unavailable (%s)", type(exc).__name__)
-                    return error_response(
-                        503,
-                        "service_unavailable",
-                        "Service Unavailable",
-                        "the database is unavailable; retry shortly",
-                    )
-                log.exception("voucherify: database error")
-                return _internal()
-            except Replay:
-                raise  # the app answers it with the first response, which was ours
-            except Exception:
-                log.exception("voucherify: unexpected error")
-                return _internal()
+    def refusal(self, request: Request, exc: Exception) -> Response | None:
+        if isinstance(exc, DomainError):
+            return domain_error(exc)
+        if isinstance(exc, RequestValidationError | ValidationError):
+            return invalid_payload(exc.errors())
+        if isinstance(exc, HTTPException):
+            # FastAPI's answer to a body it cannot decode at all (not UTF-8, too deep).
+            key, message = _BY_STATUS.get(exc.status_code, _BY_STATUS[400])
+            return error_response(exc.status_code, key, message, str(exc.detail))
+        return None
 
-        return guarded
+    def unavailable(self, request: Request) -> Response:
+        return error_response(
+            503,
+            "service_unavailable",
+            "Service Unavailable",
+            "the database is unavailable; retry shortly",
+        )
+
+    def internal(self, request: Request) -> Response:
+        return _internal()
 
 
 def _internal() -> Response:
