@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         ["bench.deliver", *timing],
         ["bench.export", "--count", str(args.count)],
         ["bench.order", "--count", str(args.count)],
+        ["bench.load", *timing, "--vouchers", str(min(args.count, 20_000))],
     ]
     root = Path(__file__).resolve().parent.parent
     failed = []

@@ -1,0 +1,687 @@
+"""Load: a realistic mix of requests against voucherd on PostgreSQL in its production shape.
+
+voucherd: ``voucherd serve --workers 2 --no-worker`` (two API processes) and one ``voucherd
+worker`` on a fresh migrated database, seeded with a working set: thousands of GIFT vouchers
+with balances (some nearly spent) and single-use DISCOUNT codes. Keep-alive connections each
+keep one request in flight, drawn at random from the mix:
+
+* 70% ``POST /api/v1/validations`` (a GIFT code and an amount, or a DISCOUNT code and an order),
+* 20% ``POST /api/v1/redemptions`` (a small amount off a random GIFT voucher, or a DISCOUNT code
+  on an order; every one with its own ``Idempotency-Key``),
+* 10% ``POST /api/v1/vouchers`` (issue a GIFT voucher; some delivered to a local signed webhook,
+  some with channel ``none``, most without delivery), so the worker has an outbox to empty.
+
+A refusal the client caused (a balance too low, a single-use code already used) is a client
+outcome, counted apart. Server errors (5xx), dropped connections and any other 4xx fail the run.
+Afterwards: every balance equals its ledger's sum, every 201 redemption is a row and every row
+was answered 201, every 201 issue is a voucher, and the outbox drains with nothing FAILED.
+
+There is no raw floor for a mix: see ``bench.issue`` and ``bench.redeem`` for the floors of its
+writes.
+
+    python -m bench.load [--seconds 60] [--warmup 5] [--connections 16] [--runs 1]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import psycopg
+
+if __package__ in (None, ""):  # run as ``python bench/load.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common, deliver
+from voucherd.auth.service import configure_delivery
+from voucherd.campaigns.schemas import CampaignCreate
+from voucherd.campaigns.service import create_campaign
+from voucherd.delivery.settings import DeliverySettingsPatch, new_webhook_secret
+from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.schemas import MintVouchers
+
+KINDS = ("validate", "redeem", "issue")
+MIX = (0.70, 0.20, 0.10)
+EXPECTED = {"validate": 200, "redeem": 201, "issue": 201}
+# Refusals the mix provokes on purpose: the client's outcome, not a fault of the server.
+CLIENT_OUTCOMES = {"insufficient_balance", "quantity_exceeded"}
+GIFT_VALUE = 5000  # opening balance of most of the working set, minor units
+LOW_VALUE = 300  # the nearly spent part: redemptions above this are refused
+LOW_SHARE = 0.1  # of the GIFT vouchers
+DISCOUNT_SHARE = 0.1  # of the working set: single-use 10%-off codes
+
+# Environment of the API processes beyond the database: whatever keeps the one tenant and the
+# one client address of the bench from being throttled (filled in as the limits land).
+SERVER_ENV: dict[str, str] = {}
+
+
+# --- the working set ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    tenant: common.BenchTenant
+    gift_campaign: str
+    discount_campaign: str
+
+
+@dataclass(frozen=True)
+class WorkingSet:
+    gift_codes: list[str]
+    discount_codes: list[str]
+
+
+def setup(url: str, provider_port: int) -> Setup:
+    """A tenant whose webhook is the local provider, a GIFT and a single-use DISCOUNT campaign."""
+    db = common.open_database(url)
+    try:
+        tenant = common.make_tenant(db)
+        gift = common.make_gift_campaign(db, tenant, value=GIFT_VALUE)
+        discount = CampaignCreate.model_validate(
+            {
+                "name": "bench-discount",
+                "type": "DISCOUNT",
+                "currency": "EUR",
+                "discount": {"type": "PERCENT", "percent_off": 10, "amount_limit": 2000},
+                "redemption_quantity": 1,
+            }
+        )
+        discount_id = create_campaign(db, tenant.caller, discount).id
+        webhook = {"url": f"http://127.0.0.1:{provider_port}/hook", "secret": new_webhook_secret()}
+        configure_delivery(
+            db, tenant.id, DeliverySettingsPatch.model_validate({"webhook": webhook})
+        )
+    finally:
+        db.dispose()
+    return Setup(tenant, gift, discount_id)
+
+
+def seed(url: str, bench: Setup, vouchers: int) -> WorkingSet:
+    """Empty the voucher tables and mint a fresh working set: most GIFT vouchers at the full
+    value, some nearly spent, and single-use DISCOUNT codes. Then vacuum and checkpoint, so the
+    measured window pays for neither the seed's dirty pages nor stale statistics."""
+    common.reset_tables(url)
+    discount = max(1, int(vouchers * DISCOUNT_SHARE))
+    low = max(1, int((vouchers - discount) * LOW_SHARE))
+    full = max(1, vouchers - discount - low)
+    db = common.open_database(url)
+    try:
+        caller = bench.tenant.caller
+        mint_vouchers(db, caller, bench.gift_campaign, MintVouchers(count=full))
+        mint_vouchers(db, caller, bench.gift_campaign, MintVouchers(count=low, value=LOW_VALUE))
+        mint_vouchers(db, caller, bench.discount_campaign, MintVouchers(count=discount))
+    finally:
+        db.dispose()
+    with psycopg.connect(common.libpq_url(url), autocommit=True) as conn:
+        rows = conn.execute("SELECT code, type FROM voucher").fetchall()
+        conn.execute("VACUUM ANALYZE")
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CHECKPOINT")
+    return WorkingSet(
+        [code for code, kind in rows if kind == "GIFT"],
+        [code for code, kind in rows if kind == "DISCOUNT"],
+    )
+
+
+# --- the processes: two API processes, one worker, the local webhook receiver ---------------------
+
+
+def _env(url: str) -> dict[str, str]:
+    env = {**os.environ, "VOUCHERD_DATABASE_URL": url, "VOUCHERD_LOG_LEVEL": "WARNING"}
+    env.pop("VOUCHERD_KEY_CACHE_SECONDS", None)  # the default, as in production
+    return {**env, **SERVER_ENV}
+
+
+@contextlib.contextmanager
+def api_server(url: str, workers: int) -> Iterator[common.Server]:
+    """``voucherd serve --no-worker --workers N`` on a free port, in its own process group."""
+    port = common._free_port()
+    command = [sys.executable, "-m", "voucherd", "serve", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers), "--no-worker"]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command, env=_env(url), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            common._wait_ready(process, port, log)
+            yield common.Server("127.0.0.1", port, process.pid)
+        finally:
+            common._stop_group(process)
+            if process.returncode not in (0, -signal.SIGTERM, None):
+                print(f"voucherd serve exited with {process.returncode}:\n{common._tail(log)}")
+
+
+@contextlib.contextmanager
+def worker(url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """One ``voucherd worker`` in its own process group; SIGTERM lets it hand work back."""
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "voucherd", "worker"],
+            env=_env(url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            common._stop_group(process, grace=30)
+            if process.returncode not in (0, -signal.SIGTERM, None):
+                print(f"voucherd worker exited with {process.returncode}:\n{common._tail(log)}")
+
+
+# --- the load generator: the mix over keep-alive connections ----------------------------------------
+
+
+class Mix:
+    """Draws the next request of the mix; bodies and idempotency keys differ on every request."""
+
+    def __init__(
+        self, server: common.Server, bench: Setup, working: WorkingSet, tag: str, seed: int
+    ) -> None:
+        self.random = random.Random(seed)
+        self.gift = working.gift_codes
+        self.discount = working.discount_codes
+        self.campaign = bench.gift_campaign
+        self.tag = tag
+        self.seq = 0
+        self.head = (
+            f"Host: {server.host}:{server.port}\r\n"
+            f"Authorization: Bearer {bench.tenant.token}\r\n"
+            "Content-Type: application/json\r\n"
+        )
+
+    def _request(self, path: str, body: dict[str, Any], extra: str = "") -> bytes:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        head = f"POST {path} HTTP/1.1\r\n{self.head}{extra}Content-Length: {len(data)}\r\n\r\n"
+        return head.encode("ascii") + data
+
+    def next(self) -> tuple[int, bytes]:
+        self.seq += 1
+        draw = self.random.random()
+        pick = self.random.random()
+        if draw < MIX[0]:
+            if pick < 0.85:
+                body: dict[str, Any] = {
+                    "code": self.random.choice(self.gift),
+                    "amount": self.random.randint(100, 2000),
+                }
+            else:
+                order: dict[str, Any] = {"amount": self.random.randint(1000, 20000)}
+                body = {"code": self.random.choice(self.discount), "order": order}
+            return 0, self._request("/api/v1/validations", body)
+        if draw < MIX[0] + MIX[1]:
+            reference = f"{self.tag}-{self.seq}"
+            if pick < 0.9:
+                body = {
+                    "code": self.random.choice(self.gift),
+                    "amount": self.random.randint(50, 500),
+                    "order": {"reference": reference},
+                }
+            else:
+                order = {
+                    "amount": self.random.randint(1000, 20000),
+                    "reference": reference,
+                }
+                body = {"code": self.random.choice(self.discount), "order": order}
+            key = f"Idempotency-Key: {reference}\r\n"
+            return 1, self._request("/api/v1/redemptions", body, key)
+        body = {"campaign": self.campaign, "customer_ref": f"cust-{self.random.randrange(10**6)}"}
+        if pick < 0.3:
+            body["delivery"] = {"channel": "webhook"}
+        elif pick < 0.4:
+            body["delivery"] = {"channel": "none"}
+        return 2, self._request("/api/v1/vouchers", body)
+
+
+@dataclass
+class KindTally:
+    statuses: Counter[int] = field(default_factory=Counter)  # inside the measured window
+    everything: Counter[int] = field(default_factory=Counter)  # warm-up included
+    latencies: list[float] = field(default_factory=list)  # seconds, inside the window
+    problems: Counter[str] = field(default_factory=Counter)  # 4xx problem codes, whole run
+    valid: Counter[bool] = field(default_factory=Counter)  # validations: valid or not, whole run
+
+    def latency_ms(self, quantile: float) -> float:
+        return _quantile_ms(self.latencies, quantile)
+
+
+def _quantile_ms(latencies: list[float], quantile: float) -> float:
+    if not latencies:
+        return float("nan")
+    ordered = sorted(latencies)
+    return 1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+
+
+@dataclass
+class LoadResult:
+    kinds: dict[str, KindTally]
+    seconds: float
+    cpu: common.CpuUsage
+    reconnects: int
+    redemption_ids: list[str]  # of every 201 redemption, warm-up included
+    samples: list[bytes]  # a few unexpected answers, for the log
+    outbox_at_stop: int  # deliveries PENDING or SENDING when the window closed
+
+    def rate(self, kind: str | None = None) -> float:
+        tallies = self.kinds.values() if kind is None else [self.kinds[kind]]
+        return sum(sum(t.statuses.values()) for t in tallies) / self.seconds
+
+    def latency_ms(self, quantile: float) -> float:
+        return _quantile_ms([x for t in self.kinds.values() for x in t.latencies], quantile)
+
+    def server_errors(self) -> int:
+        fives = sum(n for t in self.kinds.values() for s, n in t.everything.items() if s >= 500)
+        return fives + self.reconnects
+
+    def unexpected_4xx(self) -> Counter[str]:
+        found: Counter[str] = Counter()
+        for name, tally in self.kinds.items():
+            for code, n in tally.problems.items():
+                if code not in CLIENT_OUTCOMES:
+                    found[f"{name} {code}"] += n
+        return found
+
+
+class _Load:
+    def __init__(
+        self, mix: Mix, server: common.Server, measure_from: float, stop_at: float
+    ) -> None:
+        self.mix = mix
+        self.server = server
+        self.measure_from = measure_from
+        self.stop_at = stop_at
+        self.stopping = False
+        self.failure: Exception | None = None
+        self.open = 0
+        self.reconnects = 0
+        self.closed = asyncio.Event()
+        self.kinds = [KindTally() for _ in KINDS]
+        self.redemption_ids: list[str] = []
+        self.samples: list[bytes] = []
+
+    def answered(self, kind: int, status: int, latency: float, body: bytes) -> None:
+        tally = self.kinds[kind]
+        tally.everything[status] += 1
+        now = time.time()
+        if self.measure_from <= now < self.stop_at:
+            tally.statuses[status] += 1
+            tally.latencies.append(latency)
+        if status == EXPECTED[KINDS[kind]]:
+            if kind == 1:
+                self.redemption_ids.append(json.loads(body)["id"])
+            elif kind == 0:
+                tally.valid[bool(json.loads(body)["valid"])] += 1
+            return
+        code = None
+        if 400 <= status < 500:
+            with contextlib.suppress(ValueError, AttributeError):
+                code = json.loads(body).get("code")
+            tally.problems[str(code)] += 1
+        if code not in CLIENT_OUTCOMES and len(self.samples) < 5:
+            self.samples.append(f"{KINDS[kind]} {status}: ".encode() + body[:400])
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: _Connection(self), self.server.host, self.server.port)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection with one request of the mix in flight (as common's, but each
+    request is drawn anew and each answer's body is read)."""
+
+    def __init__(self, load: _Load) -> None:
+        self.load = load
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.kind = 0
+        self.sent_at = 0.0
+        self.status = 0
+        self.body_length: int | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.load.open += 1
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        self.kind, request = self.load.mix.next()
+        self.sent_at = time.perf_counter()
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        try:
+            while self._take_response():
+                if self.load.stopping or time.time() >= self.load.stop_at:
+                    self.transport.close()
+                    return
+                self._send()
+        except (ValueError, IndexError, KeyError, RuntimeError) as exc:  # a garbled answer
+            self.load.failure = exc
+            self.load.stopping = True
+            self.transport.close()
+
+    def _take_response(self) -> bool:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        if self.body_length is None:
+            lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+            self.status = int(lines[0].split(" ", 2)[1])
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    self.body_length = int(value)
+            if self.body_length is None:
+                raise RuntimeError(f"an answer without Content-Length: {lines}")
+        total = end + 4 + self.body_length
+        if len(self.buffer) < total:
+            return False
+        body = bytes(self.buffer[end + 4 : total])
+        del self.buffer[:total]
+        self.body_length = None
+        self.load.answered(self.kind, self.status, time.perf_counter() - self.sent_at, body)
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.load.open -= 1
+        if not self.load.stopping and time.time() < self.load.stop_at:
+            # The server should never close a busy keep-alive connection: a dropped request.
+            self.load.reconnects += 1
+            asyncio.get_running_loop().create_task(self.load.connect())
+        elif self.load.open == 0:
+            self.load.closed.set()
+
+
+def drive(
+    url: str,
+    server: common.Server,
+    mix: Mix,
+    *,
+    connections: int,
+    warmup: float,
+    seconds: float,
+    meter: common.CpuMeter,
+) -> LoadResult:
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(_drive(url, server, mix, connections, warmup, seconds, meter))
+
+
+async def _drive(
+    url: str,
+    server: common.Server,
+    mix: Mix,
+    connections: int,
+    warmup: float,
+    seconds: float,
+    meter: common.CpuMeter,
+) -> LoadResult:
+    measure_from = time.time() + warmup
+    load = _Load(mix, server, measure_from, measure_from + seconds)
+    for _ in range(connections):
+        await load.connect()
+    await asyncio.sleep(max(0.0, measure_from - time.time()))
+    start = meter.sample()
+    await asyncio.sleep(max(0.0, load.stop_at - time.time()))
+    end = meter.sample()
+    load.stopping = True
+    outbox = outbox_depth(url)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(load.closed.wait(), timeout=30)
+    if load.failure is not None:
+        raise RuntimeError("the load run failed") from load.failure
+    return LoadResult(
+        dict(zip(KINDS, load.kinds, strict=True)),
+        seconds,
+        end.since(start),
+        load.reconnects,
+        load.redemption_ids,
+        load.samples,
+        outbox,
+    )
+
+
+# --- the checks afterwards ---------------------------------------------------------------------------
+
+
+def outbox_depth(url: str) -> int:
+    with psycopg.connect(common.libpq_url(url)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM delivery WHERE state IN ('PENDING', 'SENDING')"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def drain_outbox(url: str, timeout: float = 120.0) -> tuple[float, dict[str, int]]:
+    """Wait for the worker to empty the outbox; seconds it took and the deliveries by state."""
+    started = time.monotonic()
+    while outbox_depth(url) and time.monotonic() - started < timeout:
+        time.sleep(0.5)
+    with psycopg.connect(common.libpq_url(url)) as conn:
+        rows = conn.execute("SELECT state, count(*) FROM delivery GROUP BY state ORDER BY state")
+        states = {str(state): int(count) for state, count in rows}
+    return time.monotonic() - started, states
+
+
+def _one_row(conn: psycopg.Connection[Any], sql: str) -> tuple[Any, ...]:
+    row = conn.execute(sql).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def check(url: str, result: LoadResult, seeded: int) -> list[tuple[bool, str]]:
+    """What must hold whatever the speed: money, redemptions and issues all add up."""
+    issued = result.kinds["issue"].everything[201]
+    answered = set(result.redemption_ids)
+    with psycopg.connect(common.libpq_url(url)) as conn:
+        balances, wrong, vouchers = _one_row(
+            conn,
+            "SELECT count(*) FILTER (WHERE v.balance IS NOT NULL),"
+            " count(*) FILTER (WHERE v.balance IS DISTINCT FROM l.total AND v.balance IS NOT NULL),"
+            " count(*) FROM voucher v LEFT JOIN"
+            " (SELECT voucher_id, sum(delta) AS total FROM ledger_entry GROUP BY voucher_id) l"
+            " ON l.voucher_id = v.id",
+        )
+        stored = {r[0] for r in conn.execute("SELECT id FROM redemption")}
+        redeemed, debited = _one_row(
+            conn,
+            "SELECT (SELECT coalesce(sum(r.amount), 0) FROM redemption r"
+            "        JOIN voucher v ON v.id = r.voucher_id WHERE v.type = 'GIFT'),"
+            " (SELECT coalesce(-sum(delta), 0) FROM ledger_entry WHERE kind = 'REDEMPTION')",
+        )
+        (reused,) = _one_row(
+            conn,
+            "SELECT count(*) FROM (SELECT r.voucher_id FROM redemption r"
+            " JOIN voucher v ON v.id = r.voucher_id WHERE v.type = 'DISCOUNT'"
+            " GROUP BY r.voucher_id HAVING count(*) > 1) twice",
+        )
+    missing, unanswered = len(answered - stored), len(stored - answered)
+    redemptions = (
+        f"{len(result.redemption_ids):,} redemptions answered 201, {len(stored):,} stored: "
+        f"{missing:,} answered but missing, {unanswered:,} stored but never answered"
+    )
+    return [
+        (wrong == 0, f"{balances:,} balances, {wrong:,} differing from their ledger's sum"),
+        (
+            redeemed == debited,
+            f"GIFT redemptions took {redeemed:,} in all, their ledger entries {debited:,}",
+        ),
+        (
+            len(answered) == len(result.redemption_ids) and not missing and not unanswered,
+            redemptions,
+        ),
+        (reused == 0, f"{reused:,} single-use DISCOUNT codes redeemed more than once"),
+        (
+            vouchers == seeded + issued,
+            f"{vouchers:,} vouchers = {seeded:,} seeded + {issued:,} answered 201 to an issue",
+        ),
+    ]
+
+
+# --- printing -----------------------------------------------------------------------------------------
+
+
+def report(result: LoadResult, connections: int) -> None:
+    total = result.rate()
+    print(f"  voucherd, {connections} connections: {total:,.0f} requests/s")
+    rows: list[list[object]] = []
+    for name, tally in result.kinds.items():
+        n = sum(tally.statuses.values())
+        statuses = " ".join(f"{s}:{c}" for s, c in sorted(tally.everything.items()))
+        rows.append(
+            [
+                name,
+                f"{n / (total * result.seconds):.0%}" if total else "-",
+                result.rate(name),
+                tally.latency_ms(0.5),
+                tally.latency_ms(0.99),
+                statuses,
+            ]
+        )
+    rows.append(["all", "100%", total, result.latency_ms(0.5), result.latency_ms(0.99), ""])
+    common.print_table(
+        ["kind", "share", "req/s", "p50 ms", "p99 ms", "answers, warm-up included"], rows
+    )
+    served = sum(sum(t.statuses.values()) for t in result.kinds.values())
+    print(f"  {result.cpu.describe(served, 'request')}")
+    validate = result.kinds["validate"].valid
+    print(
+        f"  validations: {validate[True]:,} valid, {validate[False]:,} not (a balance too low, a code used up)"
+    )
+    outcomes = Counter[str]()
+    for name, tally in result.kinds.items():
+        for code, n in tally.problems.items():
+            if code in CLIENT_OUTCOMES:
+                outcomes[f"{name} {code}"] += n
+    print(f"  client outcomes (refused as they should be): {dict(outcomes) or 'none'}")
+    fives = result.server_errors() - result.reconnects
+    print(
+        f"  server errors: {result.server_errors()} "
+        f"(5xx {fives}, dropped connections {result.reconnects})"
+    )
+    unexpected = result.unexpected_4xx()
+    if unexpected:
+        print(f"  UNEXPECTED 4xx: {dict(unexpected)}")
+    for sample in result.samples:
+        print(f"    {sample!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    command = common.parser(__doc__.split("\n\n")[0], seconds=60.0)
+    command.set_defaults(warmup=5.0)
+    command.add_argument("--connections", type=int, default=16, help="keep-alive HTTP connections")
+    command.add_argument("--workers", type=int, default=2, help="API processes (serve --workers)")
+    command.add_argument(
+        "--vouchers", type=int, default=20_000, help="working set minted before each run"
+    )
+    args = command.parse_args(argv)
+    all_ok = True
+    runs: list[list[float]] = []
+    with (
+        common.bench_database() as url,
+        deliver.provider() as receiver,
+        api_server(url, args.workers) as server,
+        worker(url) as worker_process,
+    ):
+        bench = setup(url, receiver.port)
+        print(f"load: {common.machine_line(url)}")
+        print(
+            f"voucherd serve --workers {args.workers} --no-worker + 1 voucherd worker; "
+            f"{args.connections} connections; mix {MIX[0]:.0%} validate, {MIX[1]:.0%} redeem, "
+            f"{MIX[2]:.0%} issue; {args.seconds:g} s measured after {args.warmup:g} s warm-up"
+        )
+        if SERVER_ENV:
+            print(f"server environment: {' '.join(f'{k}={v}' for k, v in SERVER_ENV.items())}")
+        for run in range(1, args.runs + 1):
+            print(f"\nrun {run}:")
+            working = seed(url, bench, args.vouchers)
+            seeded = len(working.gift_codes) + len(working.discount_codes)
+            print(
+                f"  working set: {len(working.gift_codes):,} GIFT vouchers "
+                f"({GIFT_VALUE:,} or {LOW_VALUE:,}), {len(working.discount_codes):,} "
+                "single-use DISCOUNT codes"
+            )
+            hooks_before = deliver.provider_count(receiver.port)
+            meter = common.CpuMeter(
+                {
+                    "api": server.pids,
+                    "worker": lambda: [worker_process.pid],
+                    "postgres": common.postgres_serving(url),
+                    "webhook receiver": receiver.pids,
+                    "load generator": common.this_process,
+                }
+            )
+            mix = Mix(server, bench, working, f"r{run}-{os.getpid()}", seed=run)
+            result = drive(
+                url,
+                server,
+                mix,
+                connections=args.connections,
+                warmup=args.warmup,
+                seconds=args.seconds,
+                meter=meter,
+            )
+            report(result, args.connections)
+            drained, states = drain_outbox(url)
+            hooks = deliver.provider_count(receiver.port) - hooks_before
+            outbox_ok = not states.get("FAILED") and not any(
+                states.get(s) for s in ("PENDING", "SENDING")
+            )
+            print(
+                f"  outbox: {result.outbox_at_stop:,} waiting when the window closed, drained in "
+                f"{drained:.1f} s; deliveries by state {states}; {hooks:,} webhooks received"
+            )
+            verdicts = check(url, result, seeded)
+            verdicts.append((outbox_ok, "outbox drained, nothing FAILED"))
+            for ok, verdict in verdicts:
+                print(f"  {'ok ' if ok else 'BAD'} {verdict}")
+            run_ok = (
+                all(ok for ok, _ in verdicts)
+                and not result.server_errors()
+                and not result.unexpected_4xx()
+            )
+            all_ok &= run_ok
+            runs.append(
+                [
+                    result.rate(),
+                    result.rate("validate"),
+                    result.rate("redeem"),
+                    result.rate("issue"),
+                    result.latency_ms(0.5),
+                    result.latency_ms(0.99),
+                    result.server_errors(),
+                    result.cpu.others,
+                ]
+            )
+    common.print_runs(
+        ["req/s", "validate/s", "redeem/s", "issue/s", "p50 ms", "p99 ms", "5xx+drops", "others"],
+        runs,
+    )
+    print("others = cores used by other processes during the window (a shared machine's noise)")
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    common.run(main)
