@@ -26,6 +26,8 @@ from voucherd.delivery.routes import router as delivery_router
 from voucherd.dialects import imovo, vista, voucherify, yoyo
 from voucherd.exports.routes import router as exports_router
 from voucherd.idempotency.service import RENDERERS
+from voucherd.observability.middleware import ObserveRequests
+from voucherd.observability.routes import router as metrics_router
 from voucherd.operations.routes import router as operations_router
 from voucherd.orders.routes import router as orders_router
 from voucherd.pages.routes import router as pages_router
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         voucherify.router,
         imovo.router,
         vista.router,
+        metrics_router,
     ):
         app.include_router(router)
     _register_replay_renderers()
@@ -104,6 +107,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
             {"status": "ready" if ready else "not ready", **checks}, 200 if ready else 503
         )
 
+    # Added last, so outermost: every answer, the other middlewares' refusals included, is
+    # counted, logged and carries X-Request-Id.
+    app.add_middleware(ObserveRequests)
     return app
 
 

@@ -70,12 +70,23 @@ def serve(
 ) -> None:
     """Apply migrations and serve the API (with an in-process worker unless --no-worker)."""
     import os
+    import shutil
+    import tempfile
 
     import uvicorn
+
+    from voucherd.observability.logs import configure_logging
+    from voucherd.observability.metrics import MULTIPROC_ENV
 
     # uvicorn builds the app from the environment (also in its worker processes).
     os.environ["VOUCHERD_IN_PROCESS_WORKER"] = "false" if no_worker else "true"
     settings: Settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    # Several processes add their counters up through files in one directory (see
+    # voucherd.observability); set before uvicorn spawns them, which import prometheus-client anew.
+    own_metrics_dir = None
+    if workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        own_metrics_dir = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="voucherd-metrics-")
     db = Database.from_settings(settings)
     upgrade(db.engine)
     db.dispose()
@@ -83,29 +94,58 @@ def serve(
         f"voucherd on http://{host or settings.host}:{port or settings.port} "
         f"({db.engine.dialect.name})"
     )
-    uvicorn.run(
-        "voucherd.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    try:
+        uvicorn.run(
+            "voucherd.cli:served_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_level=settings.log_level.lower(),
+            # Our handler formats uvicorn's records too; the access line is ours (route template,
+            # request id, tenant), uvicorn's would print the raw path with its voucher codes.
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
+
+
+def served_app() -> Any:
+    """The app as each uvicorn process builds it: logging set up first, in that process."""
+    from voucherd.app import create_app
+    from voucherd.observability.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve this process's Prometheus metrics (delivery outcomes) on "
+            "http://VOUCHERD_HOST:PORT/metrics. Default: VOUCHERD_WORKER_METRICS_PORT, or none.",
+        ),
+    ] = None,
+) -> None:
     """Run a worker: send deliveries, run operations. Stops cleanly on SIGTERM or Ctrl-C."""
-    import logging
+    from prometheus_client import start_http_server
 
     from voucherd.db.migrate import is_current
+    from voucherd.observability.logs import configure_logging
     from voucherd.worker.loop import run_until_signalled
 
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_format, settings.log_level)
+    port = metrics_port or settings.worker_metrics_port
+    if port is not None:
+        start_http_server(port, addr=settings.host)
     db = Database.from_settings(settings)
     try:
         if not is_current(db.engine):

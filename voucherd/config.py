@@ -109,6 +109,20 @@ class Settings(BaseSettings):
         description="Extra CA certificates (PEM) SMTP servers are verified against, for private CAs.",
     )
 
+    # Observability (voucherd.observability).
+    log_format: Literal["json", "console"] = Field(
+        default="json",
+        description="How `voucherd serve` and `voucherd worker` write logs: one JSON object a "
+        "line, or readable text for a terminal.",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Where `voucherd worker` serves its own Prometheus metrics (on "
+        "VOUCHERD_HOST); none by default.",
+    )
+
     @field_validator("public_base_url", "twilio_base_url", "whatsapp_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

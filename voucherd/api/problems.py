@@ -15,6 +15,7 @@ from voucherd.api.responses import dumps
 from voucherd.db.engine import is_database_outage
 from voucherd.errors import DomainError
 from voucherd.idempotency.service import RENDERERS, Replay
+from voucherd.observability.context import route_template
 
 log = logging.getLogger("voucherd.api")
 PROBLEM_JSON = "application/problem+json"
@@ -135,7 +136,9 @@ def install(app: FastAPI) -> None:
             # The database went away (restart, failover). The unit of work rolled back, unless
             # the connection died during its COMMIT: a retry with the same Idempotency-Key is
             # safe either way (it replays if the effect did commit).
-            log.warning("database unavailable on %s %s", request.method, request.url.path)
+            log.warning(
+                "database unavailable on %s %s", request.method, route_template(request.scope)
+            )
             return problem(
                 503,
                 "database_unavailable",
@@ -143,10 +146,10 @@ def install(app: FastAPI) -> None:
                 "the database is unavailable; retry shortly",
                 headers={"Retry-After": "1"},
             )
-        log.exception("database error on %s %s", request.method, request.url.path)
+        log.exception("database error on %s %s", request.method, route_template(request.scope))
         return problem(500, "internal_error", "Internal error", "an unexpected error occurred")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, route_template(request.scope))
         return problem(500, "internal_error", "Internal error", "an unexpected error occurred")

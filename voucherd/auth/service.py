@@ -24,6 +24,7 @@ from voucherd.db.engine import Database
 from voucherd.delivery.settings import DeliverySettingsPatch, masked, merged
 from voucherd.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from voucherd.ids import new_id, new_secret
+from voucherd.observability.context import note_tenant
 from voucherd.vouchers.limits import recount_weekly_buckets
 
 SCOPES = ("issue", "redeem", "manage")
@@ -297,6 +298,7 @@ def authenticate(db: Database, key_id: str, secret: str) -> Caller:
     cached = _KEY_CACHE.get(key_id)
     if cached is not None:
         if hmac.compare_digest(cached[0], presented):
+            note_tenant(cached[1].tenant_id)
             return cached[1]
         raise Unauthorized(_BAD_CREDENTIALS)
     with db.unit_of_work(write=False) as session:
@@ -311,6 +313,7 @@ def authenticate(db: Database, key_id: str, secret: str) -> Caller:
         raise Unauthorized(_BAD_CREDENTIALS)
     if db.key_cache_seconds > 0:
         _KEY_CACHE.put(key_id, stored, caller, db.key_cache_seconds)
+    note_tenant(caller.tenant_id)
     return caller
 
 

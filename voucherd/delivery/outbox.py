@@ -37,6 +37,7 @@ from voucherd.delivery.channels import Message, Outcome, channel_for
 from voucherd.delivery.enqueue import delivery_settings
 from voucherd.delivery.messages import MessageError, compose, variables
 from voucherd.delivery.models import Delivery, DeliveryEvent, DeliveryVoucher
+from voucherd.observability import metrics
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherRecord, present_voucher
 
@@ -434,6 +435,7 @@ def record_outcome(db: Database, claim: Claim, outcome: Outcome) -> bool:
             ),
         )
         session.commit()
+    metrics.delivery_recorded(claim.channel, to)
     level = logging.WARNING if to == "FAILED" else logging.DEBUG
     log.log(level, "delivery %s attempt %d (%s): %s", claim.id, claim.attempt, claim.channel, to)
     return True

@@ -26,6 +26,7 @@ from voucherd.db.engine import Database
 from voucherd.errors import Conflict, InvalidInput, NotFound, NotRedeemable
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
+from voucherd.observability import metrics
 from voucherd.pagination import Page
 from voucherd.redemptions.discounts import discount_for
 from voucherd.redemptions.models import Redemption
@@ -329,6 +330,7 @@ def redeem(
         )
         idempotency.bind_effect(session, caller.tenant_id, idem, "redemption", redemption.id)
         session.commit()
+    metrics.redemption("redeem")
     balance, redeemed, state = debited
     # The UPDATE bypassed the loaded voucher; show it as the spend left it, without a re-read.
     changed = {"balance": balance, "redeemed_quantity": redeemed, "state": state, "updated_at": now}
@@ -434,6 +436,7 @@ def rollback(
         redemption = session.get(Redemption, redemption_id)
         assert redemption is not None
         session.commit()
+    metrics.redemption("rollback")
     return RedemptionRecord(redemption, code, state, balance, redeemed, currency)
 
 

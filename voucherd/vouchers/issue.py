@@ -41,6 +41,7 @@ from voucherd.errors import Conflict, InvalidInput, LimitReached, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id, new_ids, new_public_tokens
 from voucherd.money import MAX_MINOR_UNITS, to_minor
+from voucherd.observability import metrics
 from voucherd.vouchers.limits import count_customer_issue, spend_campaign_budget, spend_weekly_value
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 from voucherd.vouchers.schemas import (
@@ -395,6 +396,7 @@ def issue_voucher(
                 )
         idempotency.bind_effect(session, caller.tenant_id, idem, "voucher", row["id"])
         session.commit()
+    metrics.vouchers_issued("issue")
     requested = None
     if delivery is not None:
         requested = RequestedDelivery(delivery["id"], delivery["channel"], delivery["state"])
@@ -455,6 +457,7 @@ def mint_vouchers(
                 session, caller.tenant_id, idem, f"mint:{body.count}", campaign.id
             )
         session.commit()
+    metrics.vouchers_issued("mint", body.count)
     return MintResult(campaign.id, body.count, first)
 
 

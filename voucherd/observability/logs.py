@@ -1,0 +1,92 @@
+"""Structured logs: one JSON object a line (or readable text) for every logger in the process.
+
+voucherd's modules log through the standard library (``logging.getLogger("voucherd.…")``) and so
+do uvicorn, SQLAlchemy and httpx. structlog is used only as the *formatter* of the root handler
+(its ``ProcessorFormatter``): it turns any standard record, with its ``extra`` fields, into JSON or
+coloured text, and adds the id of the request being served. Writing our own JSON formatter would
+be shorter today, but structlog already gets the hard parts right (exception rendering, extra
+fields, a console renderer for development) and keeps every module on the plain logging API.
+
+Deliberate choices about what reaches a log:
+
+* Tracebacks are plain text (``format_exc_info``, ``plain_traceback``), never structlog's
+  ``dict_tracebacks`` or rich's pretty tracebacks: both print each frame's local variables, which
+  hold codes, secrets and customers' data.
+* httpx and httpcore are held at WARNING: at INFO they log every request's full URL, and provider
+  URLs (a tenant's webhook, Twilio's account path) carry credentials and identifiers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from voucherd.observability.context import current
+
+LogFormat = Literal["json", "console"]
+_QUIET = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
+
+
+def _request_id(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    context = current()
+    if context is not None:
+        event.setdefault("request_id", context.request_id)
+    return event
+
+
+def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    event.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
+    return event
+
+
+def formatter(fmt: LogFormat) -> logging.Formatter:
+    """The formatter of every line this process writes, JSON or console."""
+    pre_chain: list[Processor] = [
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.ExtraAdder(),
+        _drop_color_message,
+        _request_id,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+    ]
+    renderer: Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
+        tail: list[Processor] = [
+            structlog.processors.format_exc_info,
+            structlog.processors.EventRenamer("message"),
+            renderer,
+        ]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        tail = [renderer]
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=pre_chain,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+    )
+
+
+def _dumps(event: Any, **_: Any) -> str:
+    return json.dumps(event, default=str, ensure_ascii=False)
+
+
+class _Handler(logging.StreamHandler[TextIO]):
+    """Ours, so configuring again replaces it instead of adding a second one."""
+
+
+def configure_logging(fmt: LogFormat = "json", level: str = "INFO") -> None:
+    """Send every logger's records through one handler on stderr in ``fmt``."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(handler)
+    handler = _Handler(sys.stderr)
+    handler.setFormatter(formatter(fmt))
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name, quiet in _QUIET.items():
+        logging.getLogger(name).setLevel(max(quiet, logging.getLevelName(level)))

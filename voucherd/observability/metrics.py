@@ -1,0 +1,67 @@
+"""The process's counters, and the text ``/metrics`` answers.
+
+The core calls :func:`vouchers_issued`, :func:`redemption` and :func:`delivery_recorded` once,
+right after the use case committed: a refused or rolled-back attempt counts nothing. Labels are
+small closed sets (method, route template, status, channel, outcome); no tenant, customer or
+code ever becomes a label, which would leak data and grow the series without bound.
+
+This module imports nothing of voucherd's, so any service can import it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import Counter, Histogram
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+HTTP_REQUESTS = Counter(
+    "voucherd_http_requests",
+    "HTTP requests answered, by route template, method and status.",
+    ["method", "route", "status"],
+)
+HTTP_DURATION = Histogram(
+    "voucherd_http_request_duration_seconds",
+    "Time from a request's arrival to the end of its answer, by route template and method.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+VOUCHERS_ISSUED = Counter(
+    "voucherd_vouchers_issued",
+    "Vouchers created and committed: one at a time (issue) or in bulk (mint).",
+    ["how"],
+)
+REDEMPTIONS = Counter(
+    "voucherd_redemptions",
+    "Redemptions committed (action=redeem) and rolled back (action=rollback).",
+    ["action"],
+)
+DELIVERIES = Counter(
+    "voucherd_deliveries",
+    "Delivery attempts recorded by workers, by channel and the state the attempt left the "
+    "delivery in (SENT, DELIVERED, FAILED; PENDING means it will be retried).",
+    ["channel", "outcome"],
+)
+
+
+def vouchers_issued(how: str, count: int = 1) -> None:
+    VOUCHERS_ISSUED.labels(how).inc(count)
+
+
+def redemption(action: str) -> None:
+    REDEMPTIONS.labels(action).inc()
+
+
+def delivery_recorded(channel: str, outcome: str) -> None:
+    DELIVERIES.labels(channel, outcome).inc()
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_DURATION.labels(method, route).observe(seconds)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory processes share their counters through, when running several."""
+    return os.environ.get(MULTIPROC_ENV) or None
