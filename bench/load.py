@@ -20,10 +20,12 @@ There is no raw floor for a mix: see ``bench.issue`` and ``bench.redeem`` for th
 writes.
 
     python -m bench.load [--seconds 60] [--warmup 5] [--connections 16] [--runs 1]
+                         [--vouchers 20000] [--mix 70,20,10] [--env VOUCHERD_X=Y ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -54,7 +56,6 @@ from voucherd.vouchers.issue import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 KINDS = ("validate", "redeem", "issue")
-MIX = (0.70, 0.20, 0.10)
 EXPECTED = {"validate": 200, "redeem": 201, "issue": 201}
 # Refusals the mix provokes on purpose: the client's outcome, not a fault of the server.
 CLIENT_OUTCOMES = {"insufficient_balance", "quantity_exceeded"}
@@ -144,21 +145,25 @@ def seed(url: str, bench: Setup, vouchers: int) -> WorkingSet:
 # --- the processes: two API processes, one worker, the local webhook receiver ---------------------
 
 
-def _env(url: str) -> dict[str, str]:
+def _env(url: str, extra: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, "VOUCHERD_DATABASE_URL": url, "VOUCHERD_LOG_LEVEL": "WARNING"}
     env.pop("VOUCHERD_KEY_CACHE_SECONDS", None)  # the default, as in production
-    return {**env, **SERVER_ENV}
+    return {**env, **extra}
 
 
 @contextlib.contextmanager
-def api_server(url: str, workers: int) -> Iterator[common.Server]:
+def api_server(url: str, workers: int, extra: dict[str, str]) -> Iterator[common.Server]:
     """``voucherd serve --no-worker --workers N`` on a free port, in its own process group."""
     port = common._free_port()
     command = [sys.executable, "-m", "voucherd", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers), "--no-worker"]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            command, env=_env(url), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=_env(url, extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             common._wait_ready(process, port, log)
@@ -170,12 +175,12 @@ def api_server(url: str, workers: int) -> Iterator[common.Server]:
 
 
 @contextlib.contextmanager
-def worker(url: str) -> Iterator[subprocess.Popen[bytes]]:
+def worker(url: str, extra: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """One ``voucherd worker`` in its own process group; SIGTERM lets it hand work back."""
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "voucherd", "worker"],
-            env=_env(url),
+            env=_env(url, extra),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -195,9 +200,18 @@ class Mix:
     """Draws the next request of the mix; bodies and idempotency keys differ on every request."""
 
     def __init__(
-        self, server: common.Server, bench: Setup, working: WorkingSet, tag: str, seed: int
+        self,
+        server: common.Server,
+        bench: Setup,
+        working: WorkingSet,
+        *,
+        shares: tuple[float, float, float],
+        tag: str,
+        seed: int,
     ) -> None:
         self.random = random.Random(seed)
+        self.validate_below = shares[0]
+        self.redeem_below = shares[0] + shares[1]
         self.gift = working.gift_codes
         self.discount = working.discount_codes
         self.campaign = bench.gift_campaign
@@ -218,7 +232,7 @@ class Mix:
         self.seq += 1
         draw = self.random.random()
         pick = self.random.random()
-        if draw < MIX[0]:
+        if draw < self.validate_below:
             if pick < 0.85:
                 body: dict[str, Any] = {
                     "code": self.random.choice(self.gift),
@@ -228,7 +242,7 @@ class Mix:
                 order: dict[str, Any] = {"amount": self.random.randint(1000, 20000)}
                 body = {"code": self.random.choice(self.discount), "order": order}
             return 0, self._request("/api/v1/validations", body)
-        if draw < MIX[0] + MIX[1]:
+        if draw < self.redeem_below:
             reference = f"{self.tag}-{self.seq}"
             if pick < 0.9:
                 body = {
@@ -593,6 +607,22 @@ def report(result: LoadResult, connections: int) -> None:
         print(f"    {sample!r}")
 
 
+def _mix(text: str) -> tuple[float, float, float]:
+    """``70,20,10`` as shares of one."""
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) != 3 or min(parts) < 0 or not sum(parts):
+        raise argparse.ArgumentTypeError("three non-negative weights: validate,redeem,issue")
+    total = sum(parts)
+    return parts[0] / total, parts[1] / total, parts[2] / total
+
+
+def _env_item(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError("NAME=VALUE")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     command = common.parser(__doc__.split("\n\n")[0], seconds=60.0)
     command.set_defaults(warmup=5.0)
@@ -601,24 +631,41 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument(
         "--vouchers", type=int, default=20_000, help="working set minted before each run"
     )
+    command.add_argument(
+        "--mix",
+        type=_mix,
+        default="70,20,10",
+        metavar="V,R,I",
+        help="shares of validate, redeem and issue, e.g. 70,20,10 or 1,0,0",
+    )
+    command.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        type=_env_item,
+        metavar="NAME=VALUE",
+        help="more environment for the API and worker processes, e.g. VOUCHERD_GUARD_ENABLED=false",
+    )
     args = command.parse_args(argv)
+    extra = {**SERVER_ENV, **dict(args.env)}
+    shares: tuple[float, float, float] = args.mix
     all_ok = True
     runs: list[list[float]] = []
     with (
         common.bench_database() as url,
         deliver.provider() as receiver,
-        api_server(url, args.workers) as server,
-        worker(url) as worker_process,
+        api_server(url, args.workers, extra) as server,
+        worker(url, extra) as worker_process,
     ):
         bench = setup(url, receiver.port)
         print(f"load: {common.machine_line(url)}")
         print(
             f"voucherd serve --workers {args.workers} --no-worker + 1 voucherd worker; "
-            f"{args.connections} connections; mix {MIX[0]:.0%} validate, {MIX[1]:.0%} redeem, "
-            f"{MIX[2]:.0%} issue; {args.seconds:g} s measured after {args.warmup:g} s warm-up"
+            f"{args.connections} connections; mix {shares[0]:.0%} validate, {shares[1]:.0%} "
+            f"redeem, {shares[2]:.0%} issue; {args.seconds:g} s measured after "
+            f"{args.warmup:g} s warm-up"
         )
-        if SERVER_ENV:
-            print(f"server environment: {' '.join(f'{k}={v}' for k, v in SERVER_ENV.items())}")
+        print(f"server environment: {' '.join(f'{k}={v}' for k, v in extra.items()) or '-'}")
         for run in range(1, args.runs + 1):
             print(f"\nrun {run}:")
             working = seed(url, bench, args.vouchers)
@@ -638,7 +685,8 @@ def main(argv: list[str] | None = None) -> int:
                     "load generator": common.this_process,
                 }
             )
-            mix = Mix(server, bench, working, f"r{run}-{os.getpid()}", seed=run)
+            tag = f"r{run}-{os.getpid()}"
+            mix = Mix(server, bench, working, shares=shares, tag=tag, seed=run)
             result = drive(
                 url,
                 server,
