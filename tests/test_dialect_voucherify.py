@@ -854,6 +854,19 @@ class TestVoucherRedemptions:
             0, 0, [],
         )  # fmt: skip
 
+    def test_the_singular_path_the_sdk_calls_answers_the_same(
+        self, api: TestClient, tenant: Tenant, db: Database, gift_card: str
+    ) -> None:
+        # voucherify==6.1.1's RedemptionsApi.get_voucher_redemptions sends
+        # GET /v1/vouchers/{code}/redemption (singular), as Voucherify's reference spells it.
+        self.redeemed_twice_one_rolled_back(api, tenant, gift_card)
+        plural = api.get(f"/v1/vouchers/{gift_card}/redemptions", headers=pair(tenant))
+        singular = api.get(f"/v1/vouchers/{gift_card}/redemption", headers=pair(tenant))
+        assert singular.status_code == 200, singular.text
+        assert singular.json() == plural.json()
+        other = api.get(f"/v1/vouchers/{gift_card}/redemption", headers=pair(Tenant(db)))
+        assert assert_error(other, 404, "not_found")["resource_type"] == "voucher"
+
     def test_unknown_or_another_tenants_voucher_is_not_found(
         self, api: TestClient, tenant: Tenant, db: Database, gift_card: str
     ) -> None:

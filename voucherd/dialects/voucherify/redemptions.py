@@ -91,6 +91,9 @@ def redeem_voucher(
 
 
 @router.get("/v1/vouchers/{code}/redemptions", summary="Voucherify: List Voucher Redemptions")
+# Voucherify's reference (and its SDK's get_voucher_redemptions) spells this path singular,
+# while the ``redemption.url`` of every voucher object says plural: both answer the same.
+@router.get("/v1/vouchers/{code}/redemption", summary="Voucherify: Get Voucher's Redemptions")
 def voucher_redemptions(
     code: str, db: DB, caller: Vf, page: Page = 1, limit: Limit = 10
 ) -> Response:
