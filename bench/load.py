@@ -57,8 +57,9 @@ from voucherd.vouchers.schemas import MintVouchers
 
 KINDS = ("validate", "redeem", "issue")
 EXPECTED = {"validate": 200, "redeem": 201, "issue": 201}
-# Refusals the mix provokes on purpose: the client's outcome, not a fault of the server.
-CLIENT_OUTCOMES = {"insufficient_balance", "quantity_exceeded"}
+# Refusals the mix provokes on purpose: the client's outcome, not a fault of the server (a
+# balance too low; a single-use code, or a balance spent to 0, already redeemed).
+CLIENT_OUTCOMES = {"insufficient_balance", "quantity_exceeded", "voucher_redeemed"}
 GIFT_VALUE = 5000  # opening balance of most of the working set, minor units
 LOW_VALUE = 300  # the nearly spent part: redemptions above this are refused
 LOW_SHARE = 0.1  # of the GIFT vouchers
