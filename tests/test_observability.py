@@ -267,6 +267,16 @@ class TestRequestId:
         ]
         statuses = {c.status_code for c in cases}
         assert {400, 401, 404, 405, 413, 422} <= statuses
+        samples = scrape(client)
+        # Refused before routing, still named by the route they were meant for.
+        for method, route, status in [
+            ("POST", "/api/v1/vouchers", "413"),
+            ("GET", "/api/v1/vouchers/{voucher}", "400"),
+            ("DELETE", "/healthz", "405"),
+            ("GET", "<unmatched>", "404"),
+        ]:
+            labels = {"method": method, "route": route, "status": status}
+            assert value(samples, "voucherd_http_requests_total", **labels) >= 1, labels
         for answer in cases:
             assert len(answer.headers.get("X-Request-Id", "")) == 32, (
                 answer.request.url.path,

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.routing import Match
 from starlette.types import Scope
@@ -61,16 +63,31 @@ def route_template(scope: Scope) -> str:
     FastAPI leaves the matched route in the scope; a request refused before routing (a body too
     large, a NUL in the URL) is matched here against the app's routes instead.
     """
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if isinstance(path, str):
-        return path
+    found = _path_of(scope.get("route"))
+    if found:
+        return found
     app = scope.get("app")
     partial = None
-    for candidate in getattr(getattr(app, "router", None), "routes", ()):
+    for candidate in _flat(getattr(getattr(app, "router", None), "routes", ())):
         match, _ = candidate.matches(scope)
-        if match == Match.FULL:
-            return str(getattr(candidate, "path", UNMATCHED))
-        if match == Match.PARTIAL and partial is None:
-            partial = str(getattr(candidate, "path", UNMATCHED))
+        path = _path_of(candidate)
+        if match == Match.FULL and path:
+            return path
+        if match == Match.PARTIAL:
+            partial = partial or path
     return partial or UNMATCHED
+
+
+def _flat(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every route, those of included routers too (which FastAPI matches as one block)."""
+    for route in routes:
+        nested = getattr(route, "effective_route_contexts", None)
+        if callable(nested):
+            yield from nested()
+        else:
+            yield route
+
+
+def _path_of(route: object) -> str | None:
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else None
