@@ -581,6 +581,37 @@ class TestSeed002Publications:
         by_customer = api.get("/v1/publications?customer=c7", headers=pair(tenant)).json()
         assert by_customer["publications"][0]["id"] == first["id"]
 
+    def test_join_once_always_answers_the_same_code(self, api: TestClient, tenant: Tenant) -> None:
+        # Voucherify: with join_once "a particular person gets only one and always the same
+        # code even if the app sends multiple publication requests": a repeat is no error.
+        create_campaign(
+            api, tenant, name="referral", type="AUTO_UPDATE", vouchers_count=3,
+            voucher={"type": "GIFT_VOUCHER", "gift": {"amount": 100}},
+        )  # fmt: skip
+        body = {"campaign": {"name": "referral"}, "customer": {"source_id": "ref-1"}}
+        first = api.post("/v1/publications?join_once=true", headers=pair(tenant), json=body)
+        assert first.status_code == 200, first.text
+        again = api.post(
+            "/v1/publications?join_once=true",
+            headers={**pair(tenant), "Idempotency-Key": "join-again"},
+            json=body,
+        )
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] == first.json()["id"]
+        assert again.json()["vouchers"] == first.json()["vouchers"]
+        listed = api.get("/v1/publications?customer=ref-1", headers=pair(tenant)).json()
+        assert listed["total"] == 1
+        # Another customer still gets a code of its own; without join_once a repeat adds one.
+        other = api.post(
+            "/v1/publications?join_once=true",
+            headers=pair(tenant),
+            json={**body, "customer": {"source_id": "ref-2"}},
+        )
+        assert other.json()["vouchers"] != first.json()["vouchers"]
+        more = api.post("/v1/publications", headers=pair(tenant), json=body)
+        assert more.status_code == 200, more.text
+        assert more.json()["id"] != first.json()["id"]
+
     def test_publication_needs_a_voucher_or_a_campaign(
         self, api: TestClient, tenant: Tenant
     ) -> None:

@@ -12,7 +12,7 @@ from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
 from voucherd.dialects.voucherify import bodies, shapes, translate
 from voucherd.dialects.voucherify.errors import VoucherifyRoute, voucherify_caller
-from voucherd.errors import InvalidInput
+from voucherd.errors import Conflict, InvalidInput
 from voucherd.publications import service as publications
 from voucherd.publications.schemas import PublicationFilters
 from voucherd.vouchers import service as vouchers
@@ -71,8 +71,21 @@ def create_publication(
     if body is None:
         raise InvalidInput("give a voucher or a campaign to publish", field="voucher")
     request = translate.publish(body).model_copy(update={"join_once": join_once})
-    published = publications.publish(db, caller, request, idem=idem)
-    shown = shapes.publication(published.record, base_url=db.settings.public_base_url)
+    base_url = db.settings.public_base_url
+    try:
+        published = publications.publish(db, caller, request, idem=idem)
+    except Conflict as exc:
+        # Voucherify's join_once: "a particular person gets only one and always the same code
+        # even if the app sends multiple publication requests". A repeat answers the customer's
+        # first publication of the campaign; nothing new is published, so nothing is kept for
+        # an Idempotency-Key either.
+        first = exc.extra.get("publication_id") if exc.code == "already_joined" else None
+        if not isinstance(first, str):
+            raise
+        return json_response(
+            shapes.publication(publications.get_publication(db, caller, first), base_url=base_url)
+        )
+    shown = shapes.publication(published.record, base_url=base_url)
     return respond_created(db, caller, idem, shown, status=200)
 
 
