@@ -79,14 +79,17 @@ class _Handler(logging.StreamHandler[TextIO]):
     """Ours, so configuring again replaces it instead of adding a second one."""
 
 
-def configure_logging(fmt: LogFormat = "json", level: str = "INFO") -> None:
-    """Send every logger's records through one handler on stderr in ``fmt``."""
+def configure_logging(
+    fmt: LogFormat = "json", level: str = "INFO", *, stream: TextIO | None = None
+) -> logging.Handler:
+    """Send every logger's records through one handler on ``stream`` (stderr) in ``fmt``."""
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, _Handler)]:
-        root.removeHandler(handler)
-    handler = _Handler(sys.stderr)
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+    handler = _Handler(stream or sys.stderr)
     handler.setFormatter(formatter(fmt))
     root.addHandler(handler)
     root.setLevel(level)
     for name, quiet in _QUIET.items():
         logging.getLogger(name).setLevel(max(quiet, logging.getLevelName(level)))
+    return handler
