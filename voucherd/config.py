@@ -70,6 +70,56 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Rate limits and guessing (voucherd.guard). Counts are per fixed window; tenants may
+    # override the per-key, per-tenant and guessing numbers (PATCH /api/v1/tenant, rate_limits).
+    guard_enabled: bool = Field(
+        default=True,
+        description="Rate limits and the guessing guard; false turns both off (benchmarks).",
+    )
+    rate_limit_window_seconds: int = Field(default=10, ge=1, le=3600)
+    rate_limit_per_key: int = Field(
+        default=1000, ge=1, description="Requests one API key may make per window (100/s)."
+    )
+    rate_limit_per_tenant: int = Field(
+        default=5000, ge=1, description="Requests all of one tenant's keys may make per window."
+    )
+    rate_limit_page_per_address: int = Field(
+        default=100,
+        ge=1,
+        description="Voucher page requests one client address may make per window.",
+    )
+    rate_limit_sync_seconds: float = Field(
+        default=0.2,
+        ge=0,
+        le=5,
+        description=(
+            "How often an API process adds its request counts to the shared counters (one "
+            "UPDATE ... RETURNING); 0 writes every request through. Processes may together "
+            "overshoot a limit by what they admit in this long."
+        ),
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For is believed; "
+            "from anyone else the header is ignored and the connection's address counts."
+        ),
+    )
+    guess_window_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    guess_slow_after: int = Field(
+        default=50,
+        ge=1,
+        description="Failed code lookups per key or address in a window before it is slowed.",
+    )
+    guess_slow_seconds: float = Field(
+        default=1.0, ge=0, le=3600, description="A slowed caller may look up one code this often."
+    )
+    guess_refuse_after: int = Field(
+        default=200,
+        ge=1,
+        description="Failed code lookups per key or address in a window before lookups are refused.",
+    )
+
     # Workers and delivery (voucherd.worker, voucherd.delivery).
     in_process_worker: bool = Field(
         default=False,

@@ -23,6 +23,7 @@ from voucherd.auth.models import ApiKey, Tenant
 from voucherd.db.engine import Database
 from voucherd.delivery.settings import DeliverySettingsPatch, masked, merged
 from voucherd.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from voucherd.guard import service as guard
 from voucherd.ids import new_id, new_secret
 from voucherd.observability.context import note_tenant
 from voucherd.vouchers.limits import recount_weekly_buckets
@@ -50,6 +51,8 @@ class TenantView:
     created_at: datetime
     # Delivery settings with every credential masked (delivery/settings.py): safe to show.
     delivery: dict[str, Any] = field(default_factory=dict)
+    # The tenant's own rate limits (voucherd/guard); absent ones are the operator's defaults.
+    rate_limits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,9 @@ def _hash(secret: str) -> str:
 
 def _tenant_view(tenant: Tenant) -> TenantView:
     delivery = masked((tenant.settings or {}).get("delivery"))
+    limits = (tenant.settings or {}).get(guard.TENANT_SETTING) or {}
     return TenantView(
-        tenant.id, tenant.name, tenant.weekly_value_limit, tenant.created_at, delivery
+        tenant.id, tenant.name, tenant.weekly_value_limit, tenant.created_at, delivery, limits
     )
 
 
@@ -171,12 +175,15 @@ def update_tenant(
     *,
     weekly_value_limit: int | None = _UNCHANGED,
     delivery: DeliverySettingsPatch | None = None,
+    rate_limits: dict[str, int | None] | None = None,
 ) -> TenantView:
-    """Change what the PATCH named, in one transaction: the weekly limit, delivery settings."""
+    """Change what the PATCH named, in one transaction: the weekly limit, delivery settings,
+    rate limits."""
     caller.require("manage")
-    if weekly_value_limit is _UNCHANGED and delivery is None:
+    if weekly_value_limit is _UNCHANGED and delivery is None and rate_limits is None:
         raise InvalidInput(
-            "nothing to change: give weekly_value_limit or delivery", field="weekly_value_limit"
+            "nothing to change: give weekly_value_limit, delivery or rate_limits",
+            field="weekly_value_limit",
         )
     if isinstance(weekly_value_limit, int) and weekly_value_limit < 0:
         raise InvalidInput("must not be negative", field="weekly_value_limit")
@@ -188,8 +195,14 @@ def update_tenant(
             _apply_weekly_value_limit(session, tenant, weekly_value_limit, db.now())
         if delivery is not None:
             _apply_delivery(tenant, delivery)
+        if rate_limits is not None:
+            current = dict(tenant.settings or {})
+            stored = current.get(guard.TENANT_SETTING)
+            limits = guard.patched_limits(stored, rate_limits, db.settings)
+            tenant.settings = {**current, guard.TENANT_SETTING: limits}
         session.commit()
-        return _tenant_view(tenant)
+    guard.tenant_changed(caller.tenant_id)
+    return _tenant_view(tenant)
 
 
 def configure_delivery(db: Database, tenant_id: str, patch: DeliverySettingsPatch) -> TenantView:
@@ -299,6 +312,7 @@ def authenticate(db: Database, key_id: str, secret: str) -> Caller:
     if cached is not None:
         if hmac.compare_digest(cached[0], presented):
             note_tenant(cached[1].tenant_id)
+            guard.admit_caller(cached[1].tenant_id, key_id)
             return cached[1]
         raise Unauthorized(_BAD_CREDENTIALS)
     with db.unit_of_work(write=False) as session:
@@ -314,6 +328,8 @@ def authenticate(db: Database, key_id: str, secret: str) -> Caller:
     if db.key_cache_seconds > 0:
         _KEY_CACHE.put(key_id, stored, caller, db.key_cache_seconds)
     note_tenant(caller.tenant_id)
+    # Every face authenticates here, so every face is rate limited here (429 past a limit).
+    guard.admit_caller(caller.tenant_id, key_id)
     return caller
 
 

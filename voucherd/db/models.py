@@ -2,6 +2,7 @@
 
 import voucherd.customers.models
 import voucherd.delivery.models
+import voucherd.guard.models
 import voucherd.operations.models
 import voucherd.orders.models
 import voucherd.publications.models  # noqa: F401  (each registers its tables)

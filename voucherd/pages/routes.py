@@ -28,8 +28,10 @@ from markupsafe import Markup
 from sqlalchemy.exc import DBAPIError
 
 from voucherd.api.deps import DB
+from voucherd.api.openapi import face_responses
 from voucherd.db.engine import Database
 from voucherd.errors import NotFound
+from voucherd.guard.service import RateLimited
 from voucherd.pages.barcode import code128_svg, qr_svg
 from voucherd.pages.schemas import present_page
 from voucherd.pages.service import VoucherPageFacts, read_voucher_page
@@ -82,6 +84,15 @@ class _PageRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             try:
                 return await handler(request)
+            except RateLimited as exc:
+                # Too many requests from this address, or too many unknown links (voucherd/guard).
+                return _message(
+                    429,
+                    "Please try again later",
+                    "Too many voucher pages were asked for from your connection. "
+                    "Please try again in a little while.",
+                    {"Retry-After": str(exc.retry_after)},
+                )
             except DBAPIError as exc:
                 log.warning("voucher page: database unavailable (%s)", type(exc).__name__)
                 return _message(
@@ -99,7 +110,12 @@ class _PageRoute(APIRoute):
         return guarded
 
 
-router = APIRouter(tags=["voucher page"], route_class=_PageRoute)
+router = APIRouter(
+    tags=["voucher page"],
+    route_class=_PageRoute,
+    # Failures are pages too (a wrong link, too many requests, the database away).
+    responses=face_responses({"type": "string"}, 404, 429, 503, media_type="text/html"),
+)
 
 
 @router.get("/v/{token}", response_class=HTMLResponse, summary="The holder's voucher page")

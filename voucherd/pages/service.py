@@ -17,6 +17,7 @@ from sqlalchemy import select
 from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
 from voucherd.errors import NotFound
+from voucherd.guard import service as guard
 from voucherd.vouchers.models import Voucher
 
 # voucherd.ids.new_public_tokens makes 20 URL-safe base64 characters; the column holds 32.
@@ -78,8 +79,12 @@ def read_voucher_page(db: Database, token: str) -> VoucherPageFacts:
 
     Raises NotFound alike for a token of the wrong shape and for an unknown one.
     """
+    # Rate limited per client address; a token of the wrong shape is refused before the
+    # guard or the database is asked and not counted, like a code's typo (voucherd/guard).
+    guard.admit_page_visitor()
     if not is_token_shaped(token):
         raise NotFound("no such voucher page")
+    guard.before_lookup()
     query = (
         select(*_COLUMNS)
         .join(Campaign, Campaign.id == Voucher.campaign_id)
@@ -88,5 +93,6 @@ def read_voucher_page(db: Database, token: str) -> VoucherPageFacts:
     with db.unit_of_work(write=False) as session:
         row = session.execute(query).first()
     if row is None:
+        guard.failed_lookup()
         raise NotFound("no such voucher page")
     return VoucherPageFacts(*row)

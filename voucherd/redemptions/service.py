@@ -24,6 +24,7 @@ from voucherd.codes.generator import is_mistyped
 from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, InvalidInput, NotFound, NotRedeemable
+from voucherd.guard import service as guard
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
 from voucherd.observability import metrics
@@ -57,12 +58,14 @@ def _find_target(session: Session, tenant_id: str, code: str) -> _Target:
     if is_mistyped(code):
         # A typo in a default code fails its check character: no database lookup needed.
         raise NotFound("no such voucher", field="code")
+    guard.before_lookup()  # a caller refused for guessing (voucherd/guard) stops here
     row = session.execute(
         select(Voucher, Campaign)
         .join(Campaign, Campaign.id == Voucher.campaign_id)
         .where(Voucher.tenant_id == tenant_id, or_(Voucher.code == code, Voucher.id == code))
     ).first()
     if row is None:
+        guard.failed_lookup()
         raise NotFound("no such voucher", field="code")
     return _Target(row[0], row[1])
 
