@@ -56,6 +56,7 @@ SMTP_USER = "canary-smtp-user"
 SMTP_PASSWORD = "canary-smtp-password-8h7g6f"
 HOOK_TOKEN = "canary-hook-url-token-5e4d"
 UNKNOWN_CODE = "CANARYQ7X9K2M"
+GUESS = "CANARYQ7X9K"  # the prefix of every code guessed in a burst
 WRONG_SECRET = "canary-wrong-secret-5x4y3z"
 BAD_PHONE = "+44772390446199999"
 BAD_EMAIL = "quartzfeather@@canary-leak"
@@ -72,7 +73,7 @@ PLANTED = [
     META_VERIFY,
     SMTP_PASSWORD,
     HOOK_TOKEN,
-    UNKNOWN_CODE,
+    GUESS,
     WRONG_SECRET,
 ]
 # Records of the test's own client and servers, not of voucherd.
@@ -377,6 +378,10 @@ class TestNativeApi:
         assert api.post(
             f"/callbacks/twilio/{tenant.id}", data={"MessageStatus": "delivered", "To": PHONE}
         ).status_code in (400, 401, 403, 404)
+        # Someone guessing codes; last, as the guard may refuse this client afterwards.
+        for n in range(30):
+            api.post("/api/v1/redemptions", headers=headers, json={"code": f"{GUESS}{n:02d}"})
+            api.get(f"/v/{GUESS}{n:02d}")
         assert_clean(canary, log_stream, db)
 
 
@@ -525,4 +530,8 @@ class TestDialects:
             ).status_code
             == 401
         )
+        # Someone guessing codes; last, as the guard may refuse this client afterwards.
+        for n in range(30):
+            api.get(f"/v1/vouchers/{GUESS}{n:02d}", headers=pair)
+            api.get(f"/cvs-issuer/rest/coupons/{GUESS}{n:02d}", headers=yoyo)
         assert_clean(canary, log_stream, db)
