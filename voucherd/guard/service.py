@@ -115,6 +115,9 @@ class Visit:
     address: str
     tenant_id: str | None = None
     key_id: str | None = None
+    # The tenant's numbers, read when the request was admitted (before any unit of work, so a
+    # lookup never needs a second connection to learn them).
+    limits: TenantLimits | None = None
     admitted: bool = False
     failures: int = 0
     limit: int | None = None
@@ -223,7 +226,7 @@ class Guard:
             return
         visit.admitted = True
         visit.tenant_id, visit.key_id = tenant_id, key_id
-        limits = self.limits_for(tenant_id)
+        limits = visit.limits = self.limits_for(tenant_id)
         self._count(
             visit, [(f"key:{key_id}", limits.per_key), (f"tenant:{tenant_id}", limits.per_tenant)]
         )
@@ -332,8 +335,8 @@ class Guard:
     def _guess_subjects(self, visit: Visit) -> list[tuple[str, int, int]]:
         """(subject, slow after, refuse after) for the request's key and its address."""
         subjects = []
-        if visit.key_id is not None and visit.tenant_id is not None:
-            limits = self.limits_for(visit.tenant_id)
+        if visit.key_id is not None:
+            limits = visit.limits or self.defaults
             subjects.append(
                 (f"key:{visit.key_id}", limits.guess_slow_after, limits.guess_refuse_after)
             )
