@@ -30,11 +30,15 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event, text
 
 from tests.chaos_helpers import (
     REQUIRE_PG,
@@ -47,7 +51,9 @@ from tests.chaos_helpers import (
     redeem_until_answered,
     served_voucherd,
 )
+from tests.conftest import _pg_admin
 from tests.factories import issue, make_campaign, make_tenant
+from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
 from voucherd.db.migrate import upgrade
@@ -228,3 +234,63 @@ def test_redemptions_survive_database_crashes(tmp_path: Path) -> None:
     for code, balance, ledger in vouchers:
         assert balance == initial[code] - spent[code], code
         assert int(ledger) == balance, code
+
+
+@contextmanager
+def _dropped_under(engine: Engine, marker: str) -> Iterator[list[int]]:
+    """Terminate (pg_terminate_backend, from another session) the connection about to run the
+    first statement containing ``marker``: that statement meets a dead connection, as it would
+    if the server crashed right then. Yields the pids it terminated."""
+    dropped: list[int] = []
+
+    def drop(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if dropped or marker not in statement:
+            return
+        pid = conn.connection.dbapi_connection.info.backend_pid
+        with _pg_admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        dropped.append(pid)
+
+    event.listen(engine, "before_cursor_execute", drop)
+    try:
+        yield dropped
+    finally:
+        event.remove(engine, "before_cursor_execute", drop)
+
+
+def test_a_lost_answer_replayed_as_the_database_drops_is_503(
+    backend: str, fresh_database: Callable[..., Database]
+) -> None:
+    """The path the crash test can only hit by luck: the redemption committed but its answer
+    was never stored (the database died between the commit and ``remember_response``), so a
+    retry re-reads the redemption to answer, and the database drops during that read. That
+    must be a retryable 503 like any outage, and the next retry the first redemption."""
+    if backend != "postgresql":
+        pytest.skip("only a database server can drop a connection under a live pool")
+    db = fresh_database(pool_size=2)
+    tenant = make_tenant(db)
+    campaign = make_campaign(db, tenant, name="Gift")
+    code = issue(db, tenant, campaign).voucher.code
+    headers = {**tenant.headers, "Idempotency-Key": "till-1-sale-1"}
+    body = {"code": code, "amount": 700}
+    app = create_app(db.settings, db=db)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        first = client.post("/api/v1/redemptions", headers=headers, json=body)
+        assert first.status_code == 201, first.text
+        with db.unit_of_work() as session:
+            session.execute(
+                text("UPDATE idempotency_record SET response_status = NULL, response_body = NULL")
+            )
+            session.commit()
+        with _dropped_under(db.engine, "FROM redemption JOIN voucher") as dropped:
+            outage = client.post("/api/v1/redemptions", headers=headers, json=body)
+        assert dropped, "the replay did not read the redemption"
+        assert outage.status_code == 503, outage.text
+        assert outage.json()["code"] == "database_unavailable"
+        retried = client.post("/api/v1/redemptions", headers=headers, json=body)
+    assert retried.status_code == 201, retried.text
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.json()["id"] == first.json()["id"]
+    assert retried.json()["amount"] == 700
+    with db.unit_of_work(write=False) as session:
+        assert session.scalar(text("SELECT count(*) FROM redemption")) == 1
