@@ -53,6 +53,10 @@ def formatter(fmt: LogFormat) -> logging.Formatter:
         _drop_color_message,
         _request_id,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+        # Which of `serve --workers N`'s processes wrote the line.
+        structlog.processors.CallsiteParameterAdder(
+            [structlog.processors.CallsiteParameter.PROCESS]
+        ),
     ]
     renderer: Processor
     if fmt == "json":
