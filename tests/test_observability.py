@@ -422,6 +422,7 @@ class TestProcesses:
             "VOUCHERD_DATABASE_URL": f"sqlite:///{tmp_path / 'v.db'}",
             "VOUCHERD_WORKER_POLL_SECONDS": "0.2",
             "VOUCHERD_LOG_LEVEL": "INFO",
+            "TMPDIR": str(tmp_path),  # where serve makes the processes' shared metrics directory
         }
         api_port, worker_port = _free_port(), _free_port()
         voucherd = [sys.executable, "-m", "voucherd"]
@@ -451,6 +452,8 @@ class TestProcesses:
             )
             assert answered >= requests
             assert value(scraped, "voucherd_metrics_database_up") == 1
+            [shared] = tmp_path.glob("voucherd-metrics-*")
+            assert list(shared.glob("counter_*.db"))
 
             worker = subprocess.Popen(
                 [*voucherd, "worker", "--metrics-port", str(worker_port)],
@@ -466,6 +469,7 @@ class TestProcesses:
             out = _stop(serve)
             if worker is not None:
                 out += _stop(worker)
+        assert not list(tmp_path.glob("voucherd-metrics-*")), "serve leaves no directory behind"
         json_lines = [line for line in out.splitlines() if line.startswith("{")]
         access = [json.loads(line) for line in json_lines if '"voucherd.access"' in line]
         assert access, out  # JSON lines from the served processes, by default
