@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -21,11 +22,20 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FakeClock
-from tests.delivery_helpers import PHONE, Provider, deliver_due, settings_for, with_all_channels
+from tests.delivery_helpers import (
+    PHONE,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    Provider,
+    deliver_due,
+    settings_for,
+    with_all_channels,
+)
 from tests.factories import Tenant, make_campaign, make_tenant
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
+from voucherd.delivery.callbacks import twilio_signature
 from voucherd.observability.logs import formatter
 
 Lines = Callable[[], list[dict[str, Any]]]
@@ -192,6 +202,25 @@ class TestMetrics:
             before, "voucherd_deliveries_total", channel="sms", outcome="SENT"
         )
         assert sent == 2
+
+        # Twilio reports one delivered, through the status callback our SMS carried.
+        callback = provider.of("sms")[-1].form()["StatusCallback"]
+        params = {"AccountSid": TWILIO_SID, "MessageSid": "SM" + "f" * 32}
+        params["MessageStatus"] = "delivered"
+        signature = twilio_signature(TWILIO_TOKEN, callback, list(params.items()))
+        answer = api.post(
+            callback.removeprefix("https://vouchers.example"),
+            content=urlencode(params),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        )
+        assert answer.status_code < 300, answer.text
+        receipts = scrape(api)
+        labels = {"channel": "sms", "outcome": "DELIVERED"}
+        delivered = value(receipts, "voucherd_deliveries_total", **labels)
+        assert delivered - value(before, "voucherd_deliveries_total", **labels) == 1
 
     def test_operations_in_progress_with_done_and_total(
         self, api: TestClient, db: Database, tenant: Tenant

@@ -28,6 +28,7 @@ from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import delivery_settings
 from voucherd.delivery.models import Delivery, DeliveryEvent
 from voucherd.errors import Forbidden, InvalidInput, Unauthorized
+from voucherd.observability import metrics
 
 _DELIVERY = cast(Table, Delivery.__table__)
 _INSERT_EVENT = insert(cast(Table, DeliveryEvent.__table__))
@@ -103,7 +104,9 @@ def twilio_status(
         receipt = Receipt(to_state, delivery_id, fields.get("MessageSid"), detail)
         changed = _apply(session, tenant_id, receipt, db, actor="twilio")
         session.commit()
-        return changed
+    if changed:
+        metrics.delivery_recorded("sms", to_state)
+    return changed
 
 
 def whatsapp_statuses(db: Database, tenant_id: str, body: bytes, signature: str | None) -> int:
@@ -117,12 +120,15 @@ def whatsapp_statuses(db: Database, tenant_id: str, body: bytes, signature: str 
             payload = json.loads(body)
         except ValueError as exc:
             raise InvalidInput("the body is not JSON", field="body") from exc
-        changed = sum(
-            _apply(session, tenant_id, receipt, db, actor="whatsapp")
+        applied = [
+            receipt.to_state
             for receipt in _whatsapp_receipts(payload)
-        )
+            if _apply(session, tenant_id, receipt, db, actor="whatsapp")
+        ]
         session.commit()
-        return changed
+    for state in applied:
+        metrics.delivery_recorded("whatsapp", state)
+    return len(applied)
 
 
 def whatsapp_handshake(db: Database, tenant_id: str, mode: str | None, token: str | None) -> None:

@@ -39,8 +39,9 @@ REDEMPTIONS = Counter(
 )
 DELIVERIES = Counter(
     "voucherd_deliveries",
-    "Delivery attempts recorded by workers, by channel and the state the attempt left the "
-    "delivery in (SENT, DELIVERED, FAILED; PENDING means it will be retried).",
+    "Delivery state changes committed, by channel and the state entered: by workers after an "
+    "attempt (SENT, DELIVERED, FAILED; PENDING means it will be retried) and by providers' "
+    "status callbacks (DELIVERED, FAILED).",
     ["channel", "outcome"],
 )
 
