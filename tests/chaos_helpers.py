@@ -17,6 +17,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,7 +29,20 @@ from pathlib import Path
 
 import httpx
 
-PG_BIN = Path(os.environ.get("VOUCHERD_CHAOS_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _postgres_bin() -> Path:
+    """VOUCHERD_CHAOS_PG_BIN, else Debian's PostgreSQL 15, else what pg_config names."""
+    if os.environ.get("VOUCHERD_CHAOS_PG_BIN"):
+        return Path(os.environ["VOUCHERD_CHAOS_PG_BIN"])
+    debian = Path("/usr/lib/postgresql/15/bin")
+    pg_config = shutil.which("pg_config")
+    if debian.exists() or pg_config is None:
+        return debian
+    found = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+    return Path(found.stdout.strip()) if found.returncode == 0 else debian
+
+
+PG_BIN = _postgres_bin()
 REQUIRE_PG = os.environ.get("VOUCHERD_REQUIRE_POSTGRES") == "1"
 # One redemption that has had no definitive answer for this long is a stuck client: fail.
 GIVE_UP_SECONDS = 120.0
@@ -157,8 +171,9 @@ def served_voucherd(
     """``voucherd serve --no-worker`` as its own process, as production runs it."""
     port = free_port()
     log = workdir / "voucherd.log"
-    executable = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "voucherd"
-    command = [str(executable), "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]
+    executable = Path(sys.executable).parent / "voucherd"  # the test's own venv's command
+    launcher = [str(executable)] if executable.exists() else [sys.executable, "-m", "voucherd"]
+    command = [*launcher, "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)]
     full_env = {**os.environ, "VOUCHERD_DATABASE_URL": database_url, **env}
     with log.open("wb") as out:
         process = subprocess.Popen(
