@@ -150,6 +150,29 @@ class TestMetrics:
             == 1
         )
 
+    def test_vouchers_minted_inside_another_use_case_count_once_committed(
+        self, api: TestClient, db: Database, tenant: Tenant
+    ) -> None:
+        campaign = make_campaign(db, tenant, mode="AUTO_UPDATE")
+        before = scrape(api)
+        published = api.post(
+            "/api/v1/publications",
+            headers=tenant.headers,
+            json={"campaign": campaign.id, "count": 3, "customer": {"source_id": "c-1"}},
+        )
+        assert published.status_code == 201, published.text
+        refused = api.post(
+            "/api/v1/publications",
+            headers=tenant.headers,
+            json={"campaign": campaign.id, "count": 10**9, "customer": {"source_id": "c-2"}},
+        )
+        assert refused.status_code >= 400
+        after = scrape(api)
+        minted = value(after, "voucherd_vouchers_issued_total", how="mint") - value(
+            before, "voucherd_vouchers_issued_total", how="mint"
+        )
+        assert minted == 3
+
     def test_routes_are_templates_never_paths(
         self, api: TestClient, db: Database, tenant: Tenant
     ) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 
 from prometheus_client import Counter, Histogram
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -48,6 +50,12 @@ DELIVERIES = Counter(
 
 def vouchers_issued(how: str, count: int = 1) -> None:
     VOUCHERS_ISSUED.labels(how).inc(count)
+
+
+def vouchers_issued_when_committed(session: Session, how: str, count: int) -> None:
+    """For vouchers minted inside another use case's transaction (a client order's batch, an
+    AUTO_UPDATE pool topped up): counted if and when that transaction commits."""
+    event.listen(session, "after_commit", lambda _: vouchers_issued(how, count), once=True)
 
 
 def redemption(action: str) -> None:

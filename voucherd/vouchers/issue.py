@@ -611,6 +611,7 @@ def mint_in_session(
     if publication_id is not None:
         template["published_count"] = 1
     ids = _BulkMinter(session, template, spec).mint(count)
+    metrics.vouchers_issued_when_committed(session, "mint", count)
     data: dict[str, Any] = {"count": count, "first_id": ids[0], "last_id": ids[-1]}
     if publication_id is not None:
         _link_minted(session, campaign.tenant_id, publication_id, ids)
