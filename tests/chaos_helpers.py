@@ -232,6 +232,7 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     transport_errors: Counter[str] = field(default_factory=Counter)
     retries: int = 0
+    in_flight: int = 0  # 409 idempotency_key_in_flight: the first try of the key still running
     server_errors: list[str] = field(default_factory=list)  # 5xx other than 503
     stuck: list[str] = field(default_factory=list)
     done: int = 0
@@ -272,6 +273,7 @@ def redeem_until_answered(
         if retry:
             with tally.lock:
                 tally.retries += 1
+                tally.in_flight += response.status_code == 409
             # Sooner than Retry-After (1 s) on purpose: retries that land while PostgreSQL is
             # still down or recovering are the harsher test.
             time.sleep(pause)

@@ -68,6 +68,7 @@ COLD_BALANCE = 1_000_000
 HOT_VOUCHERS = 3
 HOT_SHARE = 0.15  # of the redemptions, on the hot vouchers
 MAX_AMOUNT = 100
+IMPATIENT_READ_SECONDS = 0.5  # half the clients wait this long for an answer, then retry
 
 
 def _need_postgres() -> None:
@@ -146,8 +147,11 @@ def test_redemptions_survive_database_crashes(tmp_path: Path) -> None:
         limits["VOUCHERD_LOG_LEVEL"] = "WARNING"
         with served_voucherd(cluster.url, tmp_path, limits) as server:
 
-            def client() -> None:
-                with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            def client(impatient: bool) -> None:
+                # Impatient tills give up on a slow answer and retry the same key while the
+                # first request may still be running: in-flight 409s and replays under faults.
+                timeout = httpx.Timeout(30, read=IMPATIENT_READ_SECONDS if impatient else 30)
+                with httpx.Client(base_url=server.base_url, timeout=timeout) as http:
                     while True:
                         try:
                             item = work.get_nowait()
@@ -158,7 +162,7 @@ def test_redemptions_survive_database_crashes(tmp_path: Path) -> None:
                             answers.append(answer)
 
             began = time.monotonic()
-            threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+            threads = [threading.Thread(target=client, args=(n % 2 == 0,)) for n in range(CLIENTS)]
             chaos = threading.Thread(target=_crash_three_times, args=(cluster, tally, chaos_errors))
             for thread in [*threads, chaos]:
                 thread.start()
@@ -193,8 +197,9 @@ def test_redemptions_survive_database_crashes(tmp_path: Path) -> None:
     print(
         f"\nchaos: {REDEMPTIONS} redemptions by {CLIENTS} clients in {elapsed:.1f} s; "
         f"restarts took {', '.join(f'{s:.1f}' for s in cluster.restarts)} s; "
-        f"answers {dict(sorted(tally.statuses.items()))}; connection errors "
-        f"{dict(tally.transport_errors)}; retries {tally.retries}; replayed 201s {replays}; "
+        f"answers {dict(sorted(tally.statuses.items()))}; connection errors and timeouts "
+        f"{dict(tally.transport_errors)}; retries {tally.retries} (in flight {tally.in_flight}); "
+        f"replayed 201s {replays}; "
         f"answers lost after a commit {lost_answers}"
     )
     assert not chaos_errors, chaos_errors
