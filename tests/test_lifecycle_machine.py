@@ -8,10 +8,12 @@ clock past expiry dates. After every step the database must agree with the model
 voucher's stored and shown state, balance, redeemed and published counts, the sum of its ledger
 entries (== its balance), and every redemption's status and amount.
 
-Each Hypothesis example gets its own connection and transaction on the session's migrated
-database (rolled back in ``teardown``), its own tenant and its own fake clock: examples cannot
-see each other and the function-scoped ``db`` fixture is not shared between them, which is why
-the machine is driven by ``run_state_machine_as_test`` from a plain test rather than ``@given``.
+Each Hypothesis example builds what the ``db`` fixture builds, for itself: a connection and a
+transaction on the session's migrated database (``engine``), rolled back in ``teardown``, with
+its own tenant and its own fake clock. The function-scoped ``db`` and ``clock`` fixtures are not
+used: they are made once per test, so every example would share one database state and one
+clock (what Hypothesis's function-scoped-fixture health check warns about). The machine is run
+by ``run_state_machine_as_test`` inside a plain test, so fixtures and examples never mix.
 
 CI runs a small size; for a long run by hand::
 
