@@ -25,6 +25,8 @@ from voucherd.db.migrate import is_current
 from voucherd.delivery.routes import router as delivery_router
 from voucherd.dialects import imovo, vista, voucherify, yoyo
 from voucherd.exports.routes import router as exports_router
+from voucherd.guard.middleware import GuardRequests
+from voucherd.guard.service import Guard
 from voucherd.idempotency.service import RENDERERS
 from voucherd.observability.middleware import ObserveRequests
 from voucherd.observability.routes import router as metrics_router
@@ -67,6 +69,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     problems.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNulInUrl)
+    # Inside the observability middleware (its 429s are logged and counted like any answer).
+    app.state.guard = Guard(db, settings)
+    app.add_middleware(GuardRequests, guard=app.state.guard)
     for router in (
         campaigns_router,
         vouchers_router,

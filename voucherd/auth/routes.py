@@ -9,8 +9,11 @@ from voucherd.api.deps import DB, CallerDep
 from voucherd.api.responses import json_response
 from voucherd.auth import service
 from voucherd.auth.service import TenantView
+from voucherd.db.engine import Database
 from voucherd.delivery.settings import DeliverySettingsPatch
 from voucherd.fields import MinorUnits, RequestModel
+from voucherd.guard.schemas import RateLimitsPatch
+from voucherd.guard.service import TenantLimits
 
 router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
 
@@ -29,9 +32,16 @@ class TenantUpdate(RequestModel):
             "are stored, never shown again in full."
         ),
     )
+    rate_limits: RateLimitsPatch | None = Field(
+        default=None,
+        description=(
+            "The tenant's own request limits per window and guessing thresholds; null in a "
+            "field restores the operator's default."
+        ),
+    )
 
 
-def _present(tenant: TenantView, scopes: frozenset[str]) -> dict[str, object]:
+def _present(tenant: TenantView, scopes: frozenset[str], db: Database) -> dict[str, object]:
     return {
         "id": tenant.id,
         "object": "tenant",
@@ -39,13 +49,14 @@ def _present(tenant: TenantView, scopes: frozenset[str]) -> dict[str, object]:
         "weekly_value_limit": tenant.weekly_value_limit,
         "created_at": tenant.created_at,
         "delivery": tenant.delivery,
+        "rate_limits": TenantLimits.defaults(db.settings).merged(tenant.rate_limits).as_dict(),
         "key_scopes": sorted(scopes),
     }
 
 
 @router.get("", summary="The calling key's tenant")
 def get_tenant(db: DB, caller: CallerDep) -> Response:
-    return json_response(_present(service.get_tenant(db, caller.tenant_id), caller.scopes))
+    return json_response(_present(service.get_tenant(db, caller.tenant_id), caller.scopes, db))
 
 
 @router.patch("", summary="Change the tenant's settings")
@@ -53,5 +64,7 @@ def update_tenant(body: TenantUpdate, db: DB, caller: CallerDep) -> Response:
     changes: dict[str, Any] = {}
     if "weekly_value_limit" in body.model_fields_set:
         changes["weekly_value_limit"] = body.weekly_value_limit
+    if body.rate_limits is not None:
+        changes["rate_limits"] = body.rate_limits.model_dump(exclude_unset=True)
     tenant = service.update_tenant(db, caller, delivery=body.delivery, **changes)
-    return json_response(_present(tenant, caller.scopes))
+    return json_response(_present(tenant, caller.scopes, db))

@@ -216,7 +216,9 @@ def _caller(request: Request) -> Caller:
 
 
 def _status_of(exc: DomainError) -> int:
-    if isinstance(exc, Unauthorized | Forbidden | NotFound):
+    # 429 (voucherd/guard: too many requests or failed lookups) keeps its status and its
+    # Retry-After, which the guard's middleware adds.
+    if isinstance(exc, Unauthorized | Forbidden | NotFound) or exc.status == 429:
         return exc.status
     return 400
 

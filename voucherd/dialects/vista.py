@@ -97,6 +97,7 @@ _TITLES = {
     403: "Forbidden",
     409: "Conflict",
     413: "Payload Too Large",
+    429: "Too Many Requests",
     500: "An unexpected error occurred.",
     503: "Service Unavailable",
 }
@@ -105,6 +106,7 @@ _TYPES = {
     401: "https://tools.ietf.org/html/rfc9110#section-15.5.2",
     403: "https://tools.ietf.org/html/rfc9110#section-15.5.4",
     409: "https://tools.ietf.org/html/rfc9110#section-15.5.10",
+    429: "https://tools.ietf.org/html/rfc6585#section-4",
     500: "https://tools.ietf.org/html/rfc9110#section-15.6.1",
     503: "https://tools.ietf.org/html/rfc9110#section-15.6.4",
 }
@@ -176,7 +178,8 @@ def _vista_field(field: str | None, names: dict[str, str]) -> str:
 
 def _refusal(exc: Exception, names: dict[str, str]) -> Refused:
     if isinstance(exc, DomainError):
-        if isinstance(exc, Unauthorized | Forbidden):
+        if isinstance(exc, Unauthorized | Forbidden) or exc.status == 429:
+            # 429: too many requests or failed lookups (voucherd/guard), with Retry-After.
             return Refused(exc.status, {"": [exc.detail]})
         if isinstance(exc, IdempotencyKeyInFlight):
             return Refused(409, {"Idempotency-Key": [exc.detail]})

@@ -80,6 +80,8 @@ _BY_STATUS: dict[int, tuple[str, str]] = {
     413: ("invalid_payload", "Invalid payload"),
     # Limits (budget, weekly value, code space) and other refusals of valid requests.
     422: ("limit_exceeded", "Limit exceeded"),
+    # The guard (voucherd/guard): too many requests or failed lookups; Retry-After says when.
+    429: ("too_many_requests", "Too Many Requests"),
 }
 # What a refused field refers to, for ``resource_type`` on not-found errors.
 _RESOURCE = {
