@@ -36,8 +36,9 @@ from fastapi.testclient import TestClient
 
 from tests.delivery_helpers import Answer, Provider, SmtpServer, deliver_due, settings_for
 from tests.factories import Tenant, make_campaign, make_tenant
+from voucherd.app import create_app
 from voucherd.config import Settings
-from voucherd.db.engine import Database
+from voucherd.db.engine import Database, make_engine
 from voucherd.delivery.settings import new_webhook_secret
 from voucherd.observability.logs import configure_logging
 
@@ -536,3 +537,38 @@ class TestDialects:
             api.get(f"/v1/vouchers/{GUESS}{n:02d}", headers=pair)
             api.get(f"/cvs-issuer/rest/coupons/{GUESS}{n:02d}", headers=yoyo)
         assert_clean(canary, log_stream, db)
+
+
+class TestDatabaseOutage:
+    def test_answers_and_logs_name_no_code_while_the_database_is_down(
+        self, log_stream: io.StringIO, settings: Settings
+    ) -> None:
+        """Every request fails at its first query: the 503 paths log, and must log templates."""
+        url = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1"
+        down = Database(make_engine(url), settings=settings)
+        errors = []
+        try:
+            with TestClient(create_app(settings, db=down), raise_server_exceptions=False) as api:
+                for method, path, headers in [
+                    ("GET", f"/api/v1/vouchers/{UNKNOWN_CODE}", {"Authorization": "Bearer a.b"}),
+                    ("GET", f"/v1/vouchers/{UNKNOWN_CODE}", {"X-App-Id": "a", "X-App-Token": "b"}),
+                    (
+                        "GET",
+                        f"/cvs-issuer/rest/coupons/{UNKNOWN_CODE}",
+                        {"apiId": "a", "apiPassword": "b"},
+                    ),
+                    ("GET", f"/v/{UNKNOWN_CODE}", {}),
+                    ("GET", f"/v/{UNKNOWN_CODE}/qr.svg", {}),
+                ]:
+                    answer = api.request(method, path, headers=headers)
+                    assert answer.status_code == 503, (path, answer.status_code, answer.text)
+                    errors.append(answer.text)
+        finally:
+            down.dispose()
+        logged = [
+            line
+            for line in log_stream.getvalue().splitlines()
+            if not any(f'"logger": "{name}' in line for name in NOT_VOUCHERD)
+        ]
+        assert any("unavailable" in line for line in logged)
+        assert not [t for t in logged + errors if GUESS.lower() in t.lower()]
