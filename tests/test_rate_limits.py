@@ -227,6 +227,19 @@ class TestPerTenant:
             assert client.get("/api/v1/tenant", headers=tenant.headers).status_code == 429
             assert client.get("/api/v1/tenant", headers=other.headers).status_code == 200
 
+    def test_a_runaway_key_does_not_starve_its_siblings(
+        self, db: Database, settings: Settings, ticks: Ticks
+    ) -> None:
+        tenant = make_tenant(db)
+        sibling = tenant.key_with(db, ["manage"])
+        app = guarded_app(db, settings, ticks, rate_limit_per_key=2, rate_limit_per_tenant=4)
+        with TestClient(app) as client:
+            runaway = [client.get("/api/v1/tenant", headers=tenant.headers) for _ in range(10)]
+            assert [r.status_code for r in runaway] == [200, 200] + [429] * 8
+            # Its eight refusals counted against the key only: the tenant has two left.
+            calm = [client.get("/api/v1/tenant", headers=sibling).status_code for _ in range(2)]
+            assert calm == [200, 200]
+
     def test_a_tenant_sets_its_own_limits(
         self, db: Database, settings: Settings, ticks: Ticks
     ) -> None:

@@ -6,10 +6,12 @@ voucher page request against the client's address, in fixed windows of
 default, so 100 requests a second per key with bursts). Past a limit the answer is 429 in the
 face's own error shape with ``Retry-After`` (seconds) and ``X-Rate-Limit-Retry`` (the Unix time
 the window ends); every counted answer carries Voucherify's ``X-Rate-Limit-Limit`` and
-``X-Rate-Limit-Remaining`` (of the key or the tenant, whichever has less left). Refused requests
-count too: the check and the count are one step, as the house's spend is. Fixed windows because
-they are what those headers describe, and because a shared total is one counter row per subject
-and window.
+``X-Rate-Limit-Remaining`` (of the key or the tenant, whichever has less left). A request is
+counted against its key, then its tenant, and stops at the first limit it exceeds: the check and
+the count are one step, as the house's spend is, and a key refused for its own excess does not
+spend its tenant's budget, so one runaway key cannot starve its sibling keys. Fixed windows
+because they are what those headers describe, and because a shared total is one counter row per
+subject and window.
 
 *Shared, without a round trip per request.* Each API process counts locally and, at most every
 ``rate_limit_sync_seconds`` (0.2 s), one request adds the process's increments to the shared rows

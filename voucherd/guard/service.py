@@ -239,24 +239,32 @@ class Guard:
         self._count(visit, [(visit.address_subject, self.settings.rate_limit_page_per_address)])
 
     def _count(self, visit: Visit, subjects: list[tuple[str, int]]) -> None:
+        """Count the request against each subject in turn, stopping at the first it exceeds.
+
+        So a request refused by its key's limit is not counted against its tenant: one runaway
+        key cannot starve its sibling keys. The subject with the least left speaks for the
+        request (in the headers, in a refusal).
+        """
         width = self.settings.rate_limit_window_seconds
         now = self.clock()
         window = int(now // width)
-        with self._lock:
-            for subject, _ in subjects:
+        tightest: tuple[int, int] | None = None
+        for subject, limit in subjects:
+            with self._lock:
                 count = self._counts.get(subject)
                 if count is None or count.window != window:
                     count = self._counts[subject] = _Count(window)
                 count.pending += 1
-        self._maybe_sync(now, window)
-        # The subject with the least left speaks for the request (in the headers, in a refusal).
-        with self._lock:
-            left = []
-            for subject, limit in subjects:
+            self._maybe_sync(now, window)
+            with self._lock:
                 count = self._counts.get(subject)
                 used = count.shared + count.pending if count and count.window == window else 1
-                left.append((limit - used, limit))
-        remaining, limit = min(left)
+            if tightest is None or limit - used < tightest[0]:
+                tightest = (limit - used, limit)
+            if used > limit:
+                break
+        assert tightest is not None
+        remaining, limit = tightest
         visit.limit, visit.remaining = limit, max(0, remaining)
         if remaining < 0:
             window_end = (window + 1) * width
