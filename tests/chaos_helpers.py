@@ -264,7 +264,10 @@ def redeem_until_answered(
             pause = min(pause * 2, 1.0)
             continue
         tally.saw(response.status_code, response.text)
-        payload = response.json() if response.content else {}
+        try:
+            payload = response.json()
+        except ValueError:  # not JSON (a proxy's or uvicorn's own error page): judged by status
+            payload = {}
         retry = (
             response.status_code in (503, 429)
             or response.status_code >= 500

@@ -93,7 +93,9 @@ def _seed(url: str) -> tuple[str, dict[str, int], dict[str, str], list[str], lis
         mint_vouchers(db, tenant.caller, campaign.id, MintVouchers(count=COLD_VOUCHERS))
         # Enough for about four fifths of what the hot vouchers are asked for: they run out.
         hot_balance = int(REDEMPTIONS * HOT_SHARE / HOT_VOUCHERS * MAX_AMOUNT / 2 * 0.8) + 1
-        hot = [issue(db, tenant, campaign, value=hot_balance).voucher.code for _ in range(3)]
+        hot = [
+            issue(db, tenant, campaign, value=hot_balance).voucher.code for _ in range(HOT_VOUCHERS)
+        ]
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT code, id, balance FROM voucher")).all()
     finally:
@@ -113,11 +115,13 @@ def _plan(cold: list[str], hot: list[str]) -> list[Planned]:
     return planned
 
 
-def _crash_three_times(cluster: PrivateCluster, tally: Tally, errors: list[str]) -> None:
+def _crash_three_times(
+    cluster: PrivateCluster, tally: Tally, clients_done: threading.Event, errors: list[str]
+) -> None:
     """Restart at spread-out moments: when a quarter, a half, three quarters are answered."""
     for k in range(1, RESTARTS + 1):
         while tally.done < REDEMPTIONS * k // (RESTARTS + 1):
-            if tally.done + len(tally.stuck) >= REDEMPTIONS:
+            if clients_done.is_set():
                 errors.append(f"the clients finished before restart {k}")
                 return
             time.sleep(0.02)
@@ -139,9 +143,11 @@ def test_redemptions_survive_database_crashes(tmp_path: Path) -> None:
         tally = Tally()
         answers: list[Answer | None] = []
         chaos_errors: list[str] = []
+        client_errors: list[BaseException] = []
+        clients_done = threading.Event()
         headers = {"Authorization": f"Bearer {token}"}
-        # The chaos clients are one key sending hundreds of requests a second: lift the rate
-        # limits (voucherd.guard) so they measure outages, not throttling.
+        # The chaos clients are one key sending about as many requests a second as the guard's
+        # default per-key limit (100/s): lift the limits so they measure outages, not throttling.
         limits = {"VOUCHERD_RATE_LIMIT_PER_KEY": "100000000"}
         limits["VOUCHERD_RATE_LIMIT_PER_TENANT"] = "100000000"
         limits["VOUCHERD_LOG_LEVEL"] = "WARNING"
@@ -157,18 +163,27 @@ def test_redemptions_survive_database_crashes(tmp_path: Path) -> None:
                             item = work.get_nowait()
                         except queue.Empty:
                             return
-                        answer = redeem_until_answered(http, headers, item, tally)
+                        try:
+                            answer = redeem_until_answered(http, headers, item, tally)
+                        except Exception as exc:  # noqa: BLE001  (reported below, not lost)
+                            client_errors.append(exc)
+                            return
                         with tally.lock:
                             answers.append(answer)
 
             began = time.monotonic()
             threads = [threading.Thread(target=client, args=(n % 2 == 0,)) for n in range(CLIENTS)]
-            chaos = threading.Thread(target=_crash_three_times, args=(cluster, tally, chaos_errors))
+            chaos = threading.Thread(
+                target=_crash_three_times, args=(cluster, tally, clients_done, chaos_errors)
+            )
             for thread in [*threads, chaos]:
                 thread.start()
-            for thread in [*threads, chaos]:
+            for thread in threads:
                 thread.join(timeout=600)
                 assert not thread.is_alive(), f"a client is stuck\n{server.log_tail()}"
+            clients_done.set()
+            chaos.join(timeout=120)
+            assert not chaos.is_alive(), f"a restart is stuck\n{cluster.log_tail()}"
             elapsed = time.monotonic() - began
             server_log = server.log_tail()
 
@@ -202,6 +217,7 @@ def test_redemptions_survive_database_crashes(tmp_path: Path) -> None:
         f"replayed 201s {replays}; "
         f"answers lost after a commit {lost_answers}"
     )
+    assert not client_errors, f"a client failed: {client_errors[0]!r}\n{server_log}"
     assert not chaos_errors, chaos_errors
     assert len(cluster.restarts) == RESTARTS
     assert not tally.server_errors, f"5xx other than 503: {tally.server_errors[:5]}\n{server_log}"
