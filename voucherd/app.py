@@ -10,7 +10,7 @@ from fastapi import FastAPI, Response
 from sqlalchemy import text
 
 from voucherd import __version__
-from voucherd.api import problems
+from voucherd.api import openapi, problems
 from voucherd.api.limits import BodySizeLimit, RefuseNulInUrl
 from voucherd.api.responses import json_response
 from voucherd.auth.routes import router as tenant_router
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.state.db = db
     app.state.settings = settings
     problems.install(app)
+    openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNulInUrl)
     # Inside the observability middleware (its 429s are logged and counted like any answer).
@@ -97,7 +98,12 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     def healthz() -> Response:
         return json_response({"status": "ok"})
 
-    @app.get("/readyz", tags=["operations"], summary="The database answers and is migrated")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="The database answers and is migrated",
+        responses={503: {"description": "Not ready: the database is unreachable or behind"}},
+    )
     def readyz() -> Response:
         checks: dict[str, Any] = {}
         try:

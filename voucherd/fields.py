@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,9 +15,11 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic import Strict as StrictType
@@ -80,6 +83,15 @@ _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
+def _iso_text(value: Any) -> Any:
+    """Pydantic reads a number (or a string of digits) as seconds since 1970; the documents
+    promise ISO 8601, and a till sending 20260615 means a day, not 1970-08-23."""
+    text = value.strip() if isinstance(value, str) else None
+    if isinstance(value, int | float) or (text and text.lstrip("+-").replace(".", "", 1).isdigit()):
+        raise ValueError("an ISO 8601 date-time (2026-06-15T12:00:00Z), not a number")
+    return value
+
+
 def _timestamp(value: datetime) -> datetime:
     """Dates far outside any voucher's life would overflow when moved between time zones."""
     probe = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
@@ -92,21 +104,53 @@ def _timestamp(value: datetime) -> datetime:
     return value
 
 
-# Strict: JSON true or "12" is not an amount of money.
+# Past 2**53 a float is not every integer: 9223372036854775807.0 reads as 2**63.
+_EXACT_FLOAT = 2**53
+
+
+def whole_number(value: Any) -> Any:
+    """JSON has one number type: 5000.0 is the integer 5000 (JSON Schema's "integer" says so),
+    while 99.5, true and "12" stay refused by the strict int validation that follows. A float
+    too large to be exact is refused rather than rounded into another number."""
+    if isinstance(value, float) and value.is_integer():
+        if abs(value) >= _EXACT_FLOAT:
+            raise ValueError("a number this large must be written without a fraction or exponent")
+        return int(value)
+    return value
+
+
+# Pydantic documents a Decimal's text form with a pattern that JSON Schema validators read as
+# allowing "" (which Decimal refuses); this one says what Decimal() takes: 12, 12.50, .5, 1e3.
+DECIMAL_SCHEMA = {
+    "anyOf": [
+        {"type": "number"},
+        {"type": "string", "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,2})?$"},
+    ]
+}
+MajorUnits = Annotated[
+    Decimal,
+    Field(allow_inf_nan=False, description="Money in major units (20.00)."),
+    WithJsonSchema(DECIMAL_SCHEMA),
+]
+
+# Strict: JSON true or "12" is not an amount of money (5000.0 is 5000: whole_number).
 MinorUnits = Annotated[
     int,
     StrictType(),
     Field(ge=0, le=MAX_MINOR_UNITS, description="Money in minor units (cents), or points."),
+    BeforeValidator(whole_number),  # after the bounds, or they leave the JSON schema
 ]
 PositiveMinorUnits = Annotated[
     int,
     StrictType(),
     Field(gt=0, le=MAX_MINOR_UNITS, description="A positive amount in minor units, or points."),
+    BeforeValidator(whole_number),  # after the bounds, or they leave the JSON schema
 ]
 SignedMinorUnits = Annotated[
     int,
     StrictType(),
     Field(ge=-MAX_MINOR_UNITS, le=MAX_MINOR_UNITS, description="Minor units or points, + or -."),
+    BeforeValidator(whole_number),  # after the bounds, or they leave the JSON schema
 ]
 Currency = Annotated[
     str,
@@ -132,9 +176,12 @@ CustomerRef = Annotated[
 ]
 Reference = Annotated[str, StringConstraints(max_length=200)]
 Metadata = Annotated[dict[str, Any], AfterValidator(_metadata)]
-Quantity = Annotated[int, StrictType(), Field(ge=1, le=1_000_000_000)]
+Quantity = Annotated[
+    int, StrictType(), Field(ge=1, le=1_000_000_000), BeforeValidator(whole_number)
+]
 Timestamp = Annotated[
     datetime,
+    BeforeValidator(_iso_text),
     AfterValidator(_timestamp),
     Field(description="ISO 8601; without an offset it is read in the campaign's time zone."),
 ]

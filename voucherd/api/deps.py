@@ -12,7 +12,11 @@ from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput, Unauthorized
 from voucherd.idempotency.service import IdempotencyClaim
 
-_bearer = HTTPBearer(auto_error=False, description="`voucherd keys create` prints the token")
+# Public so the dialects that take the same token declare the same security scheme.
+BEARER = HTTPBearer(auto_error=False, description="`voucherd keys create` prints the token")
+
+
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]+$"
 
 
 def get_db(request: Request) -> Database:
@@ -22,11 +26,25 @@ def get_db(request: Request) -> Database:
 
 def get_caller(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
 ) -> Caller:
     if credentials is None:
         raise Unauthorized("send the API token as 'Authorization: Bearer <token>'")
     return authenticate_token(get_db(request), credentials.credentials)
+
+
+def single_query_values(request: Request) -> None:
+    """Refuse a query parameter given twice: FastAPI would silently keep the last one, so
+    ``?state=ACTIVE&state=DISABLED`` would list only disabled vouchers. Every query parameter
+    voucherd declares takes one value."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            raise InvalidInput("is given more than once", field=name)
+        seen.add(name)
+
+
+ONE_VALUE_PER_QUERY_PARAMETER = [Depends(single_query_values)]
 
 
 async def get_idempotency(
@@ -34,14 +52,17 @@ async def get_idempotency(
     idempotency_key: Annotated[
         str | None,
         Header(
-            alias="Idempotency-Key", description="Retries with the same key get the first answer"
+            alias="Idempotency-Key",
+            description="Retries with the same key get the first answer",
+            # Declared, so the document says what is refused: 1 to 255 printable ASCII characters.
+            min_length=1,
+            max_length=255,
+            pattern=IDEMPOTENCY_KEY_PATTERN,
         ),
     ] = None,
 ) -> IdempotencyClaim | None:
     if idempotency_key is None:
         return None
-    if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
-        raise InvalidInput("1 to 255 printable characters", field="Idempotency-Key")
     body = await request.body()
     return IdempotencyClaim.of(idempotency_key, request.method, request.url.path, body)
 

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from voucherd.api.methods import allowed_methods
 from voucherd.api.responses import dumps
 from voucherd.db.engine import is_database_outage
 from voucherd.errors import DomainError
@@ -88,7 +89,7 @@ def install(app: FastAPI) -> None:
         return problem(422, "invalid_input", "Invalid input", detail, errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400:
             # FastAPI's own answer when a body cannot be decoded at all (not UTF-8, nested
             # deeper than the parser goes): still a malformed body, and still named.
@@ -98,9 +99,10 @@ def install(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
             exc.status_code, "http_error"
         )
-        return problem(
-            exc.status_code, code, str(exc.detail), str(exc.detail), headers=dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), headers=headers)
 
     @app.exception_handler(Replay)
     async def _replay(request: Request, exc: Replay) -> Response:

@@ -5,7 +5,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import Field
 
-from voucherd.api.deps import DB, CallerDep
+from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep
+from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response
 from voucherd.auth import service
 from voucherd.auth.service import TenantView
@@ -15,7 +16,12 @@ from voucherd.fields import MinorUnits, RequestModel
 from voucherd.guard.schemas import RateLimitsPatch
 from voucherd.guard.service import TenantLimits
 
-router = APIRouter(prefix="/api/v1/tenant", tags=["tenant"])
+router = APIRouter(
+    prefix="/api/v1/tenant",
+    tags=["tenant"],
+    responses=NATIVE_ERRORS,
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
 
 
 class TenantUpdate(RequestModel):

@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from voucherd.api.deps import DB, CallerDep, Idem
+from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.campaigns import service
 from voucherd.campaigns.schemas import CampaignCreate, CampaignUpdate, present_campaign
@@ -12,7 +13,12 @@ from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from voucherd.vouchers.issue import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers, present_voucher
 
-router = APIRouter(prefix="/api/v1/campaigns", tags=["campaigns"])
+router = APIRouter(
+    prefix="/api/v1/campaigns",
+    tags=["campaigns"],
+    responses=NATIVE_ERRORS,
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
 
 
 @router.post("", status_code=201, summary="Create a campaign")

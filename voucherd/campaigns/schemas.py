@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import CodeConfigError, validate_code_config
@@ -23,6 +23,7 @@ from voucherd.fields import (
     RequestModel,
     Timestamp,
     Timezone,
+    whole_number,
 )
 from voucherd.vouchers.validity import parse_duration
 
@@ -229,10 +230,10 @@ class CampaignCreate(CampaignFields):
     currency: Currency | None = None
     discount: DiscountDefinition | None = None
     code_config: CodeConfig | None = None
-    vouchers_count: int | None = Field(
+    vouchers_count: (
+        Annotated[int, Field(strict=True, ge=0), BeforeValidator(whole_number)] | None
+    ) = Field(
         default=None,
-        strict=True,
-        ge=0,
         description="Vouchers to mint with the campaign, in the same transaction (all or nothing).",
     )
 

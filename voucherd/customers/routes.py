@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import Field, TypeAdapter, ValidationError
 
-from voucherd.api.deps import DB, CallerDep, Idem
+from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.auth.service import Caller
 from voucherd.customers import service
@@ -21,7 +22,12 @@ from voucherd.fields import EmailAddress, PhoneNumber, RequestModel
 from voucherd.idempotency.service import RENDERERS
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
-router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
+router = APIRouter(
+    prefix="/api/v1/customers",
+    tags=["customers"],
+    responses=NATIVE_ERRORS,
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
 
 
 class EraseCustomer(RequestModel):

@@ -9,7 +9,8 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from voucherd.api.deps import DB, CallerDep, Idem
+from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
@@ -26,8 +27,19 @@ from voucherd.idempotency.service import RENDERERS
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter()
-api = APIRouter(prefix="/api/v1", tags=["deliveries"])
-receipts = APIRouter(prefix="/callbacks", tags=["delivery callbacks"])
+api = APIRouter(
+    prefix="/api/v1",
+    tags=["deliveries"],
+    responses=NATIVE_ERRORS,
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
+# No credentials: each callback is verified by its provider's signature (403 when it is wrong).
+receipts = APIRouter(
+    prefix="/callbacks",
+    tags=["delivery callbacks"],
+    responses=NATIVE_ERRORS,
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
 
 _PRINTABLE = r"^[\x21-\x7e]+$"
 DeliveryId = Annotated[str, Path(max_length=64, pattern=_PRINTABLE)]

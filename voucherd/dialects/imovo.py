@@ -59,11 +59,13 @@ from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
 from pydantic import ValidationError
 
+from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps
 from voucherd.auth.service import Caller, authenticate_token
 from voucherd.db.engine import Database
@@ -131,7 +133,23 @@ class _ImovoRoute(FaceRoute):
         return envelope(500, ["an unexpected error occurred"])
 
 
-router = APIRouter(tags=["i-movo"], route_class=_ImovoRoute)
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["errorMessages", "successfulRequest"],
+    "properties": {
+        "errorMessages": {"type": "array", "items": {"type": "string"}},
+        "successfulRequest": {"type": "boolean", "enum": [False]},
+    },
+}
+# Declares the credential (the routes read it in _caller).
+_API_KEY = APIKeyHeader(name="X-API-KEY", scheme_name="ImovoApiKey", auto_error=False)
+
+router = APIRouter(
+    tags=["i-movo"],
+    route_class=_ImovoRoute,
+    dependencies=[Security(_API_KEY)],
+    responses=face_responses("ImovoError", _ERROR_SCHEMA, 400, 401, 403, 404, 429, 503),
+)
 
 
 # --- parameters ---------------------------------------------------------------------------------
@@ -303,7 +321,6 @@ def _issue(db: Database, caller: Caller, body: dict[str, Any], *, with_id: bool)
 
 def _documented(*names: str) -> dict[str, Any]:
     """The parameters for /docs (read by hand above, so FastAPI cannot list them itself)."""
-    key = {"name": "X-API-KEY", "in": "header", "required": True, "schema": {"type": "string"}}
     query = [
         {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
         for name in names
@@ -320,7 +337,7 @@ def _documented(*names: str) -> dict[str, Any]:
             }
         },
     }
-    return {"parameters": [key, *query], "requestBody": body}
+    return {"parameters": query, "requestBody": body}
 
 
 @router.post(

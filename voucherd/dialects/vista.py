@@ -72,11 +72,13 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from voucherd.api.deps import BEARER
+from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps
 from voucherd.auth.service import Caller, authenticate_token
 from voucherd.db.engine import Database
@@ -257,7 +259,28 @@ class _VistaRoute(FaceRoute):
         return _problem(request, 500, {"": ["an unexpected error occurred"]})
 
 
-router = APIRouter(tags=["Vista"], route_class=_VistaRoute)
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "errors", "traceId"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+        "traceId": {"type": "string"},
+    },
+}
+
+router = APIRouter(
+    tags=["Vista"],
+    route_class=_VistaRoute,
+    # Declares the credential (the routes read it in _caller).
+    dependencies=[Security(BEARER)],
+    responses=face_responses("VistaError", _ERROR_SCHEMA, 400, 401, 403, 409, 429, 503),
+)
 
 
 # --- requests -----------------------------------------------------------------------------------
@@ -422,7 +445,6 @@ def _documented(example: Any) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
         },
-        "security": [{"HTTPBearer": []}],
     }
 
 
@@ -539,6 +561,13 @@ async def _resolve(request: Request) -> Response:
 
 
 _RESOLVE_DOC = _documented(["<RESULT TOKEN 1>", "<RESULT TOKEN 2>"])
+# The tokens are a JSON array, not an object.
+_RESOLVE_DOC["requestBody"]["content"]["application/json"]["schema"] = {
+    "type": "array",
+    "items": {"type": "string"},
+    "minItems": 1,
+    "maxItems": MAX_RESOLVE,
+}
 
 
 @router.post(

@@ -49,11 +49,15 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
 from pydantic import ValidationError
 
+from voucherd.api.deps import ONE_VALUE_PER_QUERY_PARAMETER
+from voucherd.api.methods import allowed_methods
+from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps
 from voucherd.auth.service import Caller, authenticate
 from voucherd.db.engine import Database
@@ -108,7 +112,22 @@ class _YoyoRoute(FaceRoute):
         return error(500, "internal_error", "an unexpected error occurred")
 
 
-router = APIRouter(prefix="/cvs-issuer/rest", tags=["Yoyo / wiGroup"], route_class=_YoyoRoute)
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["responseCode", "responseDesc"],
+    "properties": {"responseCode": {"type": "string"}, "responseDesc": {"type": "string"}},
+}
+# Declares the credentials (the routes read them in _caller); api/openapi.py pairs them.
+_API_ID = APIKeyHeader(name="apiId", scheme_name="YoyoApiId", auto_error=False)
+_API_PASSWORD = APIKeyHeader(name="apiPassword", scheme_name="YoyoApiPassword", auto_error=False)
+
+router = APIRouter(
+    prefix="/cvs-issuer/rest",
+    tags=["Yoyo / wiGroup"],
+    route_class=_YoyoRoute,
+    dependencies=[Security(_API_ID), Security(_API_PASSWORD), *ONE_VALUE_PER_QUERY_PARAMETER],
+    responses=face_responses("YoyoError", _ERROR_SCHEMA, 400, 401, 403, 404, 409, 422, 429, 503),
+)
 
 
 def _yoyo_field(field: str) -> str:
@@ -214,13 +233,8 @@ def _read(db: Database, caller: Caller, coupon_id: str) -> Response:
     return Response(dumps(present_coupon(record, db.now())), media_type="application/json")
 
 
-_CREDENTIALS = [
-    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
-    for name in ("apiId", "apiPassword")
-]
 _ISSUE_DOCS = {
     "parameters": [
-        *_CREDENTIALS,
         {"name": "issueWiCode", "in": "query", "schema": {"type": "boolean", "default": True}},
     ],
     "requestBody": {
@@ -231,8 +245,12 @@ _ISSUE_DOCS = {
                     "type": "object",
                     "required": ["campaignId", "userRef"],
                     "properties": {
-                        "campaignId": {"type": "string", "description": "Campaign id or name"},
-                        "userRef": {"type": "string"},
+                        "campaignId": {
+                            "type": ["string", "integer"],
+                            "pattern": r"\S",
+                            "description": "Campaign id or name",
+                        },
+                        "userRef": {"type": "string", "pattern": r"\S"},
                         "mobileNumber": {"type": "string", "example": "+27821234567"},
                         "smsMessage": {"type": "string"},
                         "sendSMS": {"type": "boolean", "default": False},
@@ -266,7 +284,6 @@ async def issue_coupon(request: Request) -> Response:
 @router.get(
     "/coupons/{coupon_id}",
     summary="Yoyo: a coupon and its state now",
-    openapi_extra={"parameters": _CREDENTIALS},
 )
 async def read_coupon(coupon_id: str, request: Request) -> Response:
     caller = await run_in_threadpool(_caller, request)
@@ -279,8 +296,9 @@ async def read_coupon(coupon_id: str, request: Request) -> Response:
     methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
     include_in_schema=False,
 )
-async def unknown(rest: str) -> Response:
+async def unknown(rest: str, request: Request) -> Response:
     """Anything else under Yoyo's path answers in Yoyo's shape too (not problem+json)."""
-    if rest.strip("/") == "coupons":
-        return error(405, "method_not_allowed", "use POST", {"Allow": "POST"})
+    allowed = ", ".join(allowed_methods(request))
+    if allowed:
+        return error(405, "method_not_allowed", f"use {allowed}", {"Allow": allowed})
     return error(404, "not_found", "no such endpoint")

@@ -2,13 +2,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from voucherd.api.deps import DB, CallerDep, Idem
+from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import respond_created
 from voucherd.exports import service
 from voucherd.exports.schemas import ExportRequest
 from voucherd.operations.schemas import present_operation
 
-router = APIRouter(prefix="/api/v1/campaigns", tags=["exports"])
+router = APIRouter(
+    prefix="/api/v1/campaigns",
+    tags=["exports"],
+    responses=NATIVE_ERRORS,
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
 
 
 @router.post(

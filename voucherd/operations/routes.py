@@ -6,7 +6,8 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import Field, StringConstraints
 
-from voucherd.api.deps import DB, CallerDep
+from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep
+from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload
 from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
@@ -16,7 +17,12 @@ from voucherd.operations import service
 from voucherd.operations.schemas import OperationStatusName, present_operation
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
-router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
+router = APIRouter(
+    prefix="/api/v1/operations",
+    tags=["operations"],
+    responses=NATIVE_ERRORS,
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
 
 
 @router.get("", summary="List long-running operations, newest first")

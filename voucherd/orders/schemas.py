@@ -8,14 +8,21 @@ the product (campaign) knows its currency and the core converts (as issuing does
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
 
 from voucherd.fields import (
     CampaignRef,
     EmailAddress,
+    MajorUnits,
     MinorUnits,
     PhoneNumber,
     PositiveMinorUnits,
@@ -23,6 +30,7 @@ from voucherd.fields import (
     RequestModel,
     Timestamp,
     _metadata,
+    whole_number,
 )
 from voucherd.operations.models import Operation
 from voucherd.orders.models import (
@@ -110,8 +118,8 @@ class OrderItemCreate(RequestModel):
         default=None,
         description="The value each voucher carries; the campaign's default if absent.",
     )
-    major_sale_price: Decimal | None = Field(default=None, allow_inf_nan=False)
-    major_redeem_price: Decimal | None = Field(default=None, allow_inf_nan=False)
+    major_sale_price: MajorUnits | None = None
+    major_redeem_price: MajorUnits | None = None
     expiry_date: Timestamp | None = Field(
         default=None, description="When the vouchers expire; the campaign's rule if absent."
     )
@@ -141,8 +149,11 @@ class DistributionItemCreate(RequestModel):
             strict=True,
             description="A client order item's id (an integer; the order shows its items' ids).",
         ),
+        BeforeValidator(whole_number),
     ]
-    quantity_per_recipient: Annotated[int, Field(ge=1, le=MAX_PER_RECIPIENT, strict=True)]
+    quantity_per_recipient: Annotated[
+        int, Field(ge=1, le=MAX_PER_RECIPIENT, strict=True), BeforeValidator(whole_number)
+    ]
 
 
 class RecipientCreate(RequestModel):

@@ -28,6 +28,7 @@ from markupsafe import Markup
 from sqlalchemy.exc import DBAPIError
 
 from voucherd.api.deps import DB
+from voucherd.api.openapi import face_responses
 from voucherd.db.engine import Database
 from voucherd.errors import NotFound
 from voucherd.guard.service import RateLimited
@@ -109,7 +110,12 @@ class _PageRoute(APIRoute):
         return guarded
 
 
-router = APIRouter(tags=["voucher page"], route_class=_PageRoute)
+router = APIRouter(
+    tags=["voucher page"],
+    route_class=_PageRoute,
+    # Failures are pages too (a wrong link, too many requests, the database away).
+    responses=face_responses("PageText", {"type": "string"}, 404, 429, 503, media_type="text/html"),
+)
 
 
 @router.get("/v/{token}", response_class=HTMLResponse, summary="The holder's voucher page")

@@ -4,7 +4,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from voucherd.api.deps import DB, CallerDep, Idem
+from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
@@ -19,7 +20,12 @@ from voucherd.publications.schemas import (
     present_publication,
 )
 
-router = APIRouter(prefix="/api/v1/publications", tags=["publications"])
+router = APIRouter(
+    prefix="/api/v1/publications",
+    tags=["publications"],
+    responses=NATIVE_ERRORS,
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
 
 
 def _shown(db: Database, record: PublicationRecord) -> dict[str, Any]:

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic import Strict as StrictType
 
 from voucherd.customers.schemas import CustomerCreate
 from voucherd.delivery.schemas import RequestedChannel, RequestedDelivery
-from voucherd.fields import CampaignRef, CustomerRef, Metadata, RequestModel
+from voucherd.fields import CampaignRef, CustomerRef, Metadata, RequestModel, whole_number
 from voucherd.publications.models import Publication
 from voucherd.publications.pool import DEFAULT_CHANNEL
 from voucherd.vouchers.schemas import VoucherRecord, present_voucher
@@ -22,7 +22,9 @@ from voucherd.vouchers.schemas import VoucherRecord, present_voucher
 MAX_PUBLISH_COUNT = 1000
 SHOWN_CODES = MAX_PUBLISH_COUNT
 
-PublishCount = Annotated[int, StrictType(), Field(ge=1, le=MAX_PUBLISH_COUNT)]
+PublishCount = Annotated[
+    int, StrictType(), Field(ge=1, le=MAX_PUBLISH_COUNT), BeforeValidator(whole_number)
+]
 
 
 class PublicationDelivery(RequestModel):

@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from voucherd.api.deps import DB, CallerDep, Idem
+from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from voucherd.redemptions import service
@@ -16,7 +17,12 @@ from voucherd.redemptions.schemas import (
     present_validation,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["redemptions"])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["redemptions"],
+    responses=NATIVE_ERRORS,
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
 
 # Ids and codes are printable ASCII. Anything else names nothing, and some of it (a NUL byte)
 # PostgreSQL refuses even to compare, so it is refused here as bad input naming the parameter.

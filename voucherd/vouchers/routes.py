@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from voucherd.api.deps import DB, CallerDep, Idem
+from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.db.engine import Database
 from voucherd.fields import Timestamp
@@ -21,7 +22,12 @@ from voucherd.vouchers.schemas import (
     present_voucher,
 )
 
-router = APIRouter(prefix="/api/v1/vouchers", tags=["vouchers"])
+router = APIRouter(
+    prefix="/api/v1/vouchers",
+    tags=["vouchers"],
+    responses=NATIVE_ERRORS,
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
 
 
 def _shown(db: Database, record: VoucherRecord) -> dict[str, object]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field
@@ -15,6 +14,7 @@ from voucherd.delivery.schemas import DeliveryRequest, RequestedDelivery
 from voucherd.fields import (
     CampaignRef,
     CustomerRef,
+    MajorUnits,
     Metadata,
     PositiveMinorUnits,
     Quantity,
@@ -59,9 +59,8 @@ class IssueVoucher(VoucherOverrides):
         default=None,
         description="Minor units (GIFT, CASH) or points (LOYALTY); the campaign's default if absent.",
     )
-    major_value: Decimal | None = Field(
+    major_value: MajorUnits | None = Field(
         default=None,
-        allow_inf_nan=False,
         description=(
             "The value in major units of the campaign's currency (20.00), instead of value: for "
             "faces that spell money so, since only the campaign knows its currency."

@@ -45,13 +45,20 @@ Choices where Voucherify's documents leave room, or where voucherd differs:
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
+from voucherd.api.deps import ONE_VALUE_PER_QUERY_PARAMETER
+from voucherd.api.methods import allowed_methods
+from voucherd.api.openapi import face_responses
+from voucherd.api.responses import json_response
 from voucherd.dialects.voucherify import campaigns, customers, redemptions, vouchers
-from voucherd.dialects.voucherify.errors import VoucherifyRoute
+from voucherd.dialects.voucherify.errors import ERROR_SCHEMA, VoucherifyRoute, error_body
 from voucherd.errors import NotFound
 
-router = APIRouter()
+router = APIRouter(
+    responses=face_responses("VoucherifyError", ERROR_SCHEMA, 400, 401, 403, 404, 409, 429, 503),
+    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+)
 for part in (campaigns.router, vouchers.router, redemptions.router, customers.router):
     router.include_router(part)
 
@@ -61,9 +68,15 @@ _fallback = APIRouter(route_class=VoucherifyRoute, include_in_schema=False)
 @_fallback.api_route(
     "/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 )
-def unknown(path: str) -> None:
-    """Anything else under /v1 is answered in Voucherify's shape too."""
-    raise NotFound(f"no endpoint /v1/{path} for this method", field="path")
+def unknown(path: str, request: Request) -> Response:
+    """Anything else under /v1 is answered in Voucherify's shape too: a path voucherd serves
+    with other methods is 405 with ``Allow``, any other path 404."""
+    allowed = allowed_methods(request)
+    if allowed:
+        details = f"/v1/{path} takes {', '.join(allowed)}"
+        body = error_body(405, "method_not_allowed", "HTTP Method Not Allowed", details)
+        return json_response(body, 405, {"Allow": ", ".join(allowed)})
+    raise NotFound(f"no endpoint /v1/{path}", field="path")
 
 
 router.include_router(_fallback)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from voucherd.campaigns.schemas import ValidityHours, ValidityTimeframe
-from voucherd.fields import Metadata, RequestModel, Timestamp, VoucherCode
+from voucherd.fields import Metadata, RequestModel, Timestamp, VoucherCode, whole_number
 from voucherd.money import MAX_MINOR_UNITS
 
 
@@ -28,17 +28,21 @@ def _whole(value: Any) -> Any:
     return int(value)
 
 
-Amount = Annotated[int, BeforeValidator(_whole), Field(strict=True, ge=0, le=MAX_MINOR_UNITS)]
-Count = Annotated[int, Field(strict=True, ge=1)]
+# _whole after the bounds: before them it would hide the bounds from the OpenAPI document.
+Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR_UNITS), BeforeValidator(_whole)]
+Count = Annotated[int, Field(strict=True, ge=1), BeforeValidator(whole_number)]
 Text = Annotated[str, Field(max_length=2000)]
 
 
 class CodeConfig(RequestModel):
-    length: Amount | None = None
-    charset: str | None = None
-    prefix: str | None = None
-    postfix: str | None = None
-    pattern: str | None = None
+    # The core's bounds (campaigns.schemas.CodeConfig), so the document states them.
+    length: (
+        Annotated[int, Field(strict=True, ge=1, le=100), BeforeValidator(whole_number)] | None
+    ) = None
+    charset: str | None = Field(default=None, min_length=2, max_length=200)
+    prefix: str | None = Field(default=None, max_length=40)
+    postfix: str | None = Field(default=None, max_length=40)
+    pattern: str | None = Field(default=None, min_length=1, max_length=100)
     initial_count: int | None = None
 
 
@@ -62,7 +66,9 @@ class Gift(RequestModel):
 
 
 class LoyaltyCard(RequestModel):
-    points: Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR_UNITS)]
+    points: Annotated[
+        int, Field(strict=True, ge=0, le=MAX_MINOR_UNITS), BeforeValidator(whole_number)
+    ]
 
 
 class Redemption(RequestModel):
@@ -88,7 +94,9 @@ class CampaignCreate(RequestModel):
     description: Text | None = None
     type: Literal["STATIC", "AUTO_UPDATE"] | None = None
     campaign_type: CampaignType | None = None
-    vouchers_count: Annotated[int, Field(strict=True, ge=0)] | None = None
+    vouchers_count: (
+        Annotated[int, Field(strict=True, ge=0), BeforeValidator(whole_number)] | None
+    ) = None
     voucher: CampaignVoucher | None = None
     start_date: Timestamp | None = None
     expiration_date: Timestamp | None = None
@@ -168,7 +176,10 @@ class Credits(RequestModel):
 
 class Reward(RequestModel):
     id: str | None = None
-    points: Annotated[int, Field(strict=True, ge=1, le=MAX_MINOR_UNITS)] | None = None
+    points: (
+        Annotated[int, Field(strict=True, ge=1, le=MAX_MINOR_UNITS), BeforeValidator(whole_number)]
+        | None
+    ) = None
 
 
 class Redeemable(RequestModel):

@@ -10,7 +10,7 @@ from voucherd.api.deps import DB, Idem
 from voucherd.api.responses import json_response, respond_created
 from voucherd.campaigns import service as campaigns
 from voucherd.dialects.voucherify import bodies, shapes, translate
-from voucherd.dialects.voucherify.errors import VoucherifyRoute
+from voucherd.dialects.voucherify.errors import BODY_REQUIRED, VoucherifyRoute
 from voucherd.dialects.voucherify.vouchers import Vf
 from voucherd.errors import InvalidInput, NotFound
 from voucherd.operations import service as operations
@@ -23,7 +23,7 @@ Page = Annotated[int, Query(ge=1, le=1_000_000)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 
-@router.post("/v1/campaigns", summary="Voucherify: Create Campaign")
+@router.post("/v1/campaigns", summary="Voucherify: Create Campaign", openapi_extra=BODY_REQUIRED)
 def create_campaign(
     db: DB, caller: Vf, idem: Idem, body: bodies.CampaignCreate | None = None
 ) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from voucherd.api.deps import DB, Idem
 from voucherd.api.responses import json_response, respond_created
@@ -12,7 +12,7 @@ from voucherd.auth.service import Caller
 from voucherd.customers import service as customers
 from voucherd.db.engine import Database
 from voucherd.dialects.voucherify import bodies, shapes, translate
-from voucherd.dialects.voucherify.errors import VoucherifyRoute, describe, error_body
+from voucherd.dialects.voucherify.errors import BODY_REQUIRED, VoucherifyRoute, describe, error_body
 from voucherd.dialects.voucherify.vouchers import Limit, Page, Vf
 from voucherd.errors import InvalidInput
 from voucherd.redemptions import service as redemptions
@@ -32,7 +32,11 @@ def _customer_ref(db: Database, caller: Caller, given: bodies.Customer | None) -
     return None
 
 
-@router.post("/v1/validations", summary="Voucherify: Validate Stackable Discounts")
+@router.post(
+    "/v1/validations",
+    summary="Voucherify: Validate Stackable Discounts",
+    openapi_extra=BODY_REQUIRED,
+)
 def validate(db: DB, caller: Vf, body: bodies.Redeem | None = None) -> Response:
     if body is None:
         raise InvalidInput("give the redeemables to validate", field="redeemables")
@@ -57,6 +61,7 @@ def validate(db: DB, caller: Vf, body: bodies.Redeem | None = None) -> Response:
     "/v1/redemptions",
     summary="Voucherify: Redeem Stackable Discounts",
     description="One redeemable per request: voucherd redeems a voucher at a time.",
+    openapi_extra=BODY_REQUIRED,
 )
 def redeem(db: DB, caller: Vf, idem: Idem, body: bodies.Redeem | None = None) -> Response:
     if body is None:
@@ -75,9 +80,17 @@ def redeem(db: DB, caller: Vf, idem: Idem, body: bodies.Redeem | None = None) ->
     return respond_created(db, caller, idem, shown, status=200)
 
 
+# The code becomes the redeemable's id, so the path says what a code may be (fields.VoucherCode).
+RedeemedCode = Annotated[str, Path(max_length=100, pattern=r"^[\x21-\x7e]+$")]
+
+
 @router.post("/v1/vouchers/{code}/redemption", summary="Voucherify: Redeem Voucher (legacy)")
 def redeem_voucher(
-    code: str, db: DB, caller: Vf, idem: Idem, body: bodies.LegacyRedeem | None = None
+    code: RedeemedCode,
+    db: DB,
+    caller: Vf,
+    idem: Idem,
+    body: bodies.LegacyRedeem | None = None,
 ) -> Response:
     body = body or bodies.LegacyRedeem()
     item = bodies.Redeemable(object="voucher", id=code, gift=body.gift, reward=body.reward)

@@ -11,7 +11,7 @@ from voucherd.api.responses import json_response, respond_created
 from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
 from voucherd.dialects.voucherify import bodies, shapes, translate
-from voucherd.dialects.voucherify.errors import VoucherifyRoute, voucherify_caller
+from voucherd.dialects.voucherify.errors import BODY_REQUIRED, VoucherifyRoute, voucherify_caller
 from voucherd.errors import Conflict, InvalidInput
 from voucherd.publications import service as publications
 from voucherd.publications.schemas import PublicationFilters
@@ -60,7 +60,9 @@ def voucher_publications(
     return _publications(db, caller, PublicationFilters(voucher=code), page, limit)
 
 
-@router.post("/v1/publications", summary="Voucherify: Create Publication")
+@router.post(
+    "/v1/publications", summary="Voucherify: Create Publication", openapi_extra=BODY_REQUIRED
+)
 def create_publication(
     db: DB,
     caller: Vf,
