@@ -18,6 +18,8 @@ full size, 5000 (about 65 s there), by hand::
 
     VOUCHERD_CHAOS_REDEMPTIONS=5000 .venv/bin/pytest tests/test_chaos.py -q -s -p no:cacheprovider
 
+``VOUCHERD_CHAOS_RESTARTS`` (default 3) crashes it more often in a long run.
+
 Without PostgreSQL's binaries the test is skipped with the reason, unless
 ``VOUCHERD_REQUIRE_POSTGRES=1`` (as ``.ci/run`` sets), which makes that a failure.
 """
@@ -61,7 +63,7 @@ from voucherd.vouchers.issue import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 REDEMPTIONS = int(os.environ.get("VOUCHERD_CHAOS_REDEMPTIONS", "2000"))
-RESTARTS = 3
+RESTARTS = int(os.environ.get("VOUCHERD_CHAOS_RESTARTS", "3"))
 CLIENTS = 8
 COLD_VOUCHERS = 200
 COLD_BALANCE = 1_000_000
@@ -115,10 +117,11 @@ def _plan(cold: list[str], hot: list[str]) -> list[Planned]:
     return planned
 
 
-def _crash_three_times(
+def _crash_repeatedly(
     cluster: PrivateCluster, tally: Tally, clients_done: threading.Event, errors: list[str]
 ) -> None:
-    """Restart at spread-out moments: when a quarter, a half, three quarters are answered."""
+    """Restart at spread-out moments: with 3 restarts, when a quarter, a half and three quarters
+    of the redemptions are answered."""
     for k in range(1, RESTARTS + 1):
         while tally.done < REDEMPTIONS * k // (RESTARTS + 1):
             if clients_done.is_set():
@@ -174,7 +177,7 @@ def test_redemptions_survive_database_crashes(tmp_path: Path) -> None:
             began = time.monotonic()
             threads = [threading.Thread(target=client, args=(n % 2 == 0,)) for n in range(CLIENTS)]
             chaos = threading.Thread(
-                target=_crash_three_times, args=(cluster, tally, clients_done, chaos_errors)
+                target=_crash_repeatedly, args=(cluster, tally, clients_done, chaos_errors)
             )
             for thread in [*threads, chaos]:
                 thread.start()
