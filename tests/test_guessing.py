@@ -288,11 +288,18 @@ class TestEveryMissReadsTheSame:
 
 class TestBruteForce:
     def test_guesses_against_live_codes_find_nothing_and_are_refused_early(
-        self, db: Database, settings: Settings, clock: FakeClock
+        self, fresh_database: Callable[..., Database], clock: FakeClock
     ) -> None:
         """BRUTE_FORCE_SIZE well-formed guesses (valid check character) against as many live
         codes, by a patient guesser who waits whenever it is only slowed down. Validations:
         the cheapest lookup, and one whose answer would tell a hit from a miss."""
+        # Real commits, as in production: inside one test transaction PostgreSQL would keep a
+        # lock per committed savepoint until the end and run out of lock slots at full size.
+        fresh = fresh_database(pool_size=4)
+        # Keys cached as in production; the guard's defaults (slow after 50, refuse after 200
+        # per hour); the test's clock.
+        settings = fresh.settings.model_copy(update={"key_cache_seconds": 60})
+        db = Database(fresh.engine, settings=settings, clock=clock)
         tenant = make_tenant(db)
         campaign = make_campaign(db, tenant)
         mint_vouchers(db, tenant.caller, campaign.id, MintVouchers(count=BRUTE_FORCE_SIZE))
@@ -301,9 +308,7 @@ class TestBruteForce:
             live = session.scalar(select(func.count()).select_from(Voucher)) or 0
             sample = session.scalar(select(Voucher.code).limit(1)) or ""
         assert live >= BRUTE_FORCE_SIZE
-        # Production defaults (slow after 50, refuse after 200 per hour), keys cached as in
-        # production; the guess window is the guard's, the clock the test's.
-        app = _app(db, settings, key_cache_seconds=60)
+        app = create_app(settings, db=db)
         hits = misses = 0
         first_refusal: int | None = None
         with TestClient(app, client=GUESSER) as guesser:
