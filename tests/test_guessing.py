@@ -296,9 +296,17 @@ class TestBruteForce:
         # Real commits, as in production: inside one test transaction PostgreSQL would keep a
         # lock per committed savepoint until the end and run out of lock slots at full size.
         fresh = fresh_database(pool_size=4)
-        # Keys cached as in production; the guard's defaults (slow after 50, refuse after 200
-        # per hour); the test's clock.
-        settings = fresh.settings.model_copy(update={"key_cache_seconds": 60})
+        # Keys cached as in production; the guessing guard's defaults (slow after 50, refuse
+        # after 200 per hour) on the test's clock. Request rate limits out of the way: at full
+        # size this one key would also meet them (they run on the wall clock), and this test is
+        # about guessing.
+        settings = fresh.settings.model_copy(
+            update={
+                "key_cache_seconds": 60,
+                "rate_limit_per_key": 10**9,
+                "rate_limit_per_tenant": 10**9,
+            }
+        )
         db = Database(fresh.engine, settings=settings, clock=clock)
         tenant = make_tenant(db)
         campaign = make_campaign(db, tenant)
@@ -317,6 +325,7 @@ class TestBruteForce:
                     answer = _native_validate(guesser, tenant, guess)
                     retry = int(answer.headers.get("Retry-After", "0"))
                     if answer.status_code == 429 and retry <= settings.guess_slow_seconds:
+                        assert answer.json()["code"] == "too_many_failed_lookups"
                         clock.advance(seconds=retry)  # slowed: wait as told, then try again
                         continue
                     break
@@ -326,6 +335,7 @@ class TestBruteForce:
                     misses += not found
                 else:
                     assert answer.status_code == 429, answer.text
+                    assert answer.json()["code"] == "too_many_failed_lookups"
                     if first_refusal is None:
                         first_refusal = index
         assert hits == 0
