@@ -275,3 +275,15 @@ def test_a_query_parameter_given_twice_is_refused_not_half_read(
     answer = client.get("/api/v1/vouchers?state=ACTIVE&state=DISABLED", headers=tenant.headers)
     assert answer.status_code == 422, answer.text
     assert answer.json()["errors"] == [{"field": "state", "reason": "is given more than once"}]
+
+
+def test_a_query_parameter_the_endpoint_does_not_take_is_refused(
+    client: TestClient, db: Database
+) -> None:
+    tenant = make_tenant(db)
+    answer = client.get("/api/v1/vouchers?stat=ACTIVE", headers=tenant.headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"] == [
+        {"field": "stat", "reason": "is not a parameter of this endpoint"}
+    ]
+    assert client.get("/api/v1/vouchers?state=ACTIVE", headers=tenant.headers).status_code == 200

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from voucherd.api.methods import declared_query_parameters
 from voucherd.auth.service import Caller, authenticate_token
 from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput, Unauthorized
@@ -44,7 +45,20 @@ def single_query_values(request: Request) -> None:
         seen.add(name)
 
 
+def known_query_parameters(request: Request) -> None:
+    """Refuse a query parameter the operation does not take, as bodies refuse unknown fields: a
+    typo (``?stat=ACTIVE``) would otherwise list every voucher."""
+    declared = declared_query_parameters(request)
+    if declared is None:
+        return
+    for name in request.query_params:
+        if name not in declared:
+            raise InvalidInput("is not a parameter of this endpoint", field=name)
+
+
 ONE_VALUE_PER_QUERY_PARAMETER = [Depends(single_query_values)]
+# The native API's query strings: one value per parameter, and only the declared parameters.
+QUERY_AS_DECLARED = [Depends(single_query_values), Depends(known_query_parameters)]
 
 
 async def get_idempotency(

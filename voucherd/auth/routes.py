@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import Field
 
-from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep
+from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response
 from voucherd.auth import service
@@ -20,7 +20,7 @@ router = APIRouter(
     prefix="/api/v1/tenant",
     tags=["tenant"],
     responses=NATIVE_ERRORS,
-    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+    dependencies=QUERY_AS_DECLARED,
 )
 
 

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.campaigns import service
@@ -17,7 +17,7 @@ router = APIRouter(
     prefix="/api/v1/campaigns",
     tags=["campaigns"],
     responses=NATIVE_ERRORS,
-    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+    dependencies=QUERY_AS_DECLARED,
 )
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import Field, TypeAdapter, ValidationError
 
-from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.auth.service import Caller
@@ -26,7 +26,7 @@ router = APIRouter(
     prefix="/api/v1/customers",
     tags=["customers"],
     responses=NATIVE_ERRORS,
-    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+    dependencies=QUERY_AS_DECLARED,
 )
 
 

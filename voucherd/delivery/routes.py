@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.auth.service import Caller
@@ -31,7 +31,7 @@ api = APIRouter(
     prefix="/api/v1",
     tags=["deliveries"],
     responses=NATIVE_ERRORS,
-    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+    dependencies=QUERY_AS_DECLARED,
 )
 # No credentials: each callback is verified by its provider's signature (403 when it is wrong).
 receipts = APIRouter(

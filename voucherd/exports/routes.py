@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import respond_created
 from voucherd.exports import service
@@ -13,7 +13,7 @@ router = APIRouter(
     prefix="/api/v1/campaigns",
     tags=["exports"],
     responses=NATIVE_ERRORS,
-    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+    dependencies=QUERY_AS_DECLARED,
 )
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import Field, StringConstraints
 
-from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep
+from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload
 from voucherd.auth.service import Caller
@@ -21,7 +21,7 @@ router = APIRouter(
     prefix="/api/v1/operations",
     tags=["operations"],
     responses=NATIVE_ERRORS,
-    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+    dependencies=QUERY_AS_DECLARED,
 )
 
 

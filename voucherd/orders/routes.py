@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.auth.service import Caller
@@ -24,9 +24,7 @@ from voucherd.orders.schemas import (
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from voucherd.vouchers.schemas import present_voucher
 
-router = APIRouter(
-    prefix="/api/v1", responses=NATIVE_ERRORS, dependencies=ONE_VALUE_PER_QUERY_PARAMETER
-)
+router = APIRouter(prefix="/api/v1", responses=NATIVE_ERRORS, dependencies=QUERY_AS_DECLARED)
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Cursor = Annotated[str | None, Query(max_length=40)]

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, CallerDep, Idem
+from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -21,7 +21,7 @@ router = APIRouter(
     prefix="/api/v1",
     tags=["redemptions"],
     responses=NATIVE_ERRORS,
-    dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
+    dependencies=QUERY_AS_DECLARED,
 )
 
 # Ids and codes are printable ASCII. Anything else names nothing, and some of it (a NUL byte)
