@@ -7,12 +7,12 @@ from collections.abc import Callable
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from voucherd.db import models  # noqa: F401  (fills the metadata)
 from voucherd.db.base import metadata
 from voucherd.db.engine import Database
-from voucherd.db.migrate import alembic_config, is_current
+from voucherd.db.migrate import alembic_config, is_current, schema_state
 
 
 class TestMigrations:
@@ -34,3 +34,20 @@ class TestMigrations:
         command.upgrade(config, "head")
         assert "voucher" in inspect(db.engine).get_table_names()
         assert is_current(db.engine)
+
+
+class TestSchemaState:
+    """Readiness during a rolling upgrade: a database a newer release has migrated is "ahead",
+    and old processes stay ready; one this code must still migrate is "behind"."""
+
+    def test_behind_current_and_ahead(self, fresh_database: Callable[..., Database]) -> None:
+        db = fresh_database(pool_size=2)
+        assert schema_state(db.engine) == "current"
+        with db.engine.begin() as conn:
+            (current,) = conn.execute(text("SELECT version_num FROM alembic_version")).one()
+            conn.execute(text("UPDATE alembic_version SET version_num = 'from_a_newer_release'"))
+        assert schema_state(db.engine) == "ahead"
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": current})
+        command.downgrade(alembic_config(db.engine), "-1")
+        assert schema_state(db.engine) == "behind"
