@@ -106,6 +106,10 @@ def serve(
             # request id, tenant), uvicorn's would print the raw path with its voucher codes.
             log_config=None,
             access_log=False,
+            # uvicorn's supervisor kills a child that misses a health ping for 5 s; on a busy
+            # machine a child still importing or working through a burst missed it and was
+            # restarted, dropping its connections. A hung child is still replaced, later.
+            timeout_worker_healthcheck=30,
         )
     finally:
         if own_metrics_dir is not None:
