@@ -8,7 +8,14 @@ from typing import Annotated, Any, Literal
 
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import CodeConfigError, validate_code_config
@@ -33,10 +40,48 @@ AutomaticDelivery = Literal["phone", "email"]
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+_PERCENT_TEXT = r"^[0-9]{1,3}(\.[0-9]{1,4})?$"
+
+
+def _percent_text(value: Any) -> Any:
+    """A percentage as text is digits with at most 4 decimals ("12.5"): the form the document
+    states (Decimal itself would also read "1e1" or " 12")."""
+    if isinstance(value, str) and not re.fullmatch(_PERCENT_TEXT, value):
+        raise ValueError("a percentage such as 12.5 (at most 4 decimals)")
+    return value
+
+
+def _percent_range(value: Decimal) -> Decimal:
+    # Checked here rather than by Field bounds, whose JSON Schema would not fit the text form.
+    if not 0 < value <= 100:
+        raise ValueError("more than 0 and at most 100")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -4:
+        raise ValueError("at most 4 decimals")
+    return value
+
+
+Percent = Annotated[
+    Decimal,
+    Field(allow_inf_nan=False),
+    BeforeValidator(_percent_text),
+    AfterValidator(_percent_range),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+                {"type": "string", "pattern": _PERCENT_TEXT},
+            ],
+            "description": "Percent off, more than 0 and at most 100, at most 4 decimals.",
+        }
+    ),
+]
+
+
 class DiscountDefinition(RequestModel):
     type: Literal["AMOUNT", "PERCENT", "FIXED", "UNIT"]
     amount_off: PositiveMinorUnits | None = None
-    percent_off: Decimal | None = Field(default=None, gt=0, le=100, max_digits=7, decimal_places=4)
+    percent_off: Percent | None = None
     amount_limit: PositiveMinorUnits | None = Field(
         default=None, description="Cap on a PERCENT discount, in minor units."
     )

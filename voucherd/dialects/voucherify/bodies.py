@@ -35,14 +35,13 @@ Text = Annotated[str, Field(max_length=2000)]
 
 
 class CodeConfig(RequestModel):
-    # The core's bounds (campaigns.schemas.CodeConfig), so the document states them.
-    length: (
-        Annotated[int, Field(strict=True, ge=1, le=100), BeforeValidator(whole_number)] | None
-    ) = None
-    charset: str | None = Field(default=None, min_length=2, max_length=200)
-    prefix: str | None = Field(default=None, max_length=40)
-    postfix: str | None = Field(default=None, max_length=40)
-    pattern: str | None = Field(default=None, min_length=1, max_length=100)
+    # Not the core's bounds: beside an explicit code the seed (001) sends a moot code_config
+    # ("length": 123), which is accepted; the core checks one that is used.
+    length: Amount | None = None
+    charset: str | None = None
+    prefix: str | None = None
+    postfix: str | None = None
+    pattern: str | None = None
     initial_count: int | None = None
 
 
