@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -326,6 +327,13 @@ class TestForDistribution:
         claimed: list[set[str]] = [set() for _ in range(4)]
 
         def publisher(mine: set[str]) -> None:
+            # Start once the export has a batch in hand: on a loaded machine the worker thread
+            # could otherwise start after the publishers had drained the pool, and there would
+            # be no race to check.
+            deadline = time.monotonic() + 60
+            while get_operation(db, tenant.caller, operation.id).done == 0:
+                assert time.monotonic() < deadline, "the export never started"
+                time.sleep(0.005)
             while True:
                 with db.unit_of_work() as session:
                     publication = create_publication(
