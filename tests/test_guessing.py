@@ -10,6 +10,7 @@ full size is one command::
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,10 +20,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
+from typer.testing import CliRunner
 
 from tests.conftest import FakeClock
 from tests.factories import Tenant, issue, make_campaign, make_tenant
 from voucherd.app import create_app
+from voucherd.cli import app as cli
 from voucherd.codes.generator import DEFAULT_ALPHABET, DEFAULT_SPEC
 from voucherd.config import Settings
 from voucherd.db.engine import Database
@@ -357,3 +360,32 @@ class TestBruteForce:
         assert len(sample) == len(guesses[0])  # live codes and guesses have the same shape
         kinds = sorted(e[0] for e in _events(db))
         assert kinds == ["guessing_refused"] * 2 + ["guessing_slowed"] * 2
+
+
+class TestGuardEventsCommand:
+    def test_an_operator_lists_who_was_caught_guessing(
+        self, fresh_database: Callable[..., Database], settings: Settings
+    ) -> None:
+        db = fresh_database(pool_size=4)
+        tenant = make_tenant(db, name="acme")
+        make_tenant(db, name="quiet")
+        app = _app(db, settings, guess_slow_after=2, guess_refuse_after=50)
+        with TestClient(app, client=GUESSER) as guesser:
+            for code in DEFAULT_SPEC.generate(2):
+                assert _redeem(guesser, tenant, code).status_code == 404
+        env = {"VOUCHERD_DATABASE_URL": db.settings.database_url}
+        runner = CliRunner()
+
+        shown = runner.invoke(cli, ["guard", "events", "--tenant", "acme", "--json"], env=env)
+        assert shown.exit_code == 0, shown.output
+        events = json.loads(shown.output)
+        assert len(events) == 2  # one for the key, one for the address
+        assert {(e["kind"], e["key_id"], e["address"], e["failures"]) for e in events} == {
+            ("guessing_slowed", tenant.key.key_id, GUESSER[0], 2)
+        }
+        quiet = runner.invoke(cli, ["guard", "events", "--tenant", "quiet", "--json"], env=env)
+        assert quiet.exit_code == 0, quiet.output
+        assert json.loads(quiet.output) == []
+        table = runner.invoke(cli, ["guard", "events"], env=env)
+        assert table.exit_code == 0, table.output
+        assert "guessing_slowed" in table.output

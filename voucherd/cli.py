@@ -28,6 +28,8 @@ app.add_typer(tenants, name="tenants")
 app.add_typer(keys, name="keys")
 app.add_typer(campaigns, name="campaigns")
 app.add_typer(deliveries, name="deliveries")
+guard = typer.Typer(help="The guard: callers caught guessing codes.", no_args_is_help=True)
+app.add_typer(guard, name="guard")
 app.command()(export)
 console = Console(stderr=True)
 
@@ -284,6 +286,50 @@ def keys_list(
             ",".join(k.scopes),
             f"{k.created_at:%Y-%m-%d}",
             f"{k.revoked_at:%Y-%m-%d}" if k.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@guard.command("events")
+def guard_events(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's (name)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Callers slowed or refused for guessing codes: key, client address, misses, when."""
+    from voucherd.auth.service import tenant_id_by_name
+    from voucherd.guard.service import list_guard_events
+
+    try:
+        with _database() as db:
+            tenant_id = tenant_id_by_name(db, tenant) if tenant else None
+            rows = list_guard_events(db, tenant_id=tenant_id, limit=limit)
+    except DomainError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        _print_json(
+            [
+                {
+                    "kind": e.kind,
+                    "tenant_id": e.tenant_id,
+                    "key_id": e.key_id,
+                    "address": e.address,
+                    "failures": e.failures,
+                    "created_at": e.created_at.isoformat(),
+                }
+                for e in rows
+            ]
+        )
+        return
+    table = Table("when", "kind", "key id", "address", "misses")
+    for e in rows:
+        table.add_row(
+            f"{e.created_at:%Y-%m-%d %H:%M:%S}",
+            e.kind,
+            e.key_id or "",
+            e.address or "",
+            str(e.failures),
         )
     Console().print(table)
 

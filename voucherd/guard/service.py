@@ -520,3 +520,15 @@ def tenant_changed(tenant_id: str) -> None:
     visit = _CURRENT.get()
     if visit is not None:
         visit.guard.forget_limits(tenant_id)
+
+
+def list_guard_events(
+    db: Database, *, tenant_id: str | None = None, limit: int = 50
+) -> list[GuardEvent]:
+    """The newest callers slowed or refused for guessing, for an operator deciding whom to
+    block. Events carry the client address on purpose; it is shown here and never logged."""
+    query = select(GuardEvent).order_by(GuardEvent.created_at.desc(), GuardEvent.id.desc())
+    if tenant_id is not None:
+        query = query.where(GuardEvent.tenant_id == tenant_id)
+    with db.unit_of_work(write=False) as session:
+        return list(session.scalars(query.limit(limit)))
