@@ -316,16 +316,27 @@ class _Load:
         await loop.create_connection(lambda: _Connection(self), self.server.host, self.server.port)
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection with one request in flight; parses just enough HTTP/1.1."""
+class KeepAliveConnection(asyncio.Protocol):
+    """One keep-alive connection with one request in flight; parses just enough HTTP/1.1.
 
-    def __init__(self, load: _Load) -> None:
+    Subclasses say what to send next (:meth:`next_request`) and what an answer means
+    (:meth:`answered`); the load they serve keeps the run's state (``open``, ``stopping``,
+    ``stop_at``, ``failure``, ``reconnects``, ``closed``, ``connect()``).
+    """
+
+    def __init__(self, load: Any) -> None:
         self.load = load
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.sent_at = 0.0
         self.status = 0
         self.body_length: int | None = None
+
+    def next_request(self) -> bytes:
+        raise NotImplementedError
+
+    def answered(self, status: int, latency: float, answer: bytes, body_start: int) -> None:
+        raise NotImplementedError
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -334,8 +345,9 @@ class _Connection(asyncio.Protocol):
 
     def _send(self) -> None:
         assert self.transport is not None
+        request = self.next_request()
         self.sent_at = time.perf_counter()
-        self.transport.write(self.load.request)
+        self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
@@ -346,7 +358,7 @@ class _Connection(asyncio.Protocol):
                     self.transport.close()
                     return
                 self._send()
-        except (ValueError, IndexError, RuntimeError) as exc:  # a garbled answer ends the run
+        except (ValueError, IndexError, KeyError, RuntimeError) as exc:  # a garbled answer
             self.load.failure = exc
             self.load.stopping = True
             self.transport.close()
@@ -367,21 +379,30 @@ class _Connection(asyncio.Protocol):
         total = end + 4 + self.body_length
         if len(self.buffer) < total:
             return False
-        expected = self.status == self.load.expect
-        raw = None if expected else bytes(self.buffer[:total])
+        answer = bytes(self.buffer[:total])
         del self.buffer[:total]
         self.body_length = None
-        self.load.answered(self.status, time.perf_counter() - self.sent_at, raw)
+        self.answered(self.status, time.perf_counter() - self.sent_at, answer, end + 4)
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.load.open -= 1
         if not self.load.stopping and time.time() < self.load.stop_at:
-            # The server should never close a busy keep-alive connection; count it, go on.
+            # The server should never close a busy keep-alive connection: count it, go on.
             self.load.reconnects += 1
             asyncio.get_running_loop().create_task(self.load.connect())
         elif self.load.open == 0:
             self.load.closed.set()
+
+
+class _Connection(KeepAliveConnection):
+    """The same request over and over; only unexpected answers are kept, as samples."""
+
+    def next_request(self) -> bytes:
+        return bytes(self.load.request)
+
+    def answered(self, status: int, latency: float, answer: bytes, body_start: int) -> None:
+        self.load.answered(status, latency, None if status == self.load.expect else answer)
 
 
 def drive_http(

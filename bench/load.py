@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import psycopg
 
@@ -359,74 +359,18 @@ class _Load:
         await loop.create_connection(lambda: _Connection(self), self.server.host, self.server.port)
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection with one request of the mix in flight (as common's, but each
-    request is drawn anew and each answer's body is read)."""
+class _Connection(common.KeepAliveConnection):
+    """One keep-alive connection with one request of the mix in flight: each request is drawn
+    anew and each answer's body is read."""
 
-    def __init__(self, load: _Load) -> None:
-        self.load = load
-        self.buffer = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self.kind = 0
-        self.sent_at = 0.0
-        self.status = 0
-        self.body_length: int | None = None
+    kind = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.load.open += 1
-        self._send()
-
-    def _send(self) -> None:
-        assert self.transport is not None
+    def next_request(self) -> bytes:
         self.kind, request = self.load.mix.next()
-        self.sent_at = time.perf_counter()
-        self.transport.write(request)
+        return bytes(request)
 
-    def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.buffer += data
-        try:
-            while self._take_response():
-                if self.load.stopping or time.time() >= self.load.stop_at:
-                    self.transport.close()
-                    return
-                self._send()
-        except (ValueError, IndexError, KeyError, RuntimeError) as exc:  # a garbled answer
-            self.load.failure = exc
-            self.load.stopping = True
-            self.transport.close()
-
-    def _take_response(self) -> bool:
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return False
-        if self.body_length is None:
-            lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
-            self.status = int(lines[0].split(" ", 2)[1])
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    self.body_length = int(value)
-            if self.body_length is None:
-                raise RuntimeError(f"an answer without Content-Length: {lines}")
-        total = end + 4 + self.body_length
-        if len(self.buffer) < total:
-            return False
-        body = bytes(self.buffer[end + 4 : total])
-        del self.buffer[:total]
-        self.body_length = None
-        self.load.answered(self.kind, self.status, time.perf_counter() - self.sent_at, body)
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.load.open -= 1
-        if not self.load.stopping and time.time() < self.load.stop_at:
-            # The server should never close a busy keep-alive connection: a dropped request.
-            self.load.reconnects += 1
-            asyncio.get_running_loop().create_task(self.load.connect())
-        elif self.load.open == 0:
-            self.load.closed.set()
+    def answered(self, status: int, latency: float, answer: bytes, body_start: int) -> None:
+        self.load.answered(self.kind, status, latency, answer[body_start:])
 
 
 def drive(
