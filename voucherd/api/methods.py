@@ -41,8 +41,14 @@ def _path_items(request: Request) -> list[dict[str, Any]]:
 
 
 def declared_query_parameters(request: Request) -> set[str] | None:
-    """The query parameters the document gives this request's operation; None if it has none."""
-    for operations in _path_items(request):
+    """The query parameters the document gives this request's operation; None if it has none.
+
+    A routed request names its path template (``scope["route"].path_format``, the document's
+    key), so the hot path is a dictionary lookup, not a match against every template."""
+    template = getattr(request.scope.get("route"), "path_format", None)
+    paths = request.app.openapi().get("paths", {})
+    items = [paths[template]] if template in paths else _path_items(request)
+    for operations in items:
         operation = operations.get(request.method.lower())
         if isinstance(operation, dict):
             return {
