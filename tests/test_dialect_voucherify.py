@@ -111,7 +111,7 @@ def assert_error(response: Any, status: int, key: str) -> dict[str, Any]:
     assert body["key"] == key
     assert body["message"]
     assert body["details"]
-    assert body["request_id"].startswith("v-")
+    assert body["request_id"] == response.headers["X-Request-Id"]  # one id, logs and body
     return body
 
 

@@ -23,6 +23,7 @@ from voucherd.api.responses import json_response
 from voucherd.auth.service import Caller, authenticate, authenticate_token
 from voucherd.dialects.routing import FaceRoute
 from voucherd.errors import DomainError, Unauthorized
+from voucherd.observability import context as request_context
 
 # Our error codes in Voucherify's words: (HTTP status, key, message). A code not listed falls
 # back on its error class (below). Voucherify answers rule violations with 400 and names the
@@ -104,13 +105,15 @@ def describe(code: str) -> tuple[int, str, str]:
 def error_body(
     status: int, key: str, message: str, details: str, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    # Voucherify's request ids look like "v-0a8850..."; ours only correlate within a response.
+    # The answer's own X-Request-Id, so what a client logs from the body finds our access line;
+    # outside a request (never on this face today) a Voucherify-looking one ("v-0a8850...").
+    context = request_context.current()
     body = {
         "code": status,
         "key": key,
         "message": message,
         "details": details,
-        "request_id": f"v-{secrets.token_hex(9)}",
+        "request_id": context.request_id if context else f"v-{secrets.token_hex(9)}",
     }
     body.update(extra or {})
     return body
