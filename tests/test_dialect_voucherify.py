@@ -1086,3 +1086,151 @@ def test_a_database_outage_answers_503_in_voucherify_shape_then_recovers(
         assert outage.json()["key"] == "service_unavailable"
         assert outage.json()["code"] == 503
         assert client.post(path, headers=pair(tenant)).status_code == 200
+
+
+class TestLists:
+    """GET /v1/vouchers, /v1/redemptions and /v1/customers: numbered pages with totals, newest
+    first, the tenant's own only; a filter naming nothing that exists lists nothing."""
+
+    def add(self, api: TestClient, tenant: Tenant, campaign: str, **body: Any) -> dict[str, Any]:
+        response = api.post(f"/v1/campaigns/{campaign}/vouchers", headers=pair(tenant), json=body)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def listed(self, api: TestClient, tenant: Tenant, path: str) -> dict[str, Any]:
+        response = api.get(path, headers=pair(tenant))
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def test_vouchers_by_page_campaign_category_and_customer(
+        self, api: TestClient, tenant: Tenant, db: Database
+    ) -> None:
+        cards = gift_campaign(api, tenant, "Cards")
+        gift_campaign(api, tenant, "Other")
+        made = [self.add(api, tenant, "Cards", code=f"CARD-{n}") for n in range(3)]
+        made.append(self.add(api, tenant, "Other", code="OTHER-1", category="summer"))
+        customer = api.post("/v1/customers", headers=pair(tenant), json={"source_id": "c-1"})
+        published = api.post(
+            "/v1/publications",
+            headers=pair(tenant),
+            json={"voucher": "CARD-1", "customer": {"source_id": "c-1"}},
+        )
+        assert published.status_code == 200, published.text
+        newest_first = [v["code"] for v in reversed(made)]
+        everything = self.listed(api, tenant, "/v1/vouchers")
+        assert (everything["object"], everything["data_ref"], everything["total"]) == (
+            "list", "vouchers", 4,
+        )  # fmt: skip
+        assert [v["code"] for v in everything["vouchers"]] == newest_first
+        alone = api.get("/v1/vouchers/CARD-0", headers=pair(tenant)).json()
+        listed = next(v for v in everything["vouchers"] if v["code"] == "CARD-0")
+        assert {k: v for k, v in listed.items() if k != "publish"} == {
+            k: v for k, v in alone.items() if k != "publish"
+        }
+        seen = []
+        for page in (1, 2, 3):
+            paged = self.listed(api, tenant, f"/v1/vouchers?page={page}&limit=2")
+            assert paged["total"] == 4
+            seen += [v["code"] for v in paged["vouchers"]]
+        assert seen == newest_first
+        for ref in ("Cards", cards["id"]):
+            by_campaign = self.listed(api, tenant, f"/v1/vouchers?campaign={ref}")
+            assert [v["code"] for v in by_campaign["vouchers"]] == ["CARD-2", "CARD-1", "CARD-0"]
+        by_id = self.listed(api, tenant, f"/v1/vouchers?campaign_id={cards['id']}")
+        assert by_id["total"] == 3
+        both = self.listed(api, tenant, f"/v1/vouchers?campaign=Other&campaign_id={cards['id']}")
+        assert both["total"] == 0  # filters narrow together: no voucher is in two campaigns
+        by_category = self.listed(api, tenant, "/v1/vouchers?category=summer")
+        assert [v["code"] for v in by_category["vouchers"]] == ["OTHER-1"]
+        for ref in ("c-1", customer.json()["id"]):
+            held = self.listed(api, tenant, f"/v1/vouchers?customer={ref}")
+            assert [v["code"] for v in held["vouchers"]] == ["CARD-1"], ref
+        for unknown in ("campaign=Nope", "customer=nobody", "category=winter"):
+            empty = self.listed(api, tenant, f"/v1/vouchers?{unknown}")
+            assert (empty["vouchers"], empty["total"]) == ([], 0)
+        other = self.listed(api, Tenant(db), "/v1/vouchers")
+        assert (other["vouchers"], other["total"]) == ([], 0)
+        for bad in ("page=0", "limit=0", "limit=101", "page=x"):
+            response = api.get(f"/v1/vouchers?{bad}", headers=pair(tenant))
+            assert_error(response, 400, "invalid_payload")
+        assert_error(api.get("/v1/vouchers"), 401, "unauthorized")
+
+    def test_redemptions_by_page_voucher_campaign_customer_and_result(
+        self, api: TestClient, tenant: Tenant, db: Database
+    ) -> None:
+        gift_campaign(api, tenant, "Cards")
+        gift_campaign(api, tenant, "Other")
+        self.add(api, tenant, "Cards", code="CARD-1")
+        self.add(api, tenant, "Other", code="OTHER-1")
+        customer = api.post("/v1/customers", headers=pair(tenant), json={"source_id": "c-1"})
+        ids = []
+        for code, who in (("CARD-1", {"source_id": "c-1"}), ("OTHER-1", None), ("CARD-1", None)):
+            body = redeem_body(code, credits=100, **({"customer": who} if who else {}))
+            response = api.post("/v1/redemptions", headers=pair(tenant), json=body)
+            assert response.status_code == 200, response.text
+            ids.append(response.json()["redemptions"][0]["id"])
+        rollback = api.post(f"/v1/redemptions/{ids[1]}/rollback", headers=pair(tenant))
+        assert rollback.status_code == 200, rollback.text
+        newest_first = list(reversed(ids))
+        everything = self.listed(api, tenant, "/v1/redemptions")
+        assert (everything["object"], everything["data_ref"], everything["total"]) == (
+            "list", "redemptions", 3,
+        )  # fmt: skip
+        assert [r["id"] for r in everything["redemptions"]] == newest_first
+        for entry in everything["redemptions"]:  # the very objects GET /v1/redemptions/{id} shows
+            assert entry == api.get(f"/v1/redemptions/{entry['id']}", headers=pair(tenant)).json()
+        seen = []
+        for page in (1, 2, 3, 4):
+            paged = self.listed(api, tenant, f"/v1/redemptions?page={page}&limit=1")
+            assert paged["total"] == 3
+            seen += [r["id"] for r in paged["redemptions"]]
+        assert seen == newest_first
+        for query, expected in (
+            ("voucher=CARD-1", [ids[2], ids[0]]),
+            ("campaign=Other", [ids[1]]),
+            ("customer=c-1", [ids[0]]),
+            (f"customer={customer.json()['id']}", [ids[0]]),
+            ("result=SUCCESS", newest_first),
+            ("result=FAILURE", []),
+            ("voucher=NOPE", []),
+            ("campaign=Nope", []),
+            ("customer=nobody", []),
+        ):
+            found = self.listed(api, tenant, f"/v1/redemptions?{query}")
+            assert ([r["id"] for r in found["redemptions"]], found["total"]) == (
+                expected, len(expected),
+            ), query  # fmt: skip
+        other = self.listed(api, Tenant(db), "/v1/redemptions")
+        assert (other["redemptions"], other["total"]) == ([], 0)
+        for bad in ("result=MAYBE", "limit=101", "page=0"):
+            response = api.get(f"/v1/redemptions?{bad}", headers=pair(tenant))
+            assert_error(response, 400, "invalid_payload")
+
+    def test_customers_by_page_and_email_without_the_deleted(
+        self, api: TestClient, tenant: Tenant, db: Database
+    ) -> None:
+        made = []
+        for n in range(3):
+            body = {"source_id": f"c-{n}", "email": f"c{n}@example.org"}
+            made.append(api.post("/v1/customers", headers=pair(tenant), json=body).json())
+        deleted = api.delete(f"/v1/customers/{made[0]['id']}", headers=pair(tenant))
+        assert deleted.status_code == 204
+        everything = self.listed(api, tenant, "/v1/customers")
+        assert (everything["object"], everything["data_ref"], everything["total"]) == (
+            "list", "customers", 2,
+        )  # fmt: skip
+        assert [c["id"] for c in everything["customers"]] == [made[2]["id"], made[1]["id"]]
+        alone = api.get(f"/v1/customers/{made[2]['id']}", headers=pair(tenant)).json()
+        assert everything["customers"][0] == alone
+        second = self.listed(api, tenant, "/v1/customers?page=2&limit=1")
+        assert ([c["id"] for c in second["customers"]], second["total"]) == ([made[1]["id"]], 2)
+        by_email = self.listed(api, tenant, "/v1/customers?email=c1@example.org")
+        assert [c["id"] for c in by_email["customers"]] == [made[1]["id"]]
+        for gone in ("c0@example.org", "nobody@example.org"):
+            empty = self.listed(api, tenant, f"/v1/customers?email={gone}")
+            assert (empty["customers"], empty["total"]) == ([], 0)
+        other = self.listed(api, Tenant(db), "/v1/customers")
+        assert (other["customers"], other["total"]) == ([], 0)
+        assert_error(
+            api.get("/v1/customers?limit=101", headers=pair(tenant)), 400, "invalid_payload"
+        )

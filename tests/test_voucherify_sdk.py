@@ -199,6 +199,24 @@ def test_the_whole_flow_through_the_official_sdk(site: tuple[Sdk, Database]) -> 
     assert sdk.vouchers.disable_voucher(code).active is False
     assert sdk.vouchers.enable_voucher(code).active is True
 
+    # The three lists, parsed by the SDK's own models.
+    vouchers = sdk.vouchers.list_vouchers(limit=2, page=1, campaign="SDK gift cards")
+    assert (vouchers.object, vouchers.data_ref, vouchers.total) == ("list", "vouchers", 6)
+    assert len(vouchers.vouchers) == 2
+    held = sdk.vouchers.list_vouchers(customer="ada-1")
+    assert [v.code for v in held.vouchers] == [code]
+    assert sdk.vouchers.list_vouchers(campaign="No such campaign").total == 0
+    redemptions = sdk.redemptions.list_redemptions(limit=10, page=1, customer="ada-1")
+    assert (redemptions.object, redemptions.data_ref, redemptions.total) == (
+        "list", "redemptions", 1,
+    )  # fmt: skip
+    assert redemptions.redemptions[0].id == redemption.id
+    assert redemptions.redemptions[0].status == "ROLLED_BACK"
+    assert sdk.redemptions.list_redemptions(result="FAILURE").total == 0
+    customers = sdk.customers.list_customers(limit=10, page=1, email="ada@example.com")
+    assert (customers.object, customers.data_ref, customers.total) == ("list", "customers", 1)
+    assert customers.customers[0].id == published.customer_id
+
 
 def test_customers_through_the_official_sdk(site: tuple[Sdk, Database]) -> None:
     sdk, _ = site

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -239,6 +239,25 @@ def list_customers(
     with db.unit_of_work(write=False) as session:
         rows = list(session.scalars(query.order_by(Customer.id.desc()).limit(limit + 1)))
     return page_of(rows, limit, rows[limit - 1].id if len(rows) > limit else None)
+
+
+def number_customers(
+    db: Database, caller: Caller, *, email: str | None = None, page: int, limit: int
+) -> tuple[list[Customer], int]:
+    """Page ``page`` (from 1) of ``limit`` customers, newest first, and how many match in all:
+    for faces that number their pages (Voucherify) rather than follow a cursor. Erased
+    customers are left out: these faces delete customers, and a deleted one is not found."""
+    query = select(Customer).where(
+        Customer.tenant_id == caller.tenant_id, Customer.erased_at.is_(None)
+    )
+    if email is not None:
+        query = query.where(Customer.email == email)
+    with db.unit_of_work(write=False) as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.scalars(
+            query.order_by(Customer.id.desc()).offset((page - 1) * limit).limit(limit)
+        )
+        return list(rows), int(total)
 
 
 def _escape_like(text: str) -> str:

@@ -21,6 +21,7 @@ from sqlalchemy.sql import Select
 from voucherd.auth.service import Caller
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import is_mistyped
+from voucherd.customers.models import Customer
 from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, InvalidInput, NotFound, NotRedeemable
@@ -516,3 +517,45 @@ def number_voucher_redemptions(
             query.order_by(Redemption.id.desc()).offset((page - 1) * limit).limit(limit)
         ).all()
         return VoucherRedemptions(found, [_record(row) for row in rows], int(total or 0))
+
+
+def number_redemptions(
+    db: Database,
+    caller: Caller,
+    *,
+    voucher: str | None = None,
+    campaign: str | None = None,
+    customer: str | None = None,
+    page: int,
+    limit: int,
+) -> tuple[list[RedemptionRecord], int]:
+    """Page ``page`` (from 1) of ``limit`` of the tenant's redemptions, newest first, and how
+    many match in all: for faces that number their pages (Voucherify) rather than follow a
+    cursor. Rolled-back redemptions are listed too, with their status.
+
+    ``voucher`` is a code or id, ``campaign`` an id or name, ``customer`` an id or the
+    source_id the redemption was made for. A filter naming nothing that exists matches no
+    redemption rather than failing (no lookup, so nothing for the guard to count either).
+    """
+    query = _with_voucher(caller.tenant_id)
+    if voucher is not None:
+        query = query.where(or_(Voucher.code == voucher, Voucher.id == voucher))
+    if campaign is not None:
+        named = select(Campaign.id).where(
+            Campaign.tenant_id == caller.tenant_id,
+            or_(Campaign.id == campaign, Campaign.name == campaign),
+        )
+        query = query.where(Voucher.campaign_id.in_(named))
+    if customer is not None:
+        sources = select(Customer.source_id).where(
+            Customer.tenant_id == caller.tenant_id, Customer.id == customer
+        )
+        query = query.where(
+            or_(Redemption.customer_ref == customer, Redemption.customer_ref.in_(sources))
+        )
+    with db.unit_of_work(write=False) as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.execute(
+            query.order_by(Redemption.id.desc()).offset((page - 1) * limit).limit(limit)
+        ).all()
+        return [_record(row) for row in rows], int(total)

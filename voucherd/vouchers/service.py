@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.auth.service import Caller
 from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.service import find_campaign
 from voucherd.codes.generator import is_mistyped
+from voucherd.customers.models import Customer
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, InvalidInput, NotFound
 from voucherd.guard import service as guard
@@ -83,6 +84,56 @@ def list_vouchers(
         rows = session.execute(query.order_by(Voucher.id.desc()).limit(limit + 1)).all()
     records = [VoucherRecord(v, name) for v, name in rows]
     return page_of(records, limit, records[limit - 1].voucher.id if len(records) > limit else None)
+
+
+def number_vouchers(
+    db: Database,
+    caller: Caller,
+    *,
+    campaigns: tuple[str, ...] = (),
+    customer: str | None = None,
+    category: str | None = None,
+    page: int,
+    limit: int,
+) -> tuple[list[VoucherRecord], int]:
+    """Page ``page`` (from 1) of ``limit`` vouchers, newest first, and how many match in all:
+    for faces that number their pages (Voucherify) rather than follow a cursor.
+
+    Each of ``campaigns`` (an id or a name) narrows the list, as Voucherify's ``campaign`` and
+    ``campaign_id`` do together; ``customer`` is the holder's id or source_id (or the
+    reference the voucher was issued for). A filter naming nothing that exists matches no
+    voucher rather than failing: a list is an answer to a question, and "none" is one.
+    """
+    query = (
+        select(Voucher, Campaign.name)
+        .join(Campaign, Campaign.id == Voucher.campaign_id)
+        .where(Voucher.tenant_id == caller.tenant_id)
+    )
+    for campaign in campaigns:
+        query = query.where(or_(Campaign.id == campaign, Campaign.name == campaign))
+    if customer is not None:
+        holders = select(Customer.id).where(
+            Customer.tenant_id == caller.tenant_id,
+            or_(Customer.id == customer, Customer.source_id == customer),
+        )
+        sources = select(Customer.source_id).where(
+            Customer.tenant_id == caller.tenant_id, Customer.id == customer
+        )
+        query = query.where(
+            or_(
+                Voucher.holder_id.in_(holders),
+                Voucher.customer_ref == customer,
+                Voucher.customer_ref.in_(sources),
+            )
+        )
+    if category is not None:
+        query = query.where(Voucher.category == category)
+    with db.unit_of_work(write=False) as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.execute(
+            query.order_by(Voucher.id.desc()).offset((page - 1) * limit).limit(limit)
+        ).all()
+    return [VoucherRecord(v, name) for v, name in rows], int(total)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -12,7 +12,8 @@ name}/vouchers`` (one voucher, or ``202 {"async_action_id"}`` for more, minted b
 followed at ``GET /v1/async-actions/{id}``), vouchers (get, enable, disable, publications,
 redemptions: the list a voucher's ``redemption.url`` names),
 publications (create in both forms, list), validations, redemptions (stacking and legacy), get
-redemption, rollback, customers (create = upsert, get, update, delete).
+redemption, rollback, customers (create = upsert, get, update, delete); and the lists of
+vouchers, redemptions and customers.
 
 Choices where Voucherify's documents leave room, or where voucherd differs:
 
@@ -25,7 +26,10 @@ Choices where Voucherify's documents leave room, or where voucherd differs:
 * Lists are ``{object: "list", data_ref, <name>: [...], total}`` numbered by ``page`` (from 1)
   and ``limit`` (1-100, default 10), newest first. Campaigns in a list carry no
   ``vouchers_count`` (counting every campaign's vouchers per page is not worth it); a single
-  campaign does.
+  campaign does. Vouchers in a list carry no ``publish.entries`` (a query per voucher).
+  A filter naming nothing that exists (a campaign, customer or voucher) answers an empty
+  list, as Voucherify does; ``result=FAILURE`` does too, since voucherd records no failed
+  redemption (a refusal is answered, not kept).
 * A redemption takes one redeemable (several are refused, naming ``redeemables``); validation
   takes up to 30, each judged on its own against the whole order. A gift card's credits count
   as the order's discount, as Voucherify counts them. Without ``gift.credits`` a gift card

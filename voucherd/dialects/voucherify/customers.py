@@ -1,15 +1,17 @@
-"""Customers: create (an upsert by id or source_id, as Voucherify's), get, update, delete."""
+"""Customers: create (an upsert by id or source_id, as Voucherify's), list, get, update, delete."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from voucherd.api.deps import DB, Idem
 from voucherd.api.responses import json_response, respond_created
 from voucherd.customers import service as customers
 from voucherd.dialects.voucherify import bodies, shapes, translate
 from voucherd.dialects.voucherify.errors import VoucherifyRoute
-from voucherd.dialects.voucherify.vouchers import Vf
+from voucherd.dialects.voucherify.vouchers import Limit, Page, Vf
 
 router = APIRouter(tags=["voucherify"], route_class=VoucherifyRoute)
 
@@ -28,6 +30,22 @@ def create_customer(
     else:
         customer, _ = customers.save_customer(db, caller, translate.new_customer(body), idem=idem)
     return respond_created(db, caller, idem, shapes.customer(customer), status=200)
+
+
+@router.get(
+    "/v1/customers",
+    summary="Voucherify: List Customers",
+    description="Newest first; deleted customers are not listed.",
+)
+def list_customers(
+    db: DB,
+    caller: Vf,
+    page: Page = 1,
+    limit: Limit = 10,
+    email: Annotated[str | None, Query(max_length=320)] = None,
+) -> Response:
+    found, total = customers.number_customers(db, caller, email=email, page=page, limit=limit)
+    return json_response(shapes.listing("customers", [shapes.customer(c) for c in found], total))
 
 
 @router.get("/v1/customers/{customerId}", summary="Voucherify: Get Customer (id or source_id)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
@@ -115,6 +115,34 @@ def voucher_redemptions(
     return json_response(
         shapes.voucher_redemptions(listed, page=page, limit=limit, base_url=base_url)
     )
+
+
+@router.get(
+    "/v1/redemptions",
+    summary="Voucherify: List Redemptions",
+    description=(
+        "Newest first, rolled-back redemptions included. voucherd keeps no failed redemption, "
+        "so result=FAILURE answers an empty list; so does a filter naming nothing that exists."
+    ),
+)
+def list_redemptions(
+    db: DB,
+    caller: Vf,
+    page: Page = 1,
+    limit: Limit = 10,
+    voucher: Annotated[str | None, Query(max_length=100, description="code or id")] = None,
+    campaign: Annotated[str | None, Query(max_length=200, description="id or name")] = None,
+    customer: Annotated[str | None, Query(max_length=200, description="id or source_id")] = None,
+    result: Literal["SUCCESS", "FAILURE"] | None = None,
+) -> Response:
+    if result == "FAILURE":  # refusals are answered, not recorded: there is none to list
+        return json_response(shapes.listing("redemptions", [], 0))
+    found, total = redemptions.number_redemptions(
+        db, caller, voucher=voucher, campaign=campaign, customer=customer, page=page, limit=limit
+    )
+    base_url = db.settings.public_base_url
+    items = [shapes.redemption(record, base_url=base_url) for record in found]
+    return json_response(shapes.listing("redemptions", items, total))
 
 
 @router.get("/v1/redemptions/{redemptionId}", summary="Voucherify: Get Redemption")

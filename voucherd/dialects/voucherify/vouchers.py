@@ -29,6 +29,37 @@ def _shown(db: Database, record: VoucherRecord) -> Response:
     return json_response(shapes.voucher(record, base_url=db.settings.public_base_url))
 
 
+@router.get(
+    "/v1/vouchers",
+    summary="Voucherify: List Vouchers",
+    description="Newest first. A filter naming nothing that exists answers an empty list.",
+)
+def list_vouchers(
+    db: DB,
+    caller: Vf,
+    page: Page = 1,
+    limit: Limit = 10,
+    campaign: Annotated[str | None, Query(max_length=200, description="id or name")] = None,
+    campaign_id: Annotated[str | None, Query(max_length=200)] = None,
+    customer: Annotated[
+        str | None, Query(max_length=200, description="the holder's id or source_id")
+    ] = None,
+    category: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    found, total = vouchers.number_vouchers(
+        db,
+        caller,
+        campaigns=tuple(ref for ref in (campaign, campaign_id) if ref is not None),
+        customer=customer,
+        category=category,
+        page=page,
+        limit=limit,
+    )
+    base_url = db.settings.public_base_url
+    items = [shapes.voucher(record, base_url=base_url) for record in found]
+    return json_response(shapes.listing("vouchers", items, total))
+
+
 @router.get("/v1/vouchers/{code}", summary="Voucherify: Get Voucher (code or id)")
 def get_voucher(code: str, db: DB, caller: Vf) -> Response:
     return _shown(db, vouchers.get_voucher(db, caller, code))
