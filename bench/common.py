@@ -417,14 +417,18 @@ def drive_http(
 ) -> HttpResult:
     """Keep ``connections`` requests in flight for ``warmup + seconds``; count the answers that
     complete inside the last ``seconds``. Runs on uvloop when it is installed."""
+    with event_loop_runner() as runner:
+        return runner.run(_drive(server, request, expect, connections, warmup, seconds, meter))
+
+
+def event_loop_runner() -> asyncio.Runner:
+    """uvloop when it is installed (the load generator's CPU is then negligible), else asyncio's."""
     try:
         import uvloop
 
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+        return asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:
-        runner = asyncio.Runner()
-    with runner:
-        return runner.run(_drive(server, request, expect, connections, warmup, seconds, meter))
+        return asyncio.Runner()
 
 
 async def _drive(

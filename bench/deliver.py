@@ -92,12 +92,7 @@ class _ProviderProtocol(asyncio.Protocol):
 
 def serve_provider(port: int) -> None:
     """The provider process (``python -m bench.deliver --provider PORT``)."""
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
+    runner = common.event_loop_runner()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

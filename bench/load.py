@@ -383,13 +383,7 @@ def drive(
     seconds: float,
     meter: common.CpuMeter,
 ) -> LoadResult:
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
+    with common.event_loop_runner() as runner:
         return runner.run(_drive(url, server, mix, connections, warmup, seconds, meter))
 
 
