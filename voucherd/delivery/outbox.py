@@ -33,7 +33,8 @@ from voucherd.auth.models import Tenant
 from voucherd.campaigns.models import Campaign
 from voucherd.config import Settings
 from voucherd.db.engine import Database
-from voucherd.delivery.channels import Message, Outcome, channel_for
+from voucherd.delivery.channels.base import Message, Outcome
+from voucherd.delivery.channels.registry import channel_for
 from voucherd.delivery.enqueue import delivery_settings
 from voucherd.delivery.messages import MessageError, compose, variables
 from voucherd.delivery.models import Delivery, DeliveryEvent, DeliveryVoucher

@@ -16,7 +16,7 @@ from typing import Literal
 
 import httpx
 
-from voucherd.delivery.channels import Outcome
+from voucherd.delivery.channels.base import Outcome
 
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 _MAX_RETRY_AFTER = 86_400.0

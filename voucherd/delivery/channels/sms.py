@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from voucherd.config import Settings
-from voucherd.delivery.channels import Message, Outcome
+from voucherd.delivery.channels.base import Message, Outcome
 from voucherd.delivery.channels.http import client, json_field, post
 
 

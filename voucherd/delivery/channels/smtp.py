@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 from voucherd.config import Settings
-from voucherd.delivery.channels import Message, Outcome
+from voucherd.delivery.channels.base import Message, Outcome
 
 
 @lru_cache(maxsize=4)

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from voucherd.config import Settings
-from voucherd.delivery.channels import Message, Outcome
+from voucherd.delivery.channels.base import Message, Outcome
 from voucherd.delivery.channels.http import client, post
 from voucherd.delivery.settings import webhook_secret_bytes
 
