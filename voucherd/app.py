@@ -13,7 +13,6 @@ from voucherd import __version__
 from voucherd.api import openapi, problems
 from voucherd.api.limits import BodySizeLimit, RefuseNulInUrl
 from voucherd.api.responses import json_response
-from voucherd.auth.routes import router as tenant_router
 from voucherd.auth.service import Caller
 from voucherd.campaigns import service as campaigns
 from voucherd.campaigns.routes import router as campaigns_router
@@ -37,6 +36,7 @@ from voucherd.publications.routes import router as publications_router
 from voucherd.redemptions import service as redemptions
 from voucherd.redemptions.routes import router as redemptions_router
 from voucherd.redemptions.schemas import present_redemption
+from voucherd.tenants.routes import router as tenant_router
 from voucherd.vouchers import service as vouchers
 from voucherd.vouchers.routes import router as vouchers_router
 from voucherd.vouchers.schemas import present_voucher

@@ -180,7 +180,7 @@ def tenants_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a tenant."""
-    from voucherd.auth.service import create_tenant
+    from voucherd.tenants.service import create_tenant
 
     try:
         with _database() as db:
@@ -197,7 +197,7 @@ def tenants_create(
 @tenants.command("list")
 def tenants_list(as_json: JsonFlag = False) -> None:
     """List tenants."""
-    from voucherd.auth.service import list_tenants
+    from voucherd.tenants.service import list_tenants
 
     with _database() as db:
         rows = list_tenants(db)
@@ -218,7 +218,7 @@ def tenants_set_limit(
     ] = None,
 ) -> None:
     """Set or clear a tenant's rolling weekly value limit."""
-    from voucherd.auth.service import set_weekly_value_limit, tenant_id_by_name
+    from voucherd.tenants.service import set_weekly_value_limit, tenant_id_by_name
 
     try:
         with _database() as db:
@@ -297,8 +297,8 @@ def guard_events(
     as_json: JsonFlag = False,
 ) -> None:
     """Callers slowed or refused for guessing codes: key, client address, misses, when."""
-    from voucherd.auth.service import tenant_id_by_name
     from voucherd.guard.service import list_guard_events
+    from voucherd.tenants.service import tenant_id_by_name
 
     try:
         with _database() as db:
@@ -357,7 +357,8 @@ def campaigns_mint(
     """Add COUNT vouchers to a campaign, all in one transaction."""
     import time
 
-    from voucherd.auth.service import Caller, tenant_id_by_name
+    from voucherd.auth.caller import Caller
+    from voucherd.tenants.service import tenant_id_by_name
     from voucherd.vouchers.issue import mint_vouchers
     from voucherd.vouchers.schemas import MintVouchers
 

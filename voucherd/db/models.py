@@ -6,10 +6,11 @@ import voucherd.guard.models
 import voucherd.operations.models
 import voucherd.orders.models
 import voucherd.publications.models  # noqa: F401  (each registers its tables)
-from voucherd.auth.models import ApiKey, IssuedValueBucket, Tenant
+from voucherd.auth.models import ApiKey, Tenant
 from voucherd.campaigns.models import Campaign, CampaignCustomer
 from voucherd.idempotency.models import IdempotencyRecord
 from voucherd.redemptions.models import Redemption
+from voucherd.vouchers.limits import IssuedValueBucket
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 
 __all__ = [

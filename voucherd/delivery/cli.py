@@ -49,10 +49,11 @@ def list_command(
     as_json: JsonFlag = False,
 ) -> None:
     """List a tenant's deliveries, newest first."""
-    from voucherd.auth.service import Caller, tenant_id_by_name
+    from voucherd.auth.caller import Caller
     from voucherd.cli import _database
     from voucherd.delivery.schemas import DeliveryFilters, mask_code, present_delivery
     from voucherd.delivery.service import list_deliveries
+    from voucherd.tenants.service import tenant_id_by_name
 
     states = ("PENDING", "SENDING", "SENT", "DELIVERED", "FAILED")
     if state is not None and state.upper() not in states:
@@ -89,10 +90,11 @@ def list_command(
 @deliveries.command("resend")
 def resend_command(delivery_id: str, tenant: TenantOption, as_json: JsonFlag = False) -> None:
     """Send a finished (typically FAILED) delivery again, as a new delivery."""
-    from voucherd.auth.service import Caller, tenant_id_by_name
+    from voucherd.auth.caller import Caller
     from voucherd.cli import _database
     from voucherd.delivery.schemas import present_delivery
     from voucherd.delivery.service import resend_delivery
+    from voucherd.tenants.service import tenant_id_by_name
 
     try:
         with _database() as db:
@@ -118,9 +120,9 @@ def configure_command(
     ],
 ) -> None:
     """Set a tenant's delivery settings (phone channel, providers, webhook) from JSON."""
-    from voucherd.auth.service import configure_delivery, tenant_id_by_name
     from voucherd.cli import _database
     from voucherd.delivery.settings import DeliverySettingsPatch
+    from voucherd.tenants.service import configure_delivery, tenant_id_by_name
 
     raw = sys.stdin.read() if str(settings_file) == "-" else settings_file.read_text()
     try:
@@ -142,8 +144,8 @@ def configure_command(
 @deliveries.command("settings")
 def settings_command(tenant: Annotated[str, typer.Argument(help="Tenant name")]) -> None:
     """Show a tenant's delivery settings, credentials masked."""
-    from voucherd.auth.service import get_tenant, tenant_id_by_name
     from voucherd.cli import _database
+    from voucherd.tenants.service import get_tenant, tenant_id_by_name
 
     try:
         with _database() as db:

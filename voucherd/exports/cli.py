@@ -20,13 +20,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from voucherd.auth.service import Caller, tenant_id_by_name
+from voucherd.auth.caller import Caller
 from voucherd.config import load_settings
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
 from voucherd.errors import DomainError
 from voucherd.exports.schemas import ExportProgress, ExportRequest, ExportSummary
 from voucherd.exports.service import export_csv
+from voucherd.tenants.service import tenant_id_by_name
 
 
 class StateName(StrEnum):
