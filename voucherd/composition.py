@@ -4,15 +4,15 @@ which replay renderers, which gauges, and the database a command runs against.
 Features offer what they have as plain values (a table class, a handler, ``REPLAY_RENDERERS``, a
 gauge reader); this module imports them and puts them together. Nothing below the top imports
 it: the app (``app.py``), the CLI (``cli.py``), the worker's starters and Alembic's ``env.py``
-do, and hand what they need to the code they start. No module changes another's state when it
-is imported; importing this one only completes ``metadata``, which every table's class does by
-being defined.
+do, and hand what they need to the code they start. Importing it changes no other module's
+state: ``metadata`` is complete because every table module has been imported, each table
+registering itself as its class is defined.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,7 +57,16 @@ from voucherd.vouchers.schemas import present_voucher
 from voucherd.vouchers.tasks import MINT_KIND, mint_step
 from voucherd.worker.jobs import Job
 
-__all__ = ["GAUGES", "HANDLERS", "JOBS", "RENDERERS", "TABLE_MODULES", "metadata", "open_database"]
+__all__ = [
+    "GAUGES",
+    "HANDLERS",
+    "JOBS",
+    "RENDERERS",
+    "TABLE_MODULES",
+    "metadata",
+    "open_database",
+    "run_due_operations",
+]
 
 # --- (a) every table: `metadata` is complete once this module is imported --------------------
 
@@ -117,17 +126,26 @@ def _mint(db: Database, tenant: str, campaign_id: str, count: str) -> tuple[int,
     return 201, {"object": "mint", "campaign_id": campaign_id, "count": int(count)}
 
 
-RENDERERS: dict[str, Renderer] = {
-    "voucher": _voucher,
-    "redemption": _redemption,
-    "campaign": _campaign,
-    "mint": _mint,
-    **CUSTOMER_RENDERERS,
-    **DELIVERY_RENDERERS,
-    **OPERATION_RENDERERS,
-    **ORDER_RENDERERS,
-    **PUBLICATION_RENDERERS,
-}
+def _one_each(*offers: Mapping[str, Renderer]) -> dict[str, Renderer]:
+    """The features' renderers together; two claiming one resource type is a wiring mistake,
+    refused here rather than one silently answering for the other."""
+    merged: dict[str, Renderer] = {}
+    for offer in offers:
+        clash = merged.keys() & offer.keys()
+        if clash:
+            raise RuntimeError(f"two replay renderers for {sorted(clash)}")
+        merged.update(offer)
+    return merged
+
+
+RENDERERS: dict[str, Renderer] = _one_each(
+    {"voucher": _voucher, "redemption": _redemption, "campaign": _campaign, "mint": _mint},
+    CUSTOMER_RENDERERS,
+    DELIVERY_RENDERERS,
+    OPERATION_RENDERERS,
+    ORDER_RENDERERS,
+    PUBLICATION_RENDERERS,
+)
 
 # --- gauges read from the database at each scrape of /metrics ----------------------------------
 
