@@ -38,9 +38,9 @@ if __package__ in (None, ""):  # run as ``python bench/deliver.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
-from voucherd.auth.service import configure_delivery
 from voucherd.delivery.settings import DeliverySettingsPatch
 from voucherd.ids import new_ids
+from voucherd.tenants.service import configure_delivery
 from voucherd.vouchers.issue import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 

@@ -57,7 +57,7 @@ _WORKER = """
 import threading
 from voucherd.config import load_settings
 from voucherd.db.engine import Database
-from voucherd.operations.runner import run_due_operations
+from voucherd.composition import run_due_operations
 
 db = Database.from_settings(load_settings())
 while run_due_operations(db, "bench-worker", threading.Event()):

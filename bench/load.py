@@ -48,10 +48,10 @@ if __package__ in (None, ""):  # run as ``python bench/load.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common, deliver
-from voucherd.auth.service import configure_delivery
 from voucherd.campaigns.schemas import CampaignCreate
 from voucherd.campaigns.service import create_campaign
 from voucherd.delivery.settings import DeliverySettingsPatch, new_webhook_secret
+from voucherd.tenants.service import configure_delivery
 from voucherd.vouchers.issue import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 

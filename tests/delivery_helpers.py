@@ -34,13 +34,13 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from sqlalchemy import select
 
 from tests.factories import Tenant
-from voucherd.auth.service import configure_delivery
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.delivery.channels.http import close_client
 from voucherd.delivery.models import Delivery, DeliveryEvent
 from voucherd.delivery.outbox import run_due_deliveries
 from voucherd.delivery.settings import DeliverySettingsPatch, new_webhook_secret
+from voucherd.tenants.service import configure_delivery
 
 TWILIO_SID = "AC" + "0123456789abcdef" * 2
 TWILIO_TOKEN = "twilio-auth-token-0123456789abcdef"

@@ -31,7 +31,6 @@ from tests.concurrency_helpers import (
 )
 from tests.factories import Tenant, issue, make_campaign, make_tenant
 from voucherd.app import create_app
-from voucherd.auth.models import IssuedValueBucket
 from voucherd.campaigns.models import Campaign
 from voucherd.config import Settings
 from voucherd.db.engine import WRITE_OPTION, Database
@@ -40,6 +39,7 @@ from voucherd.redemptions import service as redemptions
 from voucherd.redemptions.models import Redemption
 from voucherd.redemptions.schemas import Plan
 from voucherd.vouchers.issue import issue_voucher, mint_vouchers
+from voucherd.vouchers.limits import IssuedValueBucket
 from voucherd.vouchers.models import LedgerEntry, Voucher
 from voucherd.vouchers.schemas import IssueVoucher, MintVouchers
 

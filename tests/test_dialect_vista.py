@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 
 from tests.conftest import FakeClock
 from tests.factories import Tenant, make_campaign, make_tenant
+from voucherd.composition import run_due_operations
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.delivery.models import Delivery
-from voucherd.operations.runner import run_due_operations
 from voucherd.orders.models import Client, ClientOrder, Distribution
 from voucherd.publications.models import Publication
 from voucherd.vouchers.models import Voucher

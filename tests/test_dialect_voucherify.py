@@ -21,8 +21,8 @@ from tests.conftest import FakeClock, _pg_admin
 from tests.factories import Tenant, issue, make_campaign
 from voucherd.app import create_app
 from voucherd.auth.service import create_key
+from voucherd.composition import run_due_operations
 from voucherd.db.engine import Database
-from voucherd.operations.runner import run_due_operations
 
 SEED_001_BODY = """{
   "code": "<string>",

@@ -38,6 +38,7 @@ from voucherd.auth.service import (
     parse_scopes,
     revoke_key,
 )
+from voucherd.composition import run_due_operations
 from voucherd.config import Settings
 from voucherd.customers.schemas import CustomerCreate
 from voucherd.customers.service import create_customer
@@ -47,7 +48,6 @@ from voucherd.delivery.service import deliver_voucher
 from voucherd.errors import InvalidInput, NotFound, Unauthorized
 from voucherd.exports.schemas import ExportRequest
 from voucherd.exports.service import start_export
-from voucherd.operations.runner import run_due_operations
 from voucherd.orders.clients import create_client
 from voucherd.orders.distributions import create_distribution
 from voucherd.orders.schemas import ClientCreate, DistributionCreate, OrderCreate

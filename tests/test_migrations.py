@@ -9,8 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from voucherd.db import models  # noqa: F401  (fills the metadata)
-from voucherd.db.base import metadata
+from voucherd.composition import metadata  # every feature's tables
 from voucherd.db.engine import Database
 from voucherd.db.migrate import alembic_config, is_current, schema_state
 

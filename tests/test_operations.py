@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import FakeClock
 from tests.factories import Tenant, make_campaign, make_tenant
+from voucherd.composition import HANDLERS, run_due_operations
 from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput
 from voucherd.exports import service as exports
@@ -26,12 +27,7 @@ from voucherd.exports.schemas import ExportRequest
 from voucherd.exports.tasks import export_step
 from voucherd.operations import steps
 from voucherd.operations.models import Operation, OperationResultChunk
-from voucherd.operations.runner import (
-    HANDLERS,
-    MAX_ATTEMPTS,
-    claim_next,
-    run_due_operations,
-)
+from voucherd.operations.runner import MAX_ATTEMPTS, claim_next
 from voucherd.operations.service import get_operation, open_result, start_operation
 from voucherd.operations.steps import LeaseLost, Run
 from voucherd.vouchers.issue import mint_vouchers

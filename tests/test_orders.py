@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 
 from tests.conftest import FakeClock
 from tests.factories import Tenant, make_campaign, make_tenant
+from voucherd.composition import run_due_operations
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict
 from voucherd.operations.models import Operation
-from voucherd.operations.runner import claim_next, run_due_operations
+from voucherd.operations.runner import claim_next
 from voucherd.orders import service as orders
 from voucherd.orders.clients import create_client
 from voucherd.orders.models import Client, ClientOrder, ClientOrderBatch, ClientOrderItem

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 
 from tests.concurrency_helpers import run_together
 from tests.factories import Tenant, make_campaign, make_tenant
+from voucherd.composition import run_due_operations
 from voucherd.db.engine import Database
 from voucherd.operations.models import Operation
-from voucherd.operations.runner import run_due_operations
 from voucherd.orders.clients import create_client
 from voucherd.orders.models import ClientOrderBatch, ClientOrderItem
 from voucherd.orders.schemas import ClientCreate, OrderCreate, OrderRecord

@@ -20,10 +20,10 @@ from tests.delivery_helpers import (
     with_all_channels,
 )
 from tests.factories import Tenant, make_campaign, make_tenant
+from voucherd.composition import run_due_operations
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.delivery.models import Delivery
-from voucherd.operations.runner import run_due_operations
 from voucherd.orders import tasks
 from voucherd.publications.models import Publication
 

@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 
 from tests.factories import Tenant, issue, make_campaign, make_redemption
 from voucherd.campaigns.service import count_vouchers, number_campaigns
+from voucherd.composition import run_due_operations
 from voucherd.customers import service as customers
 from voucherd.customers.schemas import CustomerCreate
 from voucherd.db.engine import Database
 from voucherd.errors import Forbidden, InvalidInput
-from voucherd.operations.runner import run_due_operations
 from voucherd.operations.service import get_operation
 from voucherd.publications.schemas import PublicationFilters, PublishRequest
 from voucherd.publications.service import number_publications, publish

@@ -22,8 +22,8 @@ from voucherify import models as m
 
 from tests.factories import Tenant
 from voucherd.app import create_app
+from voucherd.composition import run_due_operations
 from voucherd.db.engine import Database
-from voucherd.operations.runner import run_due_operations
 
 
 @contextmanager

@@ -9,15 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Response
 from sqlalchemy import text
 
-from voucherd import __version__
+from voucherd import __version__, composition
 from voucherd.api import openapi, problems
 from voucherd.api.limits import BodySizeLimit, RefuseNulInUrl
 from voucherd.api.responses import json_response
-from voucherd.auth.routes import router as tenant_router
-from voucherd.auth.service import Caller
-from voucherd.campaigns import service as campaigns
 from voucherd.campaigns.routes import router as campaigns_router
-from voucherd.campaigns.schemas import present_campaign
 from voucherd.config import Settings, load_settings
 from voucherd.customers.routes import router as customers_router
 from voucherd.db.engine import Database
@@ -27,19 +23,15 @@ from voucherd.dialects import imovo, vista, voucherify, yoyo
 from voucherd.exports.routes import router as exports_router
 from voucherd.guard.middleware import GuardRequests
 from voucherd.guard.service import Guard
-from voucherd.idempotency.service import RENDERERS
 from voucherd.observability.middleware import ObserveRequests
 from voucherd.observability.routes import router as metrics_router
 from voucherd.operations.routes import router as operations_router
 from voucherd.orders.routes import router as orders_router
 from voucherd.pages.routes import router as pages_router
 from voucherd.publications.routes import router as publications_router
-from voucherd.redemptions import service as redemptions
 from voucherd.redemptions.routes import router as redemptions_router
-from voucherd.redemptions.schemas import present_redemption
-from voucherd.vouchers import service as vouchers
+from voucherd.tenants.routes import router as tenant_router
 from voucherd.vouchers.routes import router as vouchers_router
-from voucherd.vouchers.schemas import present_voucher
 from voucherd.worker.loop import BackgroundWorker
 
 
@@ -51,7 +43,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # `voucherd serve` (without --no-worker) turns this on: the embedded mode needs no
         # separate worker process.
-        worker = BackgroundWorker(db).start() if settings.in_process_worker else None
+        worker = (
+            BackgroundWorker(db, composition.JOBS).start() if settings.in_process_worker else None
+        )
         try:
             yield
         finally:
@@ -66,6 +60,10 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     )
     app.state.db = db
     app.state.settings = settings
+    # What the composition module put together, kept by the app that uses it: the answers to
+    # replays whose stored response was lost (api/problems.py), the gauges of /metrics.
+    app.state.renderers = composition.RENDERERS
+    app.state.gauges = composition.GAUGES
     problems.install(app)
     openapi.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
@@ -92,7 +90,6 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         metrics_router,
     ):
         app.include_router(router)
-    _register_replay_renderers()
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     def healthz() -> Response:
@@ -123,27 +120,3 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     # counted, logged and carries X-Request-Id.
     app.add_middleware(ObserveRequests)
     return app
-
-
-def _register_replay_renderers() -> None:
-    """How to answer an idempotent replay whose stored response was lost (see idempotency)."""
-
-    def voucher(db: Database, tenant: str, voucher_id: str, _: str) -> tuple[int, dict[str, Any]]:
-        record = vouchers.get_voucher(db, Caller(tenant, "replay"), voucher_id)
-        return 201, present_voucher(record, now=db.now(), base_url=db.settings.public_base_url)
-
-    def redemption(
-        db: Database, tenant: str, redemption_id: str, action: str
-    ) -> tuple[int, dict[str, Any]]:
-        record = redemptions.get_redemption(db, Caller(tenant, "replay"), redemption_id)
-        return (200 if action == "rollback" else 201), present_redemption(record)
-
-    def campaign(db: Database, tenant: str, campaign_id: str, _: str) -> tuple[int, dict[str, Any]]:
-        return 201, present_campaign(
-            campaigns.get_campaign(db, Caller(tenant, "replay"), campaign_id)
-        )
-
-    def mint(db: Database, tenant: str, campaign_id: str, count: str) -> tuple[int, dict[str, Any]]:
-        return 201, {"object": "mint", "campaign_id": campaign_id, "count": int(count)}
-
-    RENDERERS.update(voucher=voucher, redemption=redemption, campaign=campaign, mint=mint)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from voucherd.composition import JOBS, open_database
 from voucherd.config import Settings, load_settings
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
@@ -36,15 +37,17 @@ console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-@contextmanager
-def _database() -> Iterator[Database]:
-    """The configured database, migrated, and closed again when the command ends."""
-    db = Database.from_settings(load_settings())
-    try:
-        upgrade(db.engine)
-        yield db
-    finally:
-        db.dispose()
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    # Every sub-command, the features' own (deliveries, export) included, opens its database
+    # through the opener it finds here, so none of them imports this module or copies it.
+    if ctx.obj is None:
+        ctx.obj = open_database
+
+
+def _database(ctx: typer.Context) -> AbstractContextManager[Database]:
+    opener: Callable[[], AbstractContextManager[Database]] = ctx.obj
+    return opener()
 
 
 def _print_json(payload: Any) -> None:
@@ -158,21 +161,24 @@ def worker(
             console.print("[red]error:[/red] the database is not migrated; run `voucherd migrate`")
             raise typer.Exit(1)
         console.print(f"voucherd worker ({db.engine.dialect.name}); SIGTERM stops it cleanly")
-        run_until_signalled(db)
+        run_until_signalled(db, JOBS)
     finally:
         db.dispose()
 
 
 @app.command()
-def migrate() -> None:
+def migrate(
+    ctx: typer.Context,
+) -> None:
     """Bring the database schema up to date."""
-    with _database():
+    with _database(ctx):
         pass
     console.print("database is at the newest migration")
 
 
 @tenants.command("create")
 def tenants_create(
+    ctx: typer.Context,
     name: str,
     weekly_value_limit: Annotated[
         int | None, typer.Option(help="Most value issued in any 7 days, minor units")
@@ -180,10 +186,10 @@ def tenants_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a tenant."""
-    from voucherd.auth.service import create_tenant
+    from voucherd.tenants.service import create_tenant
 
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             tenant = create_tenant(db, name, weekly_value_limit=weekly_value_limit)
     except DomainError as exc:
         _fail(exc)
@@ -195,11 +201,11 @@ def tenants_create(
 
 
 @tenants.command("list")
-def tenants_list(as_json: JsonFlag = False) -> None:
+def tenants_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List tenants."""
-    from voucherd.auth.service import list_tenants
+    from voucherd.tenants.service import list_tenants
 
-    with _database() as db:
+    with _database(ctx) as db:
         rows = list_tenants(db)
     if as_json:
         _print_json([asdict(t) for t in rows])
@@ -212,16 +218,17 @@ def tenants_list(as_json: JsonFlag = False) -> None:
 
 @tenants.command("set-limit")
 def tenants_set_limit(
+    ctx: typer.Context,
     name: str,
     weekly_value_limit: Annotated[
         int | None, typer.Argument(help="Minor units; omit to clear")
     ] = None,
 ) -> None:
     """Set or clear a tenant's rolling weekly value limit."""
-    from voucherd.auth.service import set_weekly_value_limit, tenant_id_by_name
+    from voucherd.tenants.service import set_weekly_value_limit, tenant_id_by_name
 
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             set_weekly_value_limit(db, tenant_id_by_name(db, name), weekly_value_limit)
     except DomainError as exc:
         _fail(exc)
@@ -229,6 +236,7 @@ def tenants_set_limit(
 
 @keys.command("create")
 def keys_create(
+    ctx: typer.Context,
     tenant: Annotated[str, typer.Option(help="Tenant name")],
     scopes: Annotated[
         str, typer.Option(help="Comma-separated: issue,redeem,manage")
@@ -240,7 +248,7 @@ def keys_create(
     from voucherd.auth.service import create_key, parse_scopes
 
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             issued = create_key(db, tenant, scopes=parse_scopes(scopes), name=name)
     except DomainError as exc:
         _fail(exc)
@@ -264,13 +272,15 @@ def keys_create(
 
 @keys.command("list")
 def keys_list(
-    tenant: Annotated[str, typer.Option(help="Tenant name")], as_json: JsonFlag = False
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    as_json: JsonFlag = False,
 ) -> None:
     """List a tenant's keys (never their secrets)."""
     from voucherd.auth.service import list_keys
 
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             rows = list_keys(db, tenant)
     except DomainError as exc:
         _fail(exc)
@@ -292,16 +302,17 @@ def keys_list(
 
 @guard.command("events")
 def guard_events(
+    ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's (name)")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
     """Callers slowed or refused for guessing codes: key, client address, misses, when."""
-    from voucherd.auth.service import tenant_id_by_name
     from voucherd.guard.service import list_guard_events
+    from voucherd.tenants.service import tenant_id_by_name
 
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             tenant_id = tenant_id_by_name(db, tenant) if tenant else None
             rows = list_guard_events(db, tenant_id=tenant_id, limit=limit)
     except DomainError as exc:
@@ -335,12 +346,12 @@ def guard_events(
 
 
 @keys.command("revoke")
-def keys_revoke(key_id: str) -> None:
+def keys_revoke(ctx: typer.Context, key_id: str) -> None:
     """Revoke a key: it stops working at once here, within seconds in other processes."""
     from voucherd.auth.service import revoke_key
 
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             revoke_key(db, key_id)
     except DomainError as exc:
         _fail(exc)
@@ -349,6 +360,7 @@ def keys_revoke(key_id: str) -> None:
 
 @campaigns.command("mint")
 def campaigns_mint(
+    ctx: typer.Context,
     campaign: Annotated[str, typer.Argument(help="Campaign id or name")],
     tenant: Annotated[str, typer.Option(help="Tenant name")],
     count: Annotated[int, typer.Option(min=1, help="How many vouchers")],
@@ -357,12 +369,13 @@ def campaigns_mint(
     """Add COUNT vouchers to a campaign, all in one transaction."""
     import time
 
-    from voucherd.auth.service import Caller, tenant_id_by_name
+    from voucherd.auth.caller import Caller
+    from voucherd.tenants.service import tenant_id_by_name
     from voucherd.vouchers.issue import mint_vouchers
     from voucherd.vouchers.schemas import MintVouchers
 
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"issue"}))
             started = time.perf_counter()
             result = mint_vouchers(db, caller, campaign, MintVouchers(count=count))

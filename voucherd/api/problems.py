@@ -15,7 +15,7 @@ from voucherd.api.methods import allowed_methods
 from voucherd.api.responses import dumps
 from voucherd.db.engine import is_database_outage
 from voucherd.errors import DomainError
-from voucherd.idempotency.service import RENDERERS, Replay
+from voucherd.idempotency.service import Renderers, Replay
 from voucherd.observability.context import route_template
 
 log = logging.getLogger("voucherd.api")
@@ -114,7 +114,8 @@ def install(app: FastAPI) -> None:
                 headers={"Idempotent-Replayed": "true"},
             )
         kind, _, detail = (exc.resource_type or "").partition(":")
-        renderer = RENDERERS.get(kind)
+        renderers: Renderers = request.app.state.renderers
+        renderer = renderers.get(kind)
         if renderer is None or exc.resource_id is None:
             return problem(
                 409,

@@ -32,13 +32,3 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class IssuedValueBucket(Base):
-    """Value issued per tenant per hour: the rolling weekly limit sums the last 168 buckets."""
-
-    __tablename__ = "issued_value_bucket"
-
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), primary_key=True)
-    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
-    value: Mapped[int] = mapped_column(BigInteger)

@@ -19,7 +19,7 @@ from voucherd.customers.schemas import (
 from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput
 from voucherd.fields import EmailAddress, PhoneNumber, RequestModel
-from voucherd.idempotency.service import RENDERERS
+from voucherd.idempotency.service import Renderer
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter(
@@ -107,4 +107,4 @@ def _replay(db: Database, tenant: str, customer_id: str, _: str) -> tuple[int, d
     return 201, present_customer(service.get_customer(db, Caller(tenant, "replay"), customer_id))
 
 
-RENDERERS["customer"] = _replay
+REPLAY_RENDERERS: dict[str, Renderer] = {"customer": _replay}

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from voucherd.auth.caller import KeyCache
 from voucherd.clock import Clock, system_clock
 from voucherd.config import Settings
 
@@ -167,6 +168,8 @@ class Database:
         self.settings = settings
         self.clock = clock
         self._bind: Engine | Connection = bind if bind is not None else engine
+        # Verified API keys, for ``key_cache_seconds``: state of this Database, not the process.
+        self.key_cache = KeyCache()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:

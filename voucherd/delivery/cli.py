@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from voucherd.db.engine import Database
 from voucherd.errors import DomainError
 
 deliveries = typer.Typer(
@@ -32,6 +35,12 @@ def _domain(exc: DomainError) -> None:
     _fail(exc.detail + (f" ({exc.field})" if exc.field else ""))
 
 
+def _database(ctx: typer.Context) -> AbstractContextManager[Database]:
+    """The database, through the opener the root command (voucherd/cli.py) hands down."""
+    opener: Callable[[], AbstractContextManager[Database]] = ctx.obj
+    return opener()
+
+
 def _print_json(payload: Any) -> None:
     from voucherd.api.responses import dumps
 
@@ -40,6 +49,7 @@ def _print_json(payload: Any) -> None:
 
 @deliveries.command("list")
 def list_command(
+    ctx: typer.Context,
     tenant: TenantOption,
     voucher: Annotated[str | None, typer.Option(help="A voucher id or code")] = None,
     state: Annotated[
@@ -49,17 +59,17 @@ def list_command(
     as_json: JsonFlag = False,
 ) -> None:
     """List a tenant's deliveries, newest first."""
-    from voucherd.auth.service import Caller, tenant_id_by_name
-    from voucherd.cli import _database
+    from voucherd.auth.caller import Caller
     from voucherd.delivery.schemas import DeliveryFilters, mask_code, present_delivery
     from voucherd.delivery.service import list_deliveries
+    from voucherd.tenants.service import tenant_id_by_name
 
     states = ("PENDING", "SENDING", "SENT", "DELIVERED", "FAILED")
     if state is not None and state.upper() not in states:
         _fail(f"--state must be one of {', '.join(states)}")
     filters = DeliveryFilters(voucher, state.upper() if state else None)  # type: ignore[arg-type]
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             caller = Caller(tenant_id_by_name(db, tenant), "cli")
             page = list_deliveries(db, caller, filters, limit=limit, cursor=None)
     except DomainError as exc:
@@ -87,15 +97,17 @@ def list_command(
 
 
 @deliveries.command("resend")
-def resend_command(delivery_id: str, tenant: TenantOption, as_json: JsonFlag = False) -> None:
+def resend_command(
+    ctx: typer.Context, delivery_id: str, tenant: TenantOption, as_json: JsonFlag = False
+) -> None:
     """Send a finished (typically FAILED) delivery again, as a new delivery."""
-    from voucherd.auth.service import Caller, tenant_id_by_name
-    from voucherd.cli import _database
+    from voucherd.auth.caller import Caller
     from voucherd.delivery.schemas import present_delivery
     from voucherd.delivery.service import resend_delivery
+    from voucherd.tenants.service import tenant_id_by_name
 
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"manage"}))
             record = resend_delivery(db, caller, delivery_id)
     except DomainError as exc:
@@ -109,6 +121,7 @@ def resend_command(delivery_id: str, tenant: TenantOption, as_json: JsonFlag = F
 
 @deliveries.command("configure")
 def configure_command(
+    ctx: typer.Context,
     tenant: Annotated[str, typer.Argument(help="Tenant name")],
     settings_file: Annotated[
         Path,
@@ -118,9 +131,8 @@ def configure_command(
     ],
 ) -> None:
     """Set a tenant's delivery settings (phone channel, providers, webhook) from JSON."""
-    from voucherd.auth.service import configure_delivery, tenant_id_by_name
-    from voucherd.cli import _database
     from voucherd.delivery.settings import DeliverySettingsPatch
+    from voucherd.tenants.service import configure_delivery, tenant_id_by_name
 
     raw = sys.stdin.read() if str(settings_file) == "-" else settings_file.read_text()
     try:
@@ -131,7 +143,7 @@ def configure_command(
         _fail(f"{where}: {first['msg']}")
         return
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             view = configure_delivery(db, tenant_id_by_name(db, tenant), patch)
     except DomainError as exc:
         _domain(exc)
@@ -140,13 +152,14 @@ def configure_command(
 
 
 @deliveries.command("settings")
-def settings_command(tenant: Annotated[str, typer.Argument(help="Tenant name")]) -> None:
+def settings_command(
+    ctx: typer.Context, tenant: Annotated[str, typer.Argument(help="Tenant name")]
+) -> None:
     """Show a tenant's delivery settings, credentials masked."""
-    from voucherd.auth.service import get_tenant, tenant_id_by_name
-    from voucherd.cli import _database
+    from voucherd.tenants.service import get_tenant, tenant_id_by_name
 
     try:
-        with _database() as db:
+        with _database(ctx) as db:
             view = get_tenant(db, tenant_id_by_name(db, tenant))
     except DomainError as exc:
         _domain(exc)

@@ -23,7 +23,7 @@ from voucherd.delivery.schemas import (
     present_delivery,
 )
 from voucherd.errors import InvalidInput
-from voucherd.idempotency.service import RENDERERS
+from voucherd.idempotency.service import Renderer
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter()
@@ -140,6 +140,6 @@ def _replay(db: Database, tenant: str, delivery_id: str, _: str) -> tuple[int, d
     return 201, present_delivery(service.get_delivery(db, Caller(tenant, "replay"), delivery_id))
 
 
-RENDERERS["delivery"] = _replay
+REPLAY_RENDERERS: dict[str, Renderer] = {"delivery": _replay}
 router.include_router(api)
 router.include_router(receipts)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -20,13 +20,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from voucherd.auth.service import Caller, tenant_id_by_name
-from voucherd.config import load_settings
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
-from voucherd.db.migrate import upgrade
 from voucherd.errors import DomainError
 from voucherd.exports.schemas import ExportProgress, ExportRequest, ExportSummary
 from voucherd.exports.service import export_csv
+from voucherd.tenants.service import tenant_id_by_name
 
 
 class StateName(StrEnum):
@@ -38,6 +37,7 @@ class StateName(StrEnum):
 
 
 def export(
+    ctx: typer.Context,
     tenant: Annotated[str, typer.Option(help="Tenant name")],
     campaign: Annotated[str, typer.Option(help="Campaign id or name")],
     state: Annotated[
@@ -75,16 +75,14 @@ def export(
         record_publication=not no_record,
         limit=limit,
     )
-    db = Database.from_settings(load_settings())
+    # The database through the opener the root command (voucherd/cli.py) hands down.
+    opener: Callable[[], AbstractContextManager[Database]] = ctx.obj
     try:
-        upgrade(db.engine)
-        with _open(output) as sink:
+        with opener() as db, _open(output) as sink:
             summary = _run(db, tenant, campaign, request, sink, console)
     except DomainError as exc:
         console.print(f"[red]error:[/red] {exc.detail}" + (f" ({exc.field})" if exc.field else ""))
         raise typer.Exit(1) from None
-    finally:
-        db.dispose()
     where = str(output) if output else "stdout"
     console.print(f"exported {summary.rows:,} vouchers of {summary.campaign_id} to {where}")
     if summary.publication_id:

@@ -1,9 +1,10 @@
 """The guard's place in the request: who is calling from where, and the headers on the way out.
 
 Installed inside the observability middleware (which logs and counts the guard's 429s like any
-other answer) and outside the body limits. It decides nothing itself: authentication, the page
-and the code lookups call the guard (service.py) through the :class:`~.service.Visit` it opens
-here; on the way out it writes the request's failed lookups through to the shared counters
+other answer) and outside the body limits. It decides nothing itself: the page and the code
+lookups call the guard (service.py) through the :class:`~.service.Visit` it opens here, and
+authentication through the caller watcher it sets (auth/caller.py), so auth never imports the
+guard; on the way out it writes the request's failed lookups through to the shared counters
 *before* the answer leaves, so a guesser never learns an answer before its failure is counted,
 and adds the rate-limit headers to whatever answer the face gave, in whatever shape.
 """
@@ -14,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from voucherd.auth.caller import Caller, stop_watching, watch_callers
 from voucherd.guard import service
 from voucherd.guard.service import Guard, Visit
 
@@ -27,12 +29,16 @@ class GuardRequests:
         if scope["type"] != "http" or not self.guard.enabled:
             await self.app(scope, receive, send)
             return
-        visit = Visit(self.guard, self.guard.client_address(scope))
+        guard = self.guard
+        visit = Visit(guard.client_address(scope))
+
+        def admit(caller: Caller) -> None:
+            guard.admit(visit, caller.tenant_id, caller.key_id)
 
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 if visit.failures:
-                    await run_in_threadpool(self.guard.record_failures, visit)
+                    await run_in_threadpool(guard.record_failures, visit)
                 extra = visit.headers()
                 if extra:
                     message["headers"] = list(message.get("headers", []))
@@ -43,8 +49,10 @@ class GuardRequests:
                             headers.append(name, value)
             await send(message)
 
-        token = service.enter(visit)
+        token = service.enter(guard, visit)
+        watching = watch_callers(admit)
         try:
             await self.app(scope, receive, guarded_send)
         finally:
+            stop_watching(watching)
             service.leave(token)

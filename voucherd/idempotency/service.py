@@ -11,7 +11,7 @@ changed nothing, so its retry is simply tried again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -152,8 +152,9 @@ def purge_expired(db: Database) -> int:
 
 
 # How to answer a replay whose response body was never stored (the process died between the
-# commit and remember_response): features register a renderer for the resources they create.
-# A renderer gets (db, tenant_id, resource_id, detail) where detail is what follows a colon in
-# the resource type ("mint:500" -> "500").
+# commit and remember_response): each feature offers a renderer for the resources it creates, as
+# a plain value (``REPLAY_RENDERERS`` in its routes); ``voucherd.composition`` collects them and
+# the app keeps them (``app.state.renderers``). A renderer gets (db, tenant_id, resource_id,
+# detail) where detail is what follows a colon in the resource type ("mint:500" -> "500").
 Renderer = Callable[[Database, str, str, str], tuple[int, dict[str, Any]]]
-RENDERERS: dict[str, Renderer] = {}
+Renderers = Mapping[str, Renderer]

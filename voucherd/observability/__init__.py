@@ -6,8 +6,9 @@
   counts what it committed (vouchers issued, redemptions and rollbacks, delivery outcomes) with
   one call at the end of each use case (:mod:`.metrics`). What lives in the database (the outbox's
   depth and the age of its oldest due delivery, operations in progress with their done/total) is
-  read at scrape time by :class:`.collector.DatabaseCollector`, so every API process answers the
-  same and nothing goes stale when a process dies.
+  read at scrape time by :class:`.collector.DatabaseCollector`, through readers the features own
+  and the composition module hands in, so every API process answers the same and nothing goes
+  stale when a process dies.
 * **Several processes.** ``voucherd serve --workers N`` runs N uvicorn processes, each with its
   own counters. prometheus-client's multiprocess mode adds them up: every process writes its
   counters to memory-mapped files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` (answered by

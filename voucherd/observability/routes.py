@@ -11,4 +11,7 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def metrics(request: Request) -> Response:
-    return Response(exposition(request.app.state.db), media_type=CONTENT_TYPE)
+    # The gauge readers are the features' (delivery, operations), handed to the app at its
+    # composition (voucherd/composition.py).
+    state = request.app.state
+    return Response(exposition(state.db, state.gauges), media_type=CONTENT_TYPE)

@@ -12,7 +12,7 @@ from voucherd.api.responses import json_response, list_payload
 from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
 from voucherd.fields import RequestModel
-from voucherd.idempotency.service import RENDERERS
+from voucherd.idempotency.service import Renderer
 from voucherd.operations import service
 from voucherd.operations.schemas import OperationStatusName, present_operation
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -94,4 +94,4 @@ def _replay(db: Database, tenant_id: str, operation_id: str, _: str) -> tuple[in
     return 202, present_operation(operation)
 
 
-RENDERERS["operation"] = _replay
+REPLAY_RENDERERS: dict[str, Renderer] = {"operation": _replay}

@@ -4,7 +4,8 @@
   PostgreSQL, so workers never wait on one another; SQLite's writers are serialised anyway). An
   operation whose lease ran out while it still carried a lease token was abandoned by a dead
   worker: it is claimed again and that counts as a failed attempt.
-* **Run.** The handler for the operation's kind runs one step per call, each step its own
+* **Run.** The handler for the operation's kind (from the table the caller hands in, built by
+  ``voucherd.composition`` from the features' tasks) runs one step per call, each step its own
   transaction that also renews the lease (steps.py). Between steps the runner checks the stop
   event and its time slice: when either is over it hands the operation back (lease released,
   progress kept), so one long export cannot starve the deliveries the same worker loop serves,
@@ -20,7 +21,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -28,24 +29,16 @@ from sqlalchemy import case, or_, select, update
 
 from voucherd.db.engine import Database
 from voucherd.errors import DomainError
-from voucherd.exports.tasks import export_step
 from voucherd.operations.models import FAILED, PROCESSING, Operation
 from voucherd.operations.steps import LeaseLost, Run
-from voucherd.orders.distributions import DISTRIBUTION_KIND
-from voucherd.orders.service import ORDER_KIND
-from voucherd.orders.tasks import distribution_step, order_step
-from voucherd.vouchers.tasks import MINT_KIND, mint_step
 
 log = logging.getLogger("voucherd.operations")
 
 # A handler runs one step of an operation and says whether the operation is now finished.
 Handler = Callable[[Database, Run], bool]
-HANDLERS: dict[str, Handler] = {
-    "export": export_step,
-    MINT_KIND: mint_step,
-    ORDER_KIND: order_step,
-    DISTRIBUTION_KIND: distribution_step,
-}
+# Operation kind -> its handler. The features own the handlers; the composition module (the
+# top) collects them, so this platform module imports no feature.
+Handlers = Mapping[str, Handler]
 
 MAX_ATTEMPTS = 5
 SLICE_SECONDS = 5.0  # of steps per call before handing back to the worker loop
@@ -54,8 +47,11 @@ _BACKOFF_MOST = timedelta(minutes=15)
 _ERROR_CHARS = 500
 
 
-def run_due_operations(db: Database, worker_id: str, stop: threading.Event) -> int:
-    """Claim due operations, run them, record the outcomes; how many were handled."""
+def run_due_operations(
+    db: Database, worker_id: str, stop: threading.Event, handlers: Handlers
+) -> int:
+    """Claim due operations, run them with ``handlers``, record the outcomes; how many were
+    handled."""
     handled = 0
     deadline = time.monotonic() + SLICE_SECONDS
     while not stop.is_set() and time.monotonic() < deadline:
@@ -63,7 +59,7 @@ def run_due_operations(db: Database, worker_id: str, stop: threading.Event) -> i
         if run is None:
             break
         handled += 1
-        _run(db, run, stop, deadline)
+        _run(db, run, stop, deadline, handlers)
     return handled
 
 
@@ -136,8 +132,10 @@ def claim_next(db: Database, worker_id: str) -> Run | None:
     )
 
 
-def _run(db: Database, run: Run, stop: threading.Event, deadline: float) -> None:
-    handler = HANDLERS.get(run.kind)
+def _run(
+    db: Database, run: Run, stop: threading.Event, deadline: float, handlers: Handlers
+) -> None:
+    handler = handlers.get(run.kind)
     if handler is None:
         _fail(db, run, f"no handler for operations of kind {run.kind!r}")
         return

@@ -10,7 +10,7 @@ from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
-from voucherd.idempotency.service import RENDERERS
+from voucherd.idempotency.service import Renderer
 from voucherd.orders import clients, distributions, service
 from voucherd.orders.schemas import (
     ClientCreate,
@@ -181,4 +181,8 @@ def _distribution(db: Database, tenant: str, ref: str, _: str) -> tuple[int, dic
     return 202, present_distribution(record)
 
 
-RENDERERS.update(client=_client, client_order=_order, distribution=_distribution)
+REPLAY_RENDERERS: dict[str, Renderer] = {
+    "client": _client,
+    "client_order": _order,
+    "distribution": _distribution,
+}

@@ -10,7 +10,7 @@ from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
 from voucherd.fields import Timestamp
-from voucherd.idempotency.service import RENDERERS
+from voucherd.idempotency.service import Renderer
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from voucherd.publications import service
 from voucherd.publications.schemas import (
@@ -75,4 +75,4 @@ def _replay(db: Database, tenant: str, publication_id: str, _: str) -> tuple[int
     return 201, _shown(db, record)
 
 
-RENDERERS["publication"] = _replay
+REPLAY_RENDERERS: dict[str, Renderer] = {"publication": _replay}

@@ -5,16 +5,29 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, ForeignKey, delete, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from voucherd.auth.models import IssuedValueBucket, Tenant
+from voucherd.auth.models import Tenant
 from voucherd.campaigns.models import Campaign, CampaignCustomer
+from voucherd.db.base import Base, UTCDateTime
 from voucherd.db.dialect import upsert
 from voucherd.errors import LimitReached
 from voucherd.vouchers.models import Voucher
 
 WEEK = timedelta(days=7)
+
+
+class IssuedValueBucket(Base):
+    """Value issued per tenant per hour: the rolling weekly limit sums the last 168 buckets.
+
+    Beside the functions that spend and recount it, the only ones that touch it."""
+
+    __tablename__ = "issued_value_bucket"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
 
 
 def _hour(moment: datetime) -> datetime:
@@ -126,3 +139,13 @@ def recount_weekly_buckets(session: Session, tenant_id: str, now: datetime) -> N
         buckets[_hour(created_at)] = buckets.get(_hour(created_at), 0) + (amount or 0)
     for hour, value in buckets.items():
         session.add(IssuedValueBucket(tenant_id=tenant_id, hour=hour, value=value))
+
+
+def switch_weekly_value_limit(
+    session: Session, tenant: Tenant, limit: int | None, now: datetime
+) -> None:
+    """Set or clear the tenant's limit (a step of the tenant's update). Switching it on counts
+    the value issued in the last 7 days, so a limit set today already knows about yesterday."""
+    if tenant.weekly_value_limit is None and limit is not None:
+        recount_weekly_buckets(session, tenant.id, now)
+    tenant.weekly_value_limit = limit

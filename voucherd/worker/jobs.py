@@ -1,7 +1,9 @@
-"""Every kind of background work a worker runs, polled in this order.
+"""What a worker runs: jobs, polled in the order given.
 
 A job claims what is due (with a lease), runs it outside the claiming transaction, records the
-outcome, and returns how many items it handled; 0 tells the worker it may sleep.
+outcome, and returns how many items it handled; 0 tells the worker it may sleep. Which jobs
+there are is the composition module's choice (``voucherd.composition.JOBS``), handed to the
+worker by whoever starts it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,5 @@ import threading
 from collections.abc import Callable
 
 from voucherd.db.engine import Database
-from voucherd.delivery.outbox import run_due_deliveries
-from voucherd.operations.runner import run_due_operations
 
 Job = Callable[[Database, str, threading.Event], int]
-
-JOBS: tuple[Job, ...] = (run_due_deliveries, run_due_operations)

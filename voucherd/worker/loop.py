@@ -1,4 +1,4 @@
-"""The worker: polls every job in :data:`voucherd.worker.jobs.JOBS` until told to stop.
+"""The worker: polls every job it was given (``voucherd.composition.JOBS``) until told to stop.
 
 Two ways to run it, one loop: ``voucherd worker`` (a process; SIGTERM or Ctrl-C stop it) and the
 thread ``voucherd serve`` starts inside the API process unless ``--no-worker`` is given. Jobs
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from voucherd.db.engine import Database
-from voucherd.worker.jobs import JOBS, Job
+from voucherd.worker.jobs import Job
 
 log = logging.getLogger("voucherd.worker")
 
@@ -35,10 +35,10 @@ class Worker:
     def __init__(
         self,
         db: Database,
+        jobs: Sequence[Job],
         *,
         stop: threading.Event | None = None,
         worker_id: str | None = None,
-        jobs: Sequence[Job] = JOBS,
     ) -> None:
         self.db = db
         self.stop = stop or threading.Event()
@@ -86,8 +86,8 @@ def _name(job: Job) -> str:
 class BackgroundWorker:
     """A worker on a daemon thread of the API process (``voucherd serve`` without --no-worker)."""
 
-    def __init__(self, db: Database) -> None:
-        self.worker = Worker(db)
+    def __init__(self, db: Database, jobs: Sequence[Job]) -> None:
+        self.worker = Worker(db, jobs)
         self.thread = threading.Thread(target=self.worker.run, name="voucherd-worker", daemon=True)
 
     def start(self) -> BackgroundWorker:
@@ -100,7 +100,7 @@ class BackgroundWorker:
         self.thread.join(wait + 5)
 
 
-def run_until_signalled(db: Database) -> None:
+def run_until_signalled(db: Database, jobs: Sequence[Job]) -> None:
     """``voucherd worker``: run in this thread until SIGTERM or SIGINT; a second one exits."""
     stop = threading.Event()
 
@@ -112,4 +112,4 @@ def run_until_signalled(db: Database) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    Worker(db, stop=stop).run()
+    Worker(db, jobs, stop=stop).run()

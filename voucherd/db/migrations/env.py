@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from voucherd.db import models  # noqa: F401  (fills the metadata)
-from voucherd.db.base import metadata
+# An entry point, like the app: the composition module imports every feature's tables.
+from voucherd.composition import metadata
 
 config = context.config
 
