@@ -8,6 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voucherd.api.problems import PROBLEM_JSON
 from voucherd.api.responses import dumps
+from voucherd.errors import ErrorCode
 
 
 class RefuseNulInUrl:
@@ -23,7 +24,7 @@ class RefuseNulInUrl:
             for where, raw in (("path", raw_path), ("query", scope.get("query_string", b""))):
                 if b"\x00" in unquote_to_bytes(raw):
                     detail = f"the {where} contains a NUL character"
-                    await _send_problem(send, 400, "invalid_url", detail, where)
+                    await _send_problem(send, 400, ErrorCode.INVALID_URL, detail, where)
                     return
         await self.app(scope, receive, send)
 
@@ -104,11 +105,11 @@ class BodySizeLimit:
     async def _refuse(self, send: Send) -> None:
         body = dumps(
             {
-                "type": "urn:voucherd:problem:body_too_large",
+                "type": f"urn:voucherd:problem:{ErrorCode.BODY_TOO_LARGE}",
                 "title": "Body too large",
                 "status": 413,
                 "detail": f"request bodies are limited to {self.max_bytes} bytes",
-                "code": "body_too_large",
+                "code": ErrorCode.BODY_TOO_LARGE,
                 "errors": [{"field": "body", "reason": f"larger than {self.max_bytes} bytes"}],
             }
         )

@@ -9,7 +9,7 @@ from fastapi import Response
 
 from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
-from voucherd.idempotency.service import IdempotencyClaim, remember_response
+from voucherd.idempotency.service import IdempotencyClaim, Replay, remember_response
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 
@@ -34,6 +34,18 @@ def respond_created(
     if idem is not None:
         remember_response(db, caller.tenant_id, idem, status, body)
     return Response(body, status_code=status, media_type="application/json")
+
+
+def replayed(exc: Replay) -> Response | None:
+    """The answer kept for a key's first request, marked as a replay; None if none was kept."""
+    if exc.body is None or exc.status is None:
+        return None
+    return Response(
+        exc.body,
+        status_code=exc.status,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"},
+    )
 
 
 def list_payload(items: list[Any], next_cursor: str | None) -> dict[str, Any]:

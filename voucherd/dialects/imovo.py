@@ -60,18 +60,26 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from fastapi import APIRouter, Request, Response, Security
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import ValidationError
 
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps
-from voucherd.auth.service import Caller, authenticate_token
+from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
 from voucherd.delivery.messages import holder_message
+from voucherd.dialects import kit
 from voucherd.dialects.routing import FaceRoute
-from voucherd.errors import Conflict, DomainError, Forbidden, LimitReached, NotFound, Unauthorized
+from voucherd.errors import (
+    Conflict,
+    DomainError,
+    ErrorCode,
+    Forbidden,
+    LimitReached,
+    NotFound,
+    Unauthorized,
+)
 from voucherd.money import to_major
 from voucherd.vouchers.issue import issue_voucher
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord
@@ -84,7 +92,7 @@ INVALID_VALUE = "Unable to create voucher: the value entered is invalid"
 WEEKLY_LIMIT = "ClientWeeklyValueLimitReached"
 VOUCHER_NOT_FOUND = "Voucher not found"
 NOT_CANCELLABLE = "Voucher is already cancelled or redeemed"
-NOT_JSON = "the request body is not valid JSON"
+NOT_JSON = kit.NOT_JSON
 
 # How i-movo's users would name the core's fields in a message.
 _FIELD_NAMES = {
@@ -179,13 +187,7 @@ async def _parameters(request: Request) -> dict[str, Any]:
         for name, value in pairs:
             put(name, value)
         return found
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Refused(400, NOT_JSON) from exc
-    if not isinstance(body, dict):
-        raise Refused(400, "the request body must be a JSON object")
-    for name, value in body.items():
+    for name, value in kit.as_object(kit.parse_json(raw)).items():
         put(name, value)
     return found
 
@@ -226,11 +228,10 @@ def _require(missing: list[str], value: str | None, label: str) -> str:
 # --- credentials and errors ---------------------------------------------------------------------
 
 
-def _caller(request: Request) -> Caller:
-    token = request.headers.get("x-api-key")
-    if not token or not token.strip():
-        raise Refused(401, "the X-API-KEY header is required")
-    return authenticate_token(request.app.state.db, token)
+async def _caller(request: Request) -> Caller:
+    """Off the event loop: a cold key cache reads the database."""
+    scheme = kit.TokenHeader("x-api-key")
+    return await kit.authenticate(request, scheme, missing="the X-API-KEY header is required")
 
 
 def _status_of(exc: DomainError) -> int:
@@ -260,9 +261,9 @@ def _issue_refusal(exc: DomainError, *, with_id: bool) -> Refused:
         return Refused(exc.status, exc.detail)
     if isinstance(exc, NotFound) and exc.field == "campaign":
         return Refused(400, INVALID_CAMPAIGN if with_id else NO_CAMPAIGN)
-    if isinstance(exc, Conflict) and exc.code == "campaign_inactive":
+    if isinstance(exc, Conflict) and exc.code == ErrorCode.CAMPAIGN_INACTIVE:
         return Refused(400, INVALID_CAMPAIGN if with_id else INACTIVE_CAMPAIGN)
-    if isinstance(exc, LimitReached) and exc.code == "weekly_value_limit_reached":
+    if isinstance(exc, LimitReached) and exc.code == ErrorCode.WEEKLY_VALUE_LIMIT_REACHED:
         return Refused(400, WEEKLY_LIMIT)
     if exc.field in ("value", "major_value"):
         return Refused(400, INVALID_VALUE)
@@ -346,7 +347,7 @@ def _documented(*names: str) -> dict[str, Any]:
     openapi_extra=_documented("campaignCode", "customerReference", "value"),
 )
 async def request_voucher(request: Request) -> Response:
-    caller = await run_in_threadpool(_caller, request)
+    caller = await _caller(request)
     parameters = await _parameters(request)
     missing: list[str] = []
     campaign = _require(
@@ -362,7 +363,7 @@ async def request_voucher(request: Request) -> Response:
     if value is not None:
         body["major_value"] = value
     db: Database = request.app.state.db
-    return await run_in_threadpool(_issue, db, caller, body, with_id=False)
+    return await kit.off_loop(_issue, db, caller, body, with_id=False)
 
 
 @router.post(
@@ -379,7 +380,7 @@ async def request_voucher(request: Request) -> Response:
     ),
 )
 async def request_voucher_with_id(request: Request) -> Response:
-    caller = await run_in_threadpool(_caller, request)
+    caller = await _caller(request)
     parameters = await _parameters(request)
     missing: list[str] = []
     campaign = _require(
@@ -406,7 +407,7 @@ async def request_voucher_with_id(request: Request) -> Response:
     if value is not None:
         body["major_value"] = value
     db: Database = request.app.state.db
-    return await run_in_threadpool(_issue, db, caller, body, with_id=True)
+    return await kit.off_loop(_issue, db, caller, body, with_id=True)
 
 
 def _cancel(db: Database, caller: Caller, code: str) -> Response:
@@ -425,7 +426,7 @@ def _cancel(db: Database, caller: Caller, code: str) -> Response:
     openapi_extra=_documented("voucherCode"),
 )
 async def cancel(request: Request) -> Response:
-    caller = await run_in_threadpool(_caller, request)
+    caller = await _caller(request)
     parameters = await _parameters(request)
     code = _text(parameters, "voucherCode", "voucher code")
     if code is None:
@@ -433,7 +434,7 @@ async def cancel(request: Request) -> Response:
     if len(code) > 100:
         raise Refused(404, VOUCHER_NOT_FOUND)
     db: Database = request.app.state.db
-    return await run_in_threadpool(_cancel, db, caller, code)
+    return await kit.off_loop(_cancel, db, caller, code)
 
 
 _ENDPOINTS = frozenset(

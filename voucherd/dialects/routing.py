@@ -2,8 +2,8 @@
 
 Each dialect's routes share one skeleton: a refusal the platform knows (a domain error, bad
 input) becomes the platform's error shape; a database that went away is a 503 the client may
-retry; anything else is logged and answered as the platform's internal error, never a bare 500
-page or problem+json. A dialect subclasses :class:`FaceRoute` and says only how its platform
+retry; a retry with a used ``Idempotency-Key`` gets the first answer again; anything else is
+logged and answered as the platform's internal error, never a bare 500 page or problem+json. A dialect subclasses :class:`FaceRoute` and says only how its platform
 words those answers.
 
 Logs name the route's path template (``/v1/vouchers/{code}``), never the request's path: paths
@@ -20,6 +20,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 
+from voucherd.api.responses import replayed
 from voucherd.db.engine import is_database_outage
 from voucherd.idempotency.service import Replay
 
@@ -38,6 +39,11 @@ class FaceRoute(APIRoute):
 
     def internal(self, request: Request) -> Response:
         raise NotImplementedError
+
+    def unfinished_replay(self, request: Request, exc: Replay) -> Response | None:
+        """A key whose first request kept no answer (still in flight, or its process died
+        before it could): None lets the app answer it (a renderer or a 409)."""
+        return None
 
     def begin(self, request: Request) -> None:
         """Before the handler runs (e.g. to give the request a correlation id)."""
@@ -66,11 +72,15 @@ class FaceRoute(APIRoute):
                 return self.unavailable(request)
             log.exception("%s %s: database error", self.face, self.path)
             return self.internal(request)
+        except Replay as exc:
+            # The first request's answer, byte for byte: it was already in this face's shape.
+            answer = replayed(exc) or self.unfinished_replay(request, exc)
+            if answer is not None:
+                return answer
+            raise
         except Exception as exc:
             answer = self.refusal(request, exc)
             if answer is not None:
                 return answer
-            if isinstance(exc, Replay):
-                raise  # the app answers it with the first response, which was this face's
             log.exception("%s %s: unexpected error", self.face, self.path)
             return self.internal(request)

@@ -48,9 +48,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request, Response, Security
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import ValidationError
@@ -59,15 +57,19 @@ from voucherd.api.deps import ONE_VALUE_PER_QUERY_PARAMETER
 from voucherd.api.methods import allowed_methods
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps
-from voucherd.auth.service import Caller, authenticate
+from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
+from voucherd.dialects import kit
+from voucherd.dialects.kit import MalformedBody
 from voucherd.dialects.routing import FaceRoute
-from voucherd.errors import DomainError, InvalidInput, Unauthorized
+from voucherd.errors import DomainError, ErrorCode, InvalidInput
 from voucherd.vouchers.issue import issue_voucher
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord
 from voucherd.vouchers.service import get_voucher
 from voucherd.vouchers.validity import effective_state
 
+# How Yoyo words a body that is not JSON (False) or not an object (True).
+_MALFORMED = {False: "the body is not valid JSON", True: "the body must be a JSON object"}
 STATE_IDS = {"ACTIVE": "A", "DISABLED": "D", "REDEEMED": "R", "CANCELLED": "C", "EXPIRED": "E"}
 SUCCESS = {"responseCode": "-1", "responseDesc": "Success"}
 # The core's field names as Yoyo spells them, for error messages.
@@ -94,22 +96,24 @@ class _YoyoRoute(FaceRoute):
     face = "yoyo"
 
     def refusal(self, request: Request, exc: Exception) -> Response | None:
+        if isinstance(exc, MalformedBody):
+            return error(exc.status, exc.code, f"body: {_MALFORMED[exc.not_an_object]}")
         if isinstance(exc, DomainError):
             return error(exc.status, exc.code, _described(exc))
         if isinstance(exc, RequestValidationError | ValidationError):
-            return error(422, "invalid_input", _validation_description(exc))
+            return error(422, ErrorCode.INVALID_INPUT, _validation_description(exc))
         return None
 
     def unavailable(self, request: Request) -> Response:
         return error(
             503,
-            "database_unavailable",
+            ErrorCode.DATABASE_UNAVAILABLE,
             "the database is unavailable; retry shortly",
             {"Retry-After": "1"},
         )
 
     def internal(self, request: Request) -> Response:
-        return error(500, "internal_error", "an unexpected error occurred")
+        return error(500, ErrorCode.INTERNAL_ERROR, "an unexpected error occurred")
 
 
 _ERROR_SCHEMA = {
@@ -149,16 +153,10 @@ def _validation_description(exc: RequestValidationError | ValidationError) -> st
     return "; ".join(dict.fromkeys(reasons))
 
 
-class _Malformed(InvalidInput):
-    status, code = 400, "malformed_json"
-
-
-def _caller(request: Request) -> Caller:
-    key_id = request.headers.get("apiid")
-    secret = request.headers.get("apipassword")
-    if not key_id or not secret:
-        raise Unauthorized("send the apiId and apiPassword headers")
-    return authenticate(request.app.state.db, key_id.strip(), secret.strip())
+async def _caller(request: Request) -> Caller:
+    """Off the event loop: a cold key cache reads the database."""
+    scheme = kit.KeyPair("apiid", "apipassword")
+    return await kit.authenticate(request, scheme, missing="send the apiId and apiPassword headers")
 
 
 def _flag(value: Any, name: str, *, default: bool) -> bool:
@@ -268,17 +266,11 @@ _ISSUE_DOCS = {
     openapi_extra=_ISSUE_DOCS,
 )
 async def issue_coupon(request: Request) -> Response:
-    caller = await run_in_threadpool(_caller, request)
+    caller = await _caller(request)
     _flag(request.query_params.get("issueWiCode"), "issueWiCode", default=True)
-    raw = await request.body()
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _Malformed("the body is not valid JSON", field="body") from exc
-    if not isinstance(body, dict):
-        raise _Malformed("the body must be a JSON object", field="body")
+    body, _ = await kit.json_object(request)
     db: Database = request.app.state.db
-    return await run_in_threadpool(_issue, db, caller, body)
+    return await kit.off_loop(_issue, db, caller, body)
 
 
 @router.get(
@@ -286,9 +278,9 @@ async def issue_coupon(request: Request) -> Response:
     summary="Yoyo: a coupon and its state now",
 )
 async def read_coupon(coupon_id: str, request: Request) -> Response:
-    caller = await run_in_threadpool(_caller, request)
+    caller = await _caller(request)
     db: Database = request.app.state.db
-    return await run_in_threadpool(_read, db, caller, coupon_id)
+    return await kit.off_loop(_read, db, caller, coupon_id)
 
 
 @router.api_route(
@@ -300,5 +292,5 @@ async def unknown(rest: str, request: Request) -> Response:
     """Anything else under Yoyo's path answers in Yoyo's shape too (not problem+json)."""
     allowed = ", ".join(allowed_methods(request))
     if allowed:
-        return error(405, "method_not_allowed", f"use {allowed}", {"Allow": allowed})
-    return error(404, "not_found", "no such endpoint")
+        return error(405, ErrorCode.METHOD_NOT_ALLOWED, f"use {allowed}", {"Allow": allowed})
+    return error(404, ErrorCode.NOT_FOUND, "no such endpoint")

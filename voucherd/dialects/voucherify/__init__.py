@@ -30,8 +30,9 @@ Choices where Voucherify's documents leave room, or where voucherd differs:
   A filter naming nothing that exists (a campaign, customer or voucher) answers an empty
   list, as Voucherify does; ``result=FAILURE`` does too, since voucherd records no failed
   redemption (a refusal is answered, not kept).
-* A redemption takes one redeemable (several are refused, naming ``redeemables``); validation
-  takes up to 30, each judged on its own against the whole order. A gift card's credits count
+* A redemption takes up to 30 redeemables and redeems all of them or none (one transaction,
+  the customer's resolution included); a voucher given twice is refused, naming
+  ``redeemables``. Validation takes up to 30, each judged on its own against the whole order. A gift card's credits count
   as the order's discount, as Voucherify counts them. Without ``gift.credits`` a gift card
   takes as much of the order amount as its balance covers.
 * A rollback's ``amount`` is negative: what went back onto the voucher.

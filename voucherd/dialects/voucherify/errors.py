@@ -20,57 +20,70 @@ from starlette.exceptions import HTTPException
 
 from voucherd.api.deps import BEARER, get_db
 from voucherd.api.responses import json_response
-from voucherd.auth.service import Caller, authenticate, authenticate_token
+from voucherd.auth.service import Caller
+from voucherd.dialects import kit
 from voucherd.dialects.routing import FaceRoute
-from voucherd.errors import DomainError, Unauthorized
+from voucherd.errors import DomainError, ErrorCode
 from voucherd.observability import context as request_context
 
 # Our error codes in Voucherify's words: (HTTP status, key, message). A code not listed falls
 # back on its error class (below). Voucherify answers rule violations with 400 and names the
 # rule in ``key``; these are the keys its API documents for the same situations.
 _BY_CODE: dict[str, tuple[int, str, str]] = {
-    "unauthorized": (401, "unauthorized", "Unauthorized"),
-    "forbidden": (403, "forbidden", "Forbidden"),
-    "not_found": (404, "not_found", "Resource not found"),
-    "customer_erased": (404, "not_found", "Resource not found"),
-    "duplicate_name": (409, "duplicate_found", "Duplicated resource found"),
-    "duplicate_code": (409, "duplicate_found", "Duplicated resource found"),
-    "duplicate_source_id": (409, "duplicate_found", "Duplicated resource found"),
-    "invalid_input": (400, "invalid_payload", "Invalid payload"),
-    "malformed_json": (400, "invalid_payload", "Invalid payload"),
-    "quantity_exceeded": (400, "quantity_exceeded", "Quantity exceeded"),
-    "voucher_redeemed": (400, "quantity_exceeded", "Quantity exceeded"),
-    "voucher_disabled": (400, "voucher_disabled", "Voucher is disabled"),
-    "voucher_cancelled": (400, "voucher_disabled", "Voucher is disabled"),
-    "voucher_expired": (400, "voucher_expired", "Voucher expired"),
-    "campaign_expired": (400, "voucher_expired", "Voucher expired"),
-    "voucher_not_active_yet": (400, "voucher_not_active", "Voucher not active"),
-    "outside_validity_timeframe": (400, "voucher_not_active", "Voucher not active"),
-    "outside_validity_days": (400, "voucher_not_active", "Voucher not active"),
-    "outside_validity_hours": (400, "voucher_not_active", "Voucher not active"),
-    "campaign_inactive": (400, "campaign_disabled", "Campaign is disabled"),
-    "insufficient_balance": (400, "gift_amount_exceeded", "Gift amount exceeded"),
-    "order_rules_violated": (400, "order_rules_violated", "Order does not match validation rules"),
-    "customer_limit_reached": (
+    ErrorCode.UNAUTHORIZED: (401, "unauthorized", "Unauthorized"),
+    ErrorCode.FORBIDDEN: (403, "forbidden", "Forbidden"),
+    ErrorCode.NOT_FOUND: (404, "not_found", "Resource not found"),
+    ErrorCode.CUSTOMER_ERASED: (404, "not_found", "Resource not found"),
+    ErrorCode.DUPLICATE_NAME: (409, "duplicate_found", "Duplicated resource found"),
+    ErrorCode.DUPLICATE_CODE: (409, "duplicate_found", "Duplicated resource found"),
+    ErrorCode.DUPLICATE_SOURCE_ID: (409, "duplicate_found", "Duplicated resource found"),
+    ErrorCode.INVALID_INPUT: (400, "invalid_payload", "Invalid payload"),
+    ErrorCode.MALFORMED_JSON: (400, "invalid_payload", "Invalid payload"),
+    ErrorCode.QUANTITY_EXCEEDED: (400, "quantity_exceeded", "Quantity exceeded"),
+    ErrorCode.VOUCHER_REDEEMED: (400, "quantity_exceeded", "Quantity exceeded"),
+    ErrorCode.VOUCHER_DISABLED: (400, "voucher_disabled", "Voucher is disabled"),
+    ErrorCode.VOUCHER_CANCELLED: (400, "voucher_disabled", "Voucher is disabled"),
+    ErrorCode.VOUCHER_EXPIRED: (400, "voucher_expired", "Voucher expired"),
+    ErrorCode.CAMPAIGN_EXPIRED: (400, "voucher_expired", "Voucher expired"),
+    ErrorCode.VOUCHER_NOT_ACTIVE_YET: (400, "voucher_not_active", "Voucher not active"),
+    ErrorCode.OUTSIDE_VALIDITY_TIMEFRAME: (400, "voucher_not_active", "Voucher not active"),
+    ErrorCode.OUTSIDE_VALIDITY_DAYS: (400, "voucher_not_active", "Voucher not active"),
+    ErrorCode.OUTSIDE_VALIDITY_HOURS: (400, "voucher_not_active", "Voucher not active"),
+    ErrorCode.CAMPAIGN_INACTIVE: (400, "campaign_disabled", "Campaign is disabled"),
+    ErrorCode.INSUFFICIENT_BALANCE: (400, "gift_amount_exceeded", "Gift amount exceeded"),
+    ErrorCode.ORDER_RULES_VIOLATED: (
+        400,
+        "order_rules_violated",
+        "Order does not match validation rules",
+    ),
+    ErrorCode.CUSTOMER_LIMIT_REACHED: (
         400,
         "customer_rules_violated",
         "Customer does not match validation rules",
     ),
-    "already_joined": (400, "customer_rules_violated", "Customer does not match validation rules"),
-    "pool_exhausted": (
+    ErrorCode.ALREADY_JOINED: (
+        400,
+        "customer_rules_violated",
+        "Customer does not match validation rules",
+    ),
+    ErrorCode.POOL_EXHAUSTED: (
         400,
         "no_voucher_suitable_for_publication",
         "Couldn't find any voucher suitable for publication.",
     ),
-    "voucher_held_by_another_customer": (
+    ErrorCode.VOUCHER_HELD_BY_ANOTHER_CUSTOMER: (
         400,
         "no_voucher_suitable_for_publication",
         "Couldn't find any voucher suitable for publication.",
     ),
-    "already_rolled_back": (400, "already_rolled_back", "Redemption has already been rolled back"),
-    "value_above_maximum": (400, "invalid_payload", "Invalid payload"),
-    "idempotency_key_reused": (400, "invalid_payload", "Invalid payload"),
-    "idempotency_key_in_flight": (409, "duplicate_found", "Duplicated resource found"),
+    ErrorCode.ALREADY_ROLLED_BACK: (
+        400,
+        "already_rolled_back",
+        "Redemption has already been rolled back",
+    ),
+    ErrorCode.VALUE_ABOVE_MAXIMUM: (400, "invalid_payload", "Invalid payload"),
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: (400, "invalid_payload", "Invalid payload"),
+    ErrorCode.IDEMPOTENCY_KEY_IN_FLIGHT: (409, "duplicate_found", "Duplicated resource found"),
 }
 _BY_STATUS: dict[int, tuple[str, str]] = {
     400: ("invalid_payload", "Invalid payload"),
@@ -211,17 +224,20 @@ _APP_ID = APIKeyHeader(name="X-App-Id", scheme_name="VoucherifyAppId", auto_erro
 _APP_TOKEN = APIKeyHeader(name="X-App-Token", scheme_name="VoucherifyAppToken", auto_error=False)
 
 
+_SCHEMES = (kit.KeyPair("x-app-id", "x-app-token", either=True), kit.BearerToken())
+
+
 def voucherify_caller(
     request: Request,
+    # Declared so the OpenAPI document lists them; the kit reads the headers themselves.
     x_app_id: Annotated[str | None, Security(_APP_ID)],
     x_app_token: Annotated[str | None, Security(_APP_TOKEN)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
 ) -> Caller:
     """The caller behind ``X-App-Id`` + ``X-App-Token`` (the pair wins when both ways are
-    sent, as the seed's example does), or behind ``Authorization: Bearer <token>``."""
-    db = get_db(request)
-    if x_app_id or x_app_token:
-        return authenticate(db, x_app_id or "", x_app_token or "")
-    if bearer is not None and bearer.credentials.strip():
-        return authenticate_token(db, bearer.credentials)
-    raise Unauthorized("send your API key id as X-App-Id and its secret as X-App-Token")
+    sent, as the seed's example does), or behind ``Authorization: Bearer <token>``.
+
+    A sync dependency, so FastAPI runs it (and a cold key cache's database read) in the
+    threadpool."""
+    missing = "send your API key id as X-App-Id and its secret as X-App-Token"
+    return kit.identify(get_db(request), request, *_SCHEMES, missing=missing)

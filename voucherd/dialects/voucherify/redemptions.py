@@ -8,28 +8,29 @@ from fastapi import APIRouter, Path, Query, Response
 
 from voucherd.api.deps import DB, Idem
 from voucherd.api.responses import json_response, respond_created
-from voucherd.auth.service import Caller
-from voucherd.customers import service as customers
-from voucherd.db.engine import Database
 from voucherd.dialects.voucherify import bodies, shapes, translate
 from voucherd.dialects.voucherify.errors import BODY_REQUIRED, VoucherifyRoute, describe, error_body
 from voucherd.dialects.voucherify.vouchers import Limit, Page, Vf
-from voucherd.errors import InvalidInput
+from voucherd.errors import ErrorCode, InvalidInput
 from voucherd.redemptions import service as redemptions
+from voucherd.redemptions import stacked
 
 router = APIRouter(tags=["voucherify"], route_class=VoucherifyRoute)
 
 
-def _customer_ref(db: Database, caller: Caller, given: bodies.Customer | None) -> str | None:
-    """The customer's own reference (source_id), which the core records with a redemption;
-    a customer given only by its Voucherify id is looked up for it."""
+def _customer(given: bodies.Customer | None) -> stacked.CustomerGiven | None:
+    """Who the request names; the core resolves a customer given by its id to its source_id."""
     if given is None:
         return None
-    if given.source_id is not None:
-        return given.source_id
-    if given.id is not None:
-        return customers.get_customer(db, caller, given.id).source_id
-    return None
+    return stacked.CustomerGiven(source_id=given.source_id, id=given.id)
+
+
+def _items(
+    body: bodies.Redeem | bodies.LegacyRedeem, redeemables: list[bodies.Redeemable]
+) -> list[dict[str, Any]]:
+    """Each redeemable as the core's body; a source_id given is the customer's reference."""
+    ref = body.customer.source_id if body.customer is not None else None
+    return [translate.redeemable(item, body.order, ref) for item in redeemables]
 
 
 @router.post(
@@ -40,43 +41,37 @@ def _customer_ref(db: Database, caller: Caller, given: bodies.Customer | None) -
 def validate(db: DB, caller: Vf, body: bodies.Redeem | None = None) -> Response:
     if body is None:
         raise InvalidInput("give the redeemables to validate", field="redeemables")
-    ref = _customer_ref(db, caller, body.customer)
+    requests = [translate.validate_request(data) for data in _items(body, body.redeemables)]
+    validation = stacked.validate_stacked(db, caller, requests, customer=_customer(body.customer))
     items: list[dict[str, Any]] = []
-    taken = 0
-    for item in body.redeemables:
-        request = translate.validate_request(translate.redeemable(item, body.order, ref))
-        result = redemptions.validate(db, caller, request)
+    for item, result in zip(body.redeemables, validation.results, strict=True):
         if result.valid and result.plan is not None:
             items.append(shapes.applicable(result, item.id))
-            taken += (result.plan.discount_amount or 0) + (result.plan.spend or 0)
         else:
-            status, key, message = describe(result.reason or "invalid_input")
+            status, key, message = describe(result.reason or ErrorCode.INVALID_INPUT)
             error = error_body(status, key, message, result.detail or message)
             items.append(shapes.inapplicable(item.id, error, result))
     amount = body.order.amount if body.order else None
-    return json_response(shapes.validation(items, amount, taken, body.tracking_id or ref))
+    tracking = body.tracking_id or validation.customer_ref
+    return json_response(shapes.validation(items, amount, validation.taken, tracking))
 
 
 @router.post(
     "/v1/redemptions",
     summary="Voucherify: Redeem Stackable Discounts",
-    description="One redeemable per request: voucherd redeems a voucher at a time.",
+    description="Every redeemable is redeemed, or none is (one transaction).",
     openapi_extra=BODY_REQUIRED,
 )
 def redeem(db: DB, caller: Vf, idem: Idem, body: bodies.Redeem | None = None) -> Response:
     if body is None:
-        raise InvalidInput("give the redeemable to redeem", field="redeemables")
-    if len(body.redeemables) != 1:
-        raise InvalidInput(
-            "voucherd redeems one redeemable per request; send one redemption per voucher",
-            field="redeemables",
-        )
-    ref = _customer_ref(db, caller, body.customer)
-    data = translate.redeemable(body.redeemables[0], body.order, ref)
-    record = redemptions.redeem(
-        db, caller, translate.redeem_request(data, body.metadata), idem=idem
+        raise InvalidInput("give the redeemables to redeem", field="redeemables")
+    requests = [
+        translate.redeem_request(data, body.metadata) for data in _items(body, body.redeemables)
+    ]
+    records = stacked.redeem_stacked(
+        db, caller, requests, customer=_customer(body.customer), idem=idem
     )
-    shown = shapes.redemption_result([record], base_url=db.settings.public_base_url)
+    shown = shapes.redemption_result(records, base_url=db.settings.public_base_url)
     return respond_created(db, caller, idem, shown, status=200)
 
 
@@ -94,10 +89,13 @@ def redeem_voucher(
 ) -> Response:
     body = body or bodies.LegacyRedeem()
     item = bodies.Redeemable(object="voucher", id=code, gift=body.gift, reward=body.reward)
-    ref = _customer_ref(db, caller, body.customer)
-    data = translate.redeemable(item, body.order, ref)
-    record = redemptions.redeem(
-        db, caller, translate.redeem_request(data, body.metadata), idem=idem
+    (data,) = _items(body, [item])
+    (record,) = stacked.redeem_stacked(
+        db,
+        caller,
+        [translate.redeem_request(data, body.metadata)],
+        customer=_customer(body.customer),
+        idem=idem,
     )
     shown = shapes.redemption(record, base_url=db.settings.public_base_url)
     return respond_created(db, caller, idem, shown, status=200)

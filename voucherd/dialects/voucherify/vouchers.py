@@ -12,7 +12,7 @@ from voucherd.auth.service import Caller
 from voucherd.db.engine import Database
 from voucherd.dialects.voucherify import bodies, shapes, translate
 from voucherd.dialects.voucherify.errors import BODY_REQUIRED, VoucherifyRoute, voucherify_caller
-from voucherd.errors import Conflict, InvalidInput
+from voucherd.errors import Conflict, ErrorCode, InvalidInput
 from voucherd.publications import service as publications
 from voucherd.publications.schemas import PublicationFilters
 from voucherd.vouchers import service as vouchers
@@ -112,7 +112,7 @@ def create_publication(
         # even if the app sends multiple publication requests". A repeat answers the customer's
         # first publication of the campaign; nothing new is published, so nothing is kept for
         # an Idempotency-Key either.
-        first = exc.extra.get("publication_id") if exc.code == "already_joined" else None
+        first = exc.extra.get("publication_id") if exc.code == ErrorCode.ALREADY_JOINED else None
         if not isinstance(first, str):
             raise
         return json_response(

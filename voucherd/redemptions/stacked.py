@@ -1,0 +1,199 @@
+"""Stacked validation and redemption: several vouchers against one order, for one customer.
+
+A stacked redemption is one use case and one transaction: the customer is resolved, every
+voucher is judged and spent, and the Idempotency-Key is claimed in the same unit of work, so a
+refusal of any voucher (or a failure between two of them) leaves no voucher spent and no
+redemption recorded. A stacked validation judges each voucher on its own against the whole
+order and adds up what they would take off it; it changes nothing.
+
+The steps (find, judge, plan, debit, record) are redemptions.service's, the ones ``redeem``
+runs for a single voucher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from voucherd.auth.service import Caller
+from voucherd.customers.resolve import customer_ref
+from voucherd.db.engine import Database
+from voucherd.errors import ErrorCode, InvalidInput, NotFound, NotRedeemable
+from voucherd.idempotency import service as idempotency
+from voucherd.ids import new_id
+from voucherd.observability import metrics
+from voucherd.redemptions.models import Redemption
+from voucherd.redemptions.schemas import (
+    RedeemRequest,
+    RedemptionRecord,
+    ValidateRequest,
+    ValidationResult,
+)
+from voucherd.redemptions.service import (
+    _debit,
+    _find_target,
+    _plan,
+    _record_redemption,
+    _refuse_if_unusable,
+    _why_debit_failed,
+)
+from voucherd.vouchers.schemas import VoucherRecord, present_voucher
+
+# How many vouchers one stacked request may name (Voucherify's own limit).
+MAX_STACKED = 30
+
+
+@dataclass(frozen=True)
+class CustomerGiven:
+    """The customer a stacked request names: by its own reference, or by voucherd's id."""
+
+    source_id: str | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class StackedValidation:
+    results: list[ValidationResult]
+    # What the valid vouchers would take off the order together (discounts and spends).
+    taken: int
+    customer_ref: str | None
+
+
+def validate_stacked(
+    db: Database,
+    caller: Caller,
+    items: Sequence[ValidateRequest],
+    *,
+    customer: CustomerGiven | None = None,
+) -> StackedValidation:
+    """Would each voucher redeem now against the order, and what would they take together?"""
+    caller.require("redeem")
+    _check_count(items)
+    now = db.now()
+    with db.unit_of_work(write=False) as session:
+        ref = _customer_ref(session, caller, customer)
+        results = [_judge(session, caller, _for(item, ref), now, db) for item in items]
+    taken = sum(
+        (r.plan.discount_amount or 0) + (r.plan.spend or 0)
+        for r in results
+        if r.valid and r.plan is not None
+    )
+    return StackedValidation(results, taken, ref)
+
+
+def redeem_stacked(
+    db: Database,
+    caller: Caller,
+    items: Sequence[RedeemRequest],
+    *,
+    customer: CustomerGiven | None = None,
+    idem: idempotency.IdempotencyClaim | None = None,
+) -> list[RedemptionRecord]:
+    """Redeem every voucher, or none: the first refusal undoes the spends before it."""
+    caller.require("redeem")
+    _check_count(items)
+    if len({item.code for item in items}) < len(items):
+        raise InvalidInput("a voucher is given more than once", field="redeemables")
+    now = db.now()
+    with db.unit_of_work() as session:
+        idempotency.claim(session, db, caller.tenant_id, idem)
+        ref = _customer_ref(session, caller, customer)
+        records: list[RedemptionRecord] = []
+        for item in items:
+            record = redeem_in(session, caller, _for(item, ref), now)
+            if any(r.redemption.voucher_id == record.redemption.voucher_id for r in records):
+                # The same voucher by its code and by its id.
+                raise InvalidInput("a voucher is given more than once", field="redeemables")
+            records.append(record)
+        idempotency.bind_effect(
+            session, caller.tenant_id, idem, "redemption", records[0].redemption.id
+        )
+        session.commit()
+    for _ in records:
+        metrics.redemption("redeem")
+    return records
+
+
+def redeem_in(
+    session: Session, caller: Caller, body: RedeemRequest, now: datetime
+) -> RedemptionRecord:
+    """One voucher's redemption, a step of the caller's transaction (it never commits)."""
+    target = _find_target(session, caller.tenant_id, body.code)
+    _refuse_if_unusable(target, now)
+    plan = _plan(target, body)
+    voucher = target.voucher
+    debited = _debit(session, voucher, plan, now)
+    if debited is None:
+        raise _why_debit_failed(session, voucher, plan)
+    redemption = Redemption(
+        id=new_id("r"),
+        tenant_id=caller.tenant_id,
+        voucher_id=voucher.id,
+        status="SUCCEEDED",
+        amount=plan.spend if plan.spend is not None else plan.discount_amount,
+        order_amount=body.order.amount if body.order else None,
+        order_reference=body.order.reference if body.order else None,
+        merchant_ref=body.merchant_ref,
+        store_ref=body.store_ref,
+        customer_ref=body.customer_ref,
+        metadata_=body.metadata,
+        created_at=now,
+    )
+    _record_redemption(
+        session, redemption, spend=plan.spend or 0, campaign_id=voucher.campaign_id,
+        actor=caller.key_id,
+    )  # fmt: skip
+    balance, redeemed, state = debited
+    # The UPDATE bypassed the loaded voucher; show it as the spend left it, without a re-read.
+    changed = {"balance": balance, "redeemed_quantity": redeemed, "state": state, "updated_at": now}
+    for name, value in changed.items():
+        set_committed_value(voucher, name, value)
+    shown = VoucherRecord(voucher, target.campaign.name, campaign=target.campaign)
+    return RedemptionRecord(
+        redemption, voucher.code, state, balance, redeemed, voucher.currency, voucher=shown
+    )
+
+
+def _judge(
+    session: Session, caller: Caller, body: ValidateRequest, now: datetime, db: Database
+) -> ValidationResult:
+    """One voucher's validation, as ``redemptions.service.validate`` judges it."""
+    order_amount = body.order.amount if body.order else None
+    try:
+        target = _find_target(session, caller.tenant_id, body.code)
+    except NotFound as exc:
+        return ValidationResult(False, ErrorCode.NOT_FOUND, exc.detail, None, None, order_amount)
+    record = VoucherRecord(target.voucher, target.campaign.name, campaign=target.campaign)
+    shown = present_voucher(record, now=now, base_url=db.settings.public_base_url)
+    try:
+        _refuse_if_unusable(target, now)
+        plan = _plan(target, body)
+    except (NotRedeemable, InvalidInput) as exc:
+        return ValidationResult(False, exc.code, exc.detail, shown, None, order_amount, record)
+    return ValidationResult(True, None, None, shown, plan, order_amount, record)
+
+
+_Item = TypeVar("_Item", ValidateRequest, RedeemRequest)
+
+
+def _for(item: _Item, ref: str | None) -> _Item:
+    """The item as the customer's: a reference it carries itself is kept."""
+    if item.customer_ref is not None or ref is None:
+        return item
+    return item.model_copy(update={"customer_ref": ref})
+
+
+def _customer_ref(session: Session, caller: Caller, given: CustomerGiven | None) -> str | None:
+    if given is None:
+        return None
+    return customer_ref(session, caller.tenant_id, source_id=given.source_id, customer_id=given.id)
+
+
+def _check_count(items: Sequence[object]) -> None:
+    if not 1 <= len(items) <= MAX_STACKED:
+        raise InvalidInput(f"give 1 to {MAX_STACKED} vouchers", field="redeemables")
