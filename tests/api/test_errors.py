@@ -16,13 +16,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import (
-    Tenant,
-    count_rows,
-    issue,
-    make_campaign,
-    make_tenant,
-)
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.rows import count_rows
 from voucherd.api.problems import PROBLEM_JSON
 from voucherd.app import create_app
 from voucherd.auth.service import revoke_key
@@ -31,11 +28,6 @@ from voucherd.db.engine import Database
 from voucherd.money import MAX_MINOR_UNITS
 
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture
-def tenant(db: Database) -> Tenant:
-    return make_tenant(db)
 
 
 class World:

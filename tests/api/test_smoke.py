@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.factories import make_tenant
+from tests.factories.tenants import make_tenant
 from voucherd.db.engine import Database
 
 

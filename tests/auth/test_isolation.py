@@ -18,14 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.factories import (
-    Tenant,
-    count_rows,
-    issue,
-    make_campaign,
-    make_redemption,
-    make_tenant,
-)
+from tests.factories.campaigns import make_campaign
+from tests.factories.redemptions import make_redemption
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.rows import count_rows
 from voucherd.api.problems import PROBLEM_JSON
 from voucherd.app import create_app
 from voucherd.auth.models import ApiKey

@@ -9,8 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from tests.conftest import FakeClock
-from tests.factories import Tenant, issue, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.clock import FakeClock
 from voucherd.db.engine import Database
 
 URL = "/api/v1/campaigns"

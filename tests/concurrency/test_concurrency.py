@@ -19,7 +19,10 @@ from sqlalchemy import distinct, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from tests.concurrency_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.concurrency import (
     HOT_CARD_REFUSALS,
     Attempts,
     HotCard,
@@ -29,7 +32,6 @@ from tests.concurrency_helpers import (
     run_together,
     serving,
 )
-from tests.factories import Tenant, issue, make_campaign, make_tenant
 from voucherd.app import create_app
 from voucherd.auth.models import IssuedValueBucket
 from voucherd.campaigns.models import Campaign

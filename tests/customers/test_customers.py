@@ -10,7 +10,9 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import select
 
-from tests.factories import Tenant, issue, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
 from voucherd.campaigns.models import CampaignCustomer
 from voucherd.db.engine import Database
 from voucherd.vouchers.models import Voucher

@@ -14,7 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.delivery import (
     PHONE,
     TWILIO_SID,
     TWILIO_TOKEN,
@@ -31,7 +34,7 @@ from tests.delivery_helpers import (
     whatsapp_settings,
     with_all_channels,
 )
-from tests.factories import Tenant, count_rows, issue, make_campaign, make_tenant
+from tests.support.rows import count_rows
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.delivery.callbacks import twilio_signature

@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.delivery import (
     PHONE,
     SMTP_PASSWORD,
     SMTP_USER,
@@ -27,7 +30,6 @@ from tests.delivery_helpers import (
     settings_for,
     with_all_channels,
 )
-from tests.factories import Tenant, issue, make_campaign, make_tenant
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.delivery.settings import webhook_secret_bytes
@@ -89,7 +91,7 @@ class TestSms:
     def test_a_messaging_service_instead_of_a_number(
         self, db: Database, provider: Provider
     ) -> None:
-        from tests.delivery_helpers import configure, sms_settings
+        from tests.support.delivery import configure, sms_settings
 
         tenant = make_tenant(db)
         configure(
@@ -182,7 +184,7 @@ class TestWhatsApp:
     def test_the_default_template_carries_value_code_and_link(
         self, db: Database, provider: Provider
     ) -> None:
-        from tests.delivery_helpers import configure, whatsapp_settings
+        from tests.support.delivery import configure, whatsapp_settings
 
         tenant = make_tenant(db)
         configure(db, tenant, phone_channel="whatsapp", whatsapp=whatsapp_settings())

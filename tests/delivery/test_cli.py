@@ -10,7 +10,10 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import make_tenant
+from tests.factories.vouchers import issue
+from tests.support.delivery import (
     PHONE,
     TWILIO_TOKEN,
     Answer,
@@ -20,7 +23,6 @@ from tests.delivery_helpers import (
     settings_for,
     sms_settings,
 )
-from tests.factories import issue, make_campaign, make_tenant
 from voucherd.cli import app
 from voucherd.config import Settings
 from voucherd.db.engine import Database

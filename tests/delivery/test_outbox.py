@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FakeClock
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.clock import FakeClock
+from tests.support.delivery import (
     PHONE,
     TWILIO_TOKEN,
     Answer,
@@ -24,7 +27,6 @@ from tests.delivery_helpers import (
     sms_settings,
     with_all_channels,
 )
-from tests.factories import Tenant, issue, make_campaign, make_tenant
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.delivery import outbox

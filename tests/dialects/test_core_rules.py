@@ -9,14 +9,16 @@ from email.message import EmailMessage
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.delivery import (
     Provider,
     SmtpServer,
     deliver_due,
     settings_for,
     with_all_channels,
 )
-from tests.factories import Tenant, count_rows, make_campaign, make_tenant
+from tests.support.rows import count_rows
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.vouchers.issue import mint_vouchers
@@ -31,8 +33,7 @@ def settings(provider: Provider, smtp: SmtpServer) -> Settings:
 
 
 @pytest.fixture
-def tenant(db: Database, provider: Provider, smtp: SmtpServer) -> Tenant:
-    tenant = make_tenant(db)
+def tenant(tenant: Tenant, db: Database, provider: Provider, smtp: SmtpServer) -> Tenant:
     with_all_channels(db, tenant, provider, smtp=smtp)
     return tenant
 

@@ -13,15 +13,18 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
-from tests.conftest import _pg_admin
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.redemptions import make_redemption
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.databases import pg_admin
+from tests.support.delivery import (
     Provider,
     SmtpServer,
     deliver_due,
     settings_for,
     with_all_channels,
 )
-from tests.factories import Tenant, count_rows, make_campaign, make_redemption, make_tenant
+from tests.support.rows import count_rows
 from voucherd.app import create_app
 from voucherd.auth.service import create_key
 from voucherd.config import Settings
@@ -51,8 +54,7 @@ def settings(provider: Provider, smtp: SmtpServer) -> Settings:
 
 
 @pytest.fixture
-def tenant(db: Database) -> Tenant:
-    tenant = make_tenant(db)
+def tenant(tenant: Tenant, db: Database) -> Tenant:
     # The seed's THINK: £ cash vouchers up to an agreed maximum, expiring at the end of a day.
     make_campaign(
         db,
@@ -668,7 +670,7 @@ def test_a_database_outage_answers_503_in_the_envelope_then_recovers(
 
 
 def terminate_connections(db: Database) -> None:
-    with _pg_admin() as admin:
+    with pg_admin() as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()",

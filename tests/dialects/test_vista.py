@@ -12,8 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.conftest import FakeClock
-from tests.factories import Tenant, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.clock import FakeClock
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.delivery.models import Delivery

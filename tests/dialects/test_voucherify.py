@@ -17,8 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
-from tests.conftest import FakeClock, _pg_admin
-from tests.factories import Tenant, issue, make_campaign
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant
+from tests.factories.vouchers import issue
+from tests.support.clock import FakeClock
+from tests.support.databases import pg_admin
 from voucherd.app import create_app
 from voucherd.auth.service import create_key
 from voucherd.db.engine import Database
@@ -85,11 +88,6 @@ def seed_headers(tenant: Tenant) -> dict[str, str]:
 def curl_headers(tenant: Tenant) -> dict[str, str]:
     """Seed 002's three headers."""
     return {**pair(tenant), "Content-Type": "application/json"}
-
-
-@pytest.fixture
-def tenant(db: Database) -> Tenant:
-    return Tenant(db)
 
 
 def create_campaign(api: TestClient, tenant: Tenant, **body: Any) -> dict[str, Any]:
@@ -1074,7 +1072,7 @@ def test_a_database_outage_answers_503_in_voucherify_shape_then_recovers(
     tenant = Tenant(db)
     with TestClient(create_app(db.settings, db=db), raise_server_exceptions=False) as client:
         campaign = {"id": make_campaign(db, tenant).id}
-        with _pg_admin() as admin:
+        with pg_admin() as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid()",

@@ -13,7 +13,10 @@ from datetime import date
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import Tenant, issue, make_campaign, make_redemption
+from tests.factories.campaigns import make_campaign
+from tests.factories.redemptions import make_redemption
+from tests.factories.tenants import Tenant
+from tests.factories.vouchers import issue
 from voucherd.campaigns.service import count_vouchers, number_campaigns
 from voucherd.customers import service as customers
 from voucherd.customers.schemas import CustomerCreate
@@ -25,11 +28,6 @@ from voucherd.publications.schemas import PublicationFilters, PublishRequest
 from voucherd.publications.service import number_publications, publish
 from voucherd.vouchers import tasks
 from voucherd.vouchers.schemas import MintVouchers
-
-
-@pytest.fixture
-def tenant(db: Database) -> Tenant:
-    return Tenant(db)
 
 
 class TestCampaignWithVouchers:

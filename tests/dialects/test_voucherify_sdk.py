@@ -20,7 +20,7 @@ import uvicorn
 import voucherify
 from voucherify import models as m
 
-from tests.factories import Tenant
+from tests.factories.tenants import Tenant
 from voucherd.app import create_app
 from voucherd.db.engine import Database
 from voucherd.operations.runner import run_due_operations

@@ -10,8 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
-from tests.conftest import FakeClock, _pg_admin
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.redemptions import make_redemption
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.clock import FakeClock
+from tests.support.databases import pg_admin
+from tests.support.delivery import (
     Provider,
     configure,
     deliver_due,
@@ -19,7 +23,7 @@ from tests.delivery_helpers import (
     sms_settings,
     with_all_channels,
 )
-from tests.factories import Tenant, count_rows, make_campaign, make_redemption, make_tenant
+from tests.support.rows import count_rows
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database
@@ -48,8 +52,7 @@ def settings(provider: Provider) -> Settings:
 
 
 @pytest.fixture
-def tenant(db: Database) -> Tenant:
-    tenant = make_tenant(db)
+def tenant(tenant: Tenant, db: Database) -> Tenant:
     # The seed's campaignId "1234": campaigns are found by id or by name.
     make_campaign(db, tenant, name="1234", currency="ZAR", default_value=10000, lifetime_days=30)
     return tenant
@@ -446,7 +449,7 @@ def test_a_database_outage_answers_503_in_yoyos_shape_then_recovers(
 
 
 def terminate_connections(db: Database) -> None:
-    with _pg_admin() as admin:
+    with pg_admin() as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()",

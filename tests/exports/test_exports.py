@@ -20,10 +20,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from tests.concurrency_helpers import run_together
-from tests.conftest import FakeClock
-from tests.factories import Tenant, issue, make_campaign, make_redemption, make_tenant
-from tests.test_operations import run_worker
+from tests.factories.campaigns import make_campaign
+from tests.factories.redemptions import make_redemption
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.clock import FakeClock
+from tests.support.concurrency import run_together
+from tests.support.operations import run_worker
 from voucherd.cli import app
 from voucherd.db.engine import Database
 from voucherd.exports import service as exports

@@ -34,8 +34,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.delivery_helpers import Answer, Provider, SmtpServer, deliver_due, settings_for
-from tests.factories import Tenant, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.delivery import Answer, Provider, SmtpServer, deliver_due, settings_for
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine

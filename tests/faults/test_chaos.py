@@ -42,7 +42,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, text
 
-from tests.chaos_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import make_tenant
+from tests.factories.vouchers import issue
+from tests.support.chaos import (
     REQUIRE_PG,
     Answer,
     Planned,
@@ -53,8 +56,7 @@ from tests.chaos_helpers import (
     redeem_until_answered,
     served_voucherd,
 )
-from tests.conftest import _pg_admin
-from tests.factories import issue, make_campaign, make_tenant
+from tests.support.databases import pg_admin
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
@@ -275,7 +277,7 @@ def _dropped_under(engine: Engine, marker: str) -> Iterator[list[int]]:
         if dropped or marker not in statement:
             return
         pid = conn.connection.dbapi_connection.info.backend_pid
-        with _pg_admin() as admin:
+        with pg_admin() as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         dropped.append(pid)
 

@@ -8,8 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
-from tests.conftest import _pg_admin
-from tests.factories import make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import make_tenant
+from tests.support.databases import pg_admin
 from voucherd.app import create_app
 from voucherd.db.engine import Database
 
@@ -26,7 +27,7 @@ def test_killed_connections_answer_503_then_recover(
     with TestClient(app, raise_server_exceptions=False) as client:
         first = client.post("/api/v1/vouchers", headers=tenant.headers, json={"campaign": "Gift"})
         assert first.status_code == 201, first.text
-        with _pg_admin() as admin:
+        with pg_admin() as admin:
             killed = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid()",

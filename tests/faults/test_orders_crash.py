@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from tests.concurrency_helpers import run_together
-from tests.factories import Tenant, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.concurrency import run_together
 from voucherd.db.engine import Database
 from voucherd.operations.models import Operation
 from voucherd.operations.runner import run_due_operations

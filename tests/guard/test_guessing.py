@@ -22,8 +22,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 from typer.testing import CliRunner
 
-from tests.conftest import FakeClock
-from tests.factories import Tenant, issue, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.clock import FakeClock
 from voucherd.app import create_app
 from voucherd.cli import app as cli
 from voucherd.codes.generator import DEFAULT_ALPHABET, DEFAULT_SPEC

@@ -16,7 +16,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import Tenant, issue, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database

@@ -15,16 +15,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 
-from tests.conftest import FakeClock
-from tests.factories import (
-    Tenant,
-    count_rows,
-    issue,
-    ledger_and_balance,
-    make_campaign,
-    make_redemption,
-    make_tenant,
-)
+from tests.factories.campaigns import make_campaign
+from tests.factories.redemptions import make_redemption
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.clock import FakeClock
+from tests.support.rows import count_rows, ledger_and_balance
 from voucherd.api.problems import PROBLEM_JSON
 from voucherd.db.engine import Database
 from voucherd.idempotency.models import IdempotencyRecord

@@ -21,8 +21,10 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import FakeClock
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant
+from tests.support.clock import FakeClock
+from tests.support.delivery import (
     PHONE,
     TWILIO_SID,
     TWILIO_TOKEN,
@@ -31,7 +33,6 @@ from tests.delivery_helpers import (
     settings_for,
     with_all_channels,
 )
-from tests.factories import Tenant, make_campaign, make_tenant
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
@@ -79,11 +80,6 @@ def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
 @pytest.fixture
 def settings(provider: Provider) -> Settings:
     return settings_for(provider)
-
-
-@pytest.fixture
-def tenant(db: Database) -> Tenant:
-    return make_tenant(db)
 
 
 class TestMetrics:

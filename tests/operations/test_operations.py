@@ -16,8 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.conftest import FakeClock
-from tests.factories import Tenant, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.clock import FakeClock
+from tests.support.operations import run_worker
 from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput
 from voucherd.exports import service as exports
@@ -36,14 +38,6 @@ from voucherd.operations.service import get_operation, open_result, start_operat
 from voucherd.operations.steps import LeaseLost, Run
 from voucherd.vouchers.issue import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
-
-
-def run_worker(db: Database, worker: str = "w1") -> int:
-    """Let a worker run until nothing is due; how many operations it took up."""
-    handled = 0
-    while taken := run_due_operations(db, worker, threading.Event()):
-        handled += taken
-    return handled
 
 
 def start(db: Database, tenant: Tenant, kind: str, parameters: dict[str, object]) -> str:

@@ -12,14 +12,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.delivery import (
     Provider,
     SmtpServer,
     deliver_due,
     settings_for,
     with_all_channels,
 )
-from tests.factories import Tenant, make_campaign, make_tenant
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.delivery.models import Delivery

@@ -24,8 +24,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from tests.factories import Tenant, issue, make_campaign, make_redemption
-from tests.pages_helpers import Image, NotCode128, ParsedPage, decode_code128, read_png, runs_of
+from tests.factories.campaigns import make_campaign
+from tests.factories.redemptions import make_redemption
+from tests.factories.tenants import Tenant
+from tests.factories.vouchers import issue
+from tests.support.pages import Image, NotCode128, ParsedPage, decode_code128, read_png, runs_of
 from voucherd.app import create_app
 from voucherd.db.engine import Database
 from voucherd.vouchers import service as vouchers

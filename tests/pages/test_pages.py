@@ -20,9 +20,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from tests.conftest import FakeClock
-from tests.factories import Tenant, issue, make_campaign, make_redemption, make_tenant
-from tests.pages_helpers import ParsedPage, decode_code128, modules_of_svg_path
+from tests.factories.campaigns import make_campaign
+from tests.factories.redemptions import make_redemption
+from tests.factories.tenants import Tenant
+from tests.factories.vouchers import issue
+from tests.support.clock import FakeClock
+from tests.support.pages import ParsedPage, decode_code128, modules_of_svg_path
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
@@ -30,11 +33,6 @@ from voucherd.vouchers import service as vouchers
 from voucherd.vouchers.schemas import VoucherRecord
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture
-def tenant(db: Database) -> Tenant:
-    return make_tenant(db)
 
 
 def _url(record: VoucherRecord, suffix: str = "") -> str:

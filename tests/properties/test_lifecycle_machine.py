@@ -45,8 +45,9 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import Engine, text
 
-from tests.conftest import FakeClock
-from tests.factories import Tenant, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.clock import FakeClock
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, DomainError

@@ -32,8 +32,9 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis import Case, CheckContext, Response
 from schemathesis.checks import CHECKS, load_all_checks, positive_data_acceptance
 
-from tests.conftest import Template
-from tests.factories import make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import make_tenant
+from tests.support.databases import Template
 from voucherd.api.openapi import PROBLEM_JSON
 from voucherd.app import create_app
 from voucherd.config import Settings

@@ -15,8 +15,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.concurrency_helpers import run_together
-from tests.factories import Tenant, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.concurrency import run_together
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database

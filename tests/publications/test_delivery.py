@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.delivery import (
     PHONE,
     Provider,
     SmtpServer,
@@ -14,7 +16,7 @@ from tests.delivery_helpers import (
     settings_for,
     with_all_channels,
 )
-from tests.factories import Tenant, count_rows, make_campaign, make_tenant
+from tests.support.rows import count_rows
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.vouchers.issue import mint_vouchers

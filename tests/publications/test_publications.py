@@ -10,8 +10,10 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import func, select
 
-from tests.conftest import FakeClock
-from tests.factories import Tenant, issue, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.clock import FakeClock
 from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
 from voucherd.publications.models import Publication, PublicationVoucher

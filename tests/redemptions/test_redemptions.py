@@ -14,25 +14,16 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import FakeClock
-from tests.factories import (
-    Tenant,
-    count_rows,
-    issue,
-    ledger_and_balance,
-    make_campaign,
-    make_tenant,
-)
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.clock import FakeClock
+from tests.support.rows import count_rows, ledger_and_balance
 from voucherd.api.problems import PROBLEM_JSON
 from voucherd.db.engine import Database
 from voucherd.errors import NotFound
 from voucherd.redemptions import service
 from voucherd.vouchers.schemas import VoucherRecord
-
-
-@pytest.fixture
-def tenant(db: Database) -> Tenant:
-    return make_tenant(db)
 
 
 def redeem(api: TestClient, tenant: Tenant, code: str, **body: Any) -> httpx.Response:

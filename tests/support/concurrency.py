@@ -17,7 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from tests.factories import Tenant
+from tests.factories.tenants import Tenant
 from voucherd.db.engine import Database
 from voucherd.errors import DomainError
 from voucherd.redemptions.models import Redemption

@@ -33,7 +33,7 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from sqlalchemy import select
 
-from tests.factories import Tenant
+from tests.factories.tenants import Tenant
 from voucherd.auth.service import configure_delivery
 from voucherd.config import Settings
 from voucherd.db.engine import Database

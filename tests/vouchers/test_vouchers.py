@@ -12,8 +12,10 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import func, select
 
-from tests.conftest import FakeClock
-from tests.factories import Tenant, issue, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.clock import FakeClock
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import DEFAULT_ALPHABET, check_character, is_mistyped
 from voucherd.db.engine import Database

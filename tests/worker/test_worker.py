@@ -17,7 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.delivery_helpers import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import make_tenant
+from tests.support.delivery import (
     PHONE,
     Answer,
     Provider,
@@ -26,7 +28,6 @@ from tests.delivery_helpers import (
     sms_settings,
     with_all_channels,
 )
-from tests.factories import make_campaign, make_tenant
 from voucherd.app import create_app
 from voucherd.auth.service import Caller
 from voucherd.config import Settings
