@@ -5,7 +5,13 @@
 * ``fresh_database``: a factory of whole new migrated databases (PostgreSQL: ``CREATE DATABASE
   ... TEMPLATE``; SQLite: a copy of the migrated file) for tests that need real commits from many
   threads or processes.
-* ``client``: the native API over ``db`` through Starlette's TestClient.
+* ``client``: the whole app (native API, dialects, pages) over ``db`` through Starlette's
+  TestClient; ``api`` is the same client failing the test at any 5xx answer.
+* ``tenant``: a tenant with a full-scope key; a module that needs more overrides it.
+* ``clock``: the :class:`FakeClock` ``db`` reads, moved by the test.
+
+What tests share that is not a fixture lives in ``tests/support/`` and ``tests/factories/``;
+no test imports this module.
 
 PostgreSQL is found at ``VOUCHERD_TEST_POSTGRES_URL`` (default: the local server CI runs, trust
 auth). Without it the PostgreSQL half is skipped with a message — unless

@@ -318,7 +318,7 @@ class TestRouteTable:
             for path, operations in paths.items()
             if (path.startswith("/api/v1/") or path == "/api/v1")
             # Vista's face shares the /api/v1 prefix but speaks its own errors and shapes;
-            # its isolation and scopes are tested in test_dialect_vista.py.
+            # its isolation and scopes are tested in tests/dialects/test_vista.py.
             and not path.startswith(("/api/v1/voucher-management/", "/api/v1/identity-resolution/"))
             for method in operations
         }

@@ -1,6 +1,6 @@
 """Chaos: PostgreSQL crash-restarted three times under thousands of HTTP redemptions.
 
-A private cluster (never the shared server on 5432; see tests/chaos_helpers.py) behind a real
+A private cluster (never the shared server on 5432; see tests/support/chaos.py) behind a real
 ``voucherd serve --no-worker`` process. Client threads redeem GIFT vouchers, each redemption with
 its own ``Idempotency-Key``, retrying the same key on connection errors, 503 and 409 (in flight)
 until a definitive answer, while the database is restarted in immediate mode (a crash: no
@@ -16,7 +16,7 @@ other than 503.
 Size: ``VOUCHERD_CHAOS_REDEMPTIONS``, 2000 in CI (20-40 s on a busy two-core box); the issue's
 full size, 5000 (about 65 s there), by hand::
 
-    VOUCHERD_CHAOS_REDEMPTIONS=5000 .venv/bin/pytest tests/test_chaos.py -q -s -p no:cacheprovider
+    VOUCHERD_CHAOS_REDEMPTIONS=5000 .venv/bin/pytest tests/faults/test_chaos.py -q -s -p no:cacheprovider
 
 ``VOUCHERD_CHAOS_RESTARTS`` (default 3) crashes it more often in a long run.
 

@@ -5,7 +5,7 @@ reading the same. Time here is the Database's clock (``FakeClock``), moved by th
 The brute-force test runs 5,000 well-formed guesses against 5,000 live codes in CI; the issue's
 full size is one command::
 
-    VOUCHERD_BRUTE_FORCE_SIZE=100000 .venv/bin/pytest tests/test_guessing.py -k brute -p no:cacheprovider
+    VOUCHERD_BRUTE_FORCE_SIZE=100000 .venv/bin/pytest tests/guard/test_guessing.py -k brute -p no:cacheprovider
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The public voucher page and its images, over HTTP, on SQLite and PostgreSQL.
 
 The page is read back with an HTML parser and the barcode is decoded from the SVG with an
-independent Code 128 decoder (tests/pages_helpers.py), so these tests see what a holder's phone
+independent Code 128 decoder (tests/support/pages.py), so these tests see what a holder's phone
 and a till's scanner would.
 """
 
@@ -146,8 +146,7 @@ class TestValues:
         currency: str | None,
         shown: str,
     ) -> None:
-        extra = {"currency": currency} if currency else {}
-        campaign = make_campaign(db, tenant, type="DISCOUNT", discount=discount, **extra)
+        campaign = make_campaign(db, tenant, type="DISCOUNT", discount=discount, currency=currency)
         record = issue(db, tenant, campaign)
         page = _page(api, record)
         assert page.text_of("value") == f"Discount {shown}"

@@ -18,7 +18,7 @@ by ``run_state_machine_as_test`` inside a plain test, so fixtures and examples n
 CI runs a small size; for a long run by hand::
 
     VOUCHERD_LIFECYCLE_EXAMPLES=500 VOUCHERD_LIFECYCLE_STEPS=80 \\
-        .venv/bin/pytest tests/test_lifecycle_machine.py -q -p no:cacheprovider
+        .venv/bin/pytest tests/properties/test_lifecycle_machine.py -q -p no:cacheprovider
 """
 
 from __future__ import annotations

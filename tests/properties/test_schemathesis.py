@@ -11,7 +11,7 @@ databases). A bigger search by hand, new cases every run, with the coverage phas
 negative cases, undeclared methods and their Allow headers)::
 
     VOUCHERD_SCHEMATHESIS_EXAMPLES=100 VOUCHERD_SCHEMATHESIS_PHASES=examples,coverage,fuzzing \
-        .venv/bin/pytest tests/test_schemathesis.py
+        .venv/bin/pytest tests/properties/test_schemathesis.py
 
 Checks that a vendor's documented behaviour makes wrong are excluded per operation in
 ``EXCLUSIONS``, each with its reason.
@@ -88,7 +88,7 @@ PHASES = os.environ.get("VOUCHERD_SCHEMATHESIS_PHASES", "examples,fuzzing").spli
 
 
 # The guard would soon answer 429 to a fuzzer's thousands of unknown codes (correctly, and the
-# 429 is declared), leaving nothing else tested; its own tests are tests/test_rate_limits.py.
+# 429 is declared), leaving nothing else tested; its own tests are tests/guard/test_rate_limits.py.
 _LENIENT_GUARD = {
     "rate_limit_per_key": 10**6,
     "rate_limit_per_tenant": 10**6,
@@ -151,7 +151,7 @@ _keys = itertools.count()
 def _fresh_idempotency_key(case: Case) -> None:
     """A generated key is often "0" for every case: a second body under the same key is rightly
     refused (422, Voucherify's 400), which says nothing about the second body. Valid cases get a
-    key of their own, still valid; replays are tests/test_idempotency.py's."""
+    key of their own, still valid; replays are tests/idempotency/test_idempotency.py's."""
     for name in list(case.headers or {}):
         if name.lower() == "idempotency-key":
             case.headers[name] = f"{str(case.headers[name])[:200]}-{next(_keys)}"
@@ -202,7 +202,7 @@ schema = schemathesis.openapi.from_asgi(
     "/openapi.json", create_app(Settings(database_url="sqlite:///unused.db"))
 )
 # NUL is refused in every URL and text (api/limits.py, fields.RequestModel: PostgreSQL cannot
-# store it), tested in tests/test_errors.py; generating it would only test that refusal again.
+# store it), tested in tests/api/test_errors.py; generating it would only test that refusal again.
 schema.config.generation.update(max_examples=EXAMPLES, allow_x00=False)
 schema.config.phases.update(phases=PHASES)
 # A body over the server's limit is refused before it is read, with 413: a rejection too.
