@@ -82,6 +82,11 @@ def serve(
 
     # uvicorn builds the app from the environment (also in its worker processes).
     os.environ["VOUCHERD_IN_PROCESS_WORKER"] = "false" if no_worker else "true"
+    # The options go through the environment too, so the public base URL (unless set) follows
+    # the address actually served, in this process and in uvicorn's.
+    os.environ.update(
+        {f"VOUCHERD_{k}": str(v) for k, v in (("HOST", host), ("PORT", port)) if v is not None}
+    )
     settings: Settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     # Several processes add their counters up through files in one directory (see
@@ -96,6 +101,7 @@ def serve(
         f"voucherd on http://{host or settings.host}:{port or settings.port} "
         f"({db.engine.dialect.name})"
     )
+    console.print(f"links in pages and messages use {settings.public_base_url}", highlight=False)
     try:
         uvicorn.run(
             "voucherd.cli:served_app",
