@@ -17,6 +17,7 @@ from voucherd.config import Settings, load_settings
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
 from voucherd.delivery.cli import deliveries
+from voucherd.demo import demo
 from voucherd.errors import DomainError
 from voucherd.exports.cli import export
 
@@ -31,6 +32,7 @@ app.add_typer(deliveries, name="deliveries")
 guard = typer.Typer(help="The guard: callers caught guessing codes.", no_args_is_help=True)
 app.add_typer(guard, name="guard")
 app.command()(export)
+app.command()(demo)
 console = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
