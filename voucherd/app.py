@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from sqlalchemy import text
 
-from voucherd import __version__, composition
+from voucherd import __version__, composition, docs
 from voucherd.api import openapi, problems
 from voucherd.api.limits import BodySizeLimit, RefuseNulInUrl
 from voucherd.api.responses import json_response
@@ -57,6 +57,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         version=__version__,
         summary="Self-hosted vouchers: campaigns, codes, issue, validate, redeem.",
         lifespan=lifespan,
+        # Served by voucherd.docs from the package, not from a CDN: they work offline.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.db = db
     app.state.settings = settings
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         metrics_router,
     ):
         app.include_router(router)
+    app.include_router(docs.router)
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     def healthz() -> Response:

@@ -18,6 +18,7 @@ from voucherd.config import Settings, load_settings
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
 from voucherd.delivery.cli import deliveries
+from voucherd.demo import demo
 from voucherd.errors import DomainError
 from voucherd.exports.cli import export
 
@@ -32,6 +33,7 @@ app.add_typer(deliveries, name="deliveries")
 guard = typer.Typer(help="The guard: callers caught guessing codes.", no_args_is_help=True)
 app.add_typer(guard, name="guard")
 app.command()(export)
+app.command()(demo)
 console = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -85,6 +87,11 @@ def serve(
 
     # uvicorn builds the app from the environment (also in its worker processes).
     os.environ["VOUCHERD_IN_PROCESS_WORKER"] = "false" if no_worker else "true"
+    # The options go through the environment too, so the public base URL (unless set) follows
+    # the address actually served, in this process and in uvicorn's.
+    os.environ.update(
+        {f"VOUCHERD_{k}": str(v) for k, v in (("HOST", host), ("PORT", port)) if v is not None}
+    )
     settings: Settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     # Several processes add their counters up through files in one directory (see
@@ -99,6 +106,7 @@ def serve(
         f"voucherd on http://{host or settings.host}:{port or settings.port} "
         f"({db.engine.dialect.name})"
     )
+    console.print(f"links in pages and messages use {settings.public_base_url}", highlight=False)
     try:
         uvicorn.run(
             "voucherd.cli:served_app",

@@ -54,13 +54,13 @@ def _gift(db: Database, tenant: Tenant, **campaign: Any) -> VoucherRecord:
 def _assert_scannable(page: ParsedPage, code: str) -> None:
     assert "svg" in page.by_id["barcode"].children
     assert "svg" in page.by_id["qr"].children
-    assert page.text_of("code") == code
+    assert "".join(page.text_of("code").split()) == code  # shown in groups (issue 15)
     assert "banner" not in page.by_id
 
 
 def _assert_not_scannable(page: ParsedPage, code: str) -> None:
     """A voucher that cannot be used shows its code (for the helpdesk) but nothing to scan."""
-    assert page.text_of("code") == code
+    assert "".join(page.text_of("code").split()) == code  # shown in groups (issue 15)
     assert "barcode" not in page.by_id
     assert "qr" not in page.by_id
     assert not page.tags("svg")
@@ -80,7 +80,7 @@ class TestValues:
         page = _page(api, record)
         _assert_scannable(page, record.voucher.code)
         assert page.text_of("value") == "Balance €50.00"
-        assert page.text_of("validity") == "Expires 20 Jun 2026, 23:59:59"
+        assert page.text_of("validity") == "Expires 20 Jun 2026"
         assert page.tags("h1")[0].content == "Gift card"
 
     def test_a_partly_redeemed_gift_card_shows_what_is_left_of_what(
@@ -103,8 +103,8 @@ class TestValues:
             expiration_date="2026-06-20T22:59:59Z",
         )
         page = _page(api, record)
-        assert page.text_of("value") == "Balance 50,00\xa0€"
-        assert page.text_of("validity") == "Expires 21.06.2026, 00:59:59"
+        assert page.text_of("value") == "Guthaben 50,00\xa0€"
+        assert page.text_of("validity") == "Gültig bis 21.06.2026, 00:59"
 
     def test_a_cash_voucher_shows_its_value(
         self, api: TestClient, db: Database, tenant: Tenant
@@ -121,7 +121,7 @@ class TestValues:
     ) -> None:
         campaign = make_campaign(db, tenant, type="LOYALTY", default_value=1200, locale="de-DE")
         page = _page(api, issue(db, tenant, campaign))
-        assert page.text_of("value") == "Points 1.200"
+        assert page.text_of("value") == "Punkte 1.200"
 
     @pytest.mark.parametrize(
         ("discount", "currency", "shown"),
@@ -162,7 +162,7 @@ class TestValues:
     ) -> None:
         record = _gift(db, tenant, start_date="2026-07-01T09:00:00Z", timezone="UTC")
         page = _page(api, record)
-        assert page.text_of("validity") == "Valid from Jul 1, 2026, 9:00:00\u202fAM No expiry date"
+        assert page.text_of("validity") == "Valid from Jul 1, 2026, 9:00\u202fAM No expiry date"
         _assert_scannable(page, record.voucher.code)
 
 
@@ -197,7 +197,7 @@ class TestBanners:
         clock.advance(days=6)
         page = _page(api, record)
         assert page.by_id["banner"].attrs["data-state"] == "EXPIRED"
-        assert page.text_of("banner") == "This voucher expired on Jun 20, 2026, 11:59:59\u202fPM."
+        assert page.text_of("banner") == "This voucher expired on Jun 20, 2026."
         assert "validity" not in page.by_id  # the banner already says when
         _assert_not_scannable(page, record.voucher.code)
 
