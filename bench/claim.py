@@ -40,7 +40,7 @@ from bench import common
 from voucherd.errors import DomainError
 from voucherd.publications.schemas import PublishRequest
 from voucherd.publications.service import publish
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 _CLAIM = """

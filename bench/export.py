@@ -48,7 +48,7 @@ from bench import common
 from bench.mint import _high_water_kb
 from voucherd.exports.schemas import ExportRequest
 from voucherd.exports.service import start_export
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 TARGET_MB = 300.0  # issue 4: a million rows exported in under 300 MB of resident memory

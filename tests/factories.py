@@ -12,11 +12,11 @@ from sqlalchemy import text
 from voucherd.auth.service import Caller, authenticate_token, create_key, create_tenant
 from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.schemas import CampaignCreate
-from voucherd.campaigns.service import create_campaign
 from voucherd.db.engine import Database
 from voucherd.redemptions.schemas import RedeemRequest, RedemptionRecord
 from voucherd.redemptions.service import redeem
 from voucherd.vouchers.issue import issue_voucher
+from voucherd.vouchers.mint import create_campaign
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord
 
 

@@ -39,7 +39,8 @@ from voucherd.idempotency.service import IdempotencyClaim
 from voucherd.redemptions import service as redemptions
 from voucherd.redemptions.models import Redemption
 from voucherd.redemptions.schemas import Plan
-from voucherd.vouchers.issue import issue_voucher, mint_vouchers
+from voucherd.vouchers.issue import issue_voucher
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import LedgerEntry, Voucher
 from voucherd.vouchers.schemas import IssueVoucher, MintVouchers
 

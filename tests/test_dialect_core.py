@@ -19,7 +19,7 @@ from tests.delivery_helpers import (
 from tests.factories import Tenant, count_rows, make_campaign, make_tenant
 from voucherd.config import Settings
 from voucherd.db.engine import Database
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 VOUCHERS = "/api/v1/vouchers"

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import FakeClock
 from tests.factories import Tenant, issue, make_campaign, make_tenant
+from voucherd.campaigns.validity import parse_duration
 from voucherd.db.engine import Database
-from voucherd.vouchers.validity import parse_duration
 
 # The FakeClock starts on Monday 2026-06-15 at 12:00 UTC.
 MONDAY_NOON = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

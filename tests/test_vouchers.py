@@ -17,7 +17,7 @@ from tests.factories import Tenant, issue, make_campaign, make_tenant
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import DEFAULT_ALPHABET, check_character, is_mistyped
 from voucherd.db.engine import Database
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 from voucherd.vouchers.schemas import MintVouchers
 

@@ -358,7 +358,7 @@ def campaigns_mint(
     import time
 
     from voucherd.auth.service import Caller, tenant_id_by_name
-    from voucherd.vouchers.issue import mint_vouchers
+    from voucherd.vouchers.mint import mint_vouchers
     from voucherd.vouchers.schemas import MintVouchers
 
     try:

@@ -22,8 +22,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from voucherd.auth.service import Caller
+from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.models import Campaign
-from voucherd.campaigns.service import find_campaign
 from voucherd.customers.models import Customer
 from voucherd.customers.schemas import CustomerCreate
 from voucherd.customers.service import customer_for, find_customer
@@ -54,10 +54,10 @@ from voucherd.publications.schemas import (
     Published,
     PublishRequest,
 )
-from voucherd.vouchers.issue import mint_in_session
+from voucherd.vouchers.lookup import find_voucher
+from voucherd.vouchers.mint import mint_in_session
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherRecord
-from voucherd.vouchers.service import find_voucher
 from voucherd.vouchers.validity import effective_state
 
 __all__ = [
