@@ -21,8 +21,9 @@ from voucherd.db.engine import Database
 from voucherd.errors import Forbidden, InvalidInput
 from voucherd.operations.runner import run_due_operations
 from voucherd.operations.service import get_operation
+from voucherd.publications.publish import publish
 from voucherd.publications.schemas import PublicationFilters, PublishRequest
-from voucherd.publications.service import number_publications, publish
+from voucherd.publications.service import number_publications
 from voucherd.vouchers import tasks
 from voucherd.vouchers.schemas import MintVouchers
 

@@ -35,6 +35,7 @@ from voucherd.operations.service import start_operation
 from voucherd.orders.clients import allowed_campaigns, find_client, voucher_types_of
 from voucherd.orders.models import Client, ClientOrder, ClientOrderItem
 from voucherd.orders.schemas import OrderCreate, OrderItemCreate, OrderRecord
+from voucherd.pages.urls import page_url
 from voucherd.pagination import Page
 from voucherd.publications.models import PublicationVoucher
 from voucherd.publications.pool import create_publication
@@ -364,7 +365,7 @@ def _export_rows(db: Database, order_id: str) -> Iterator[bytes]:
                     voucher.currency or "",
                     "" if voucher.amount is None else voucher.amount,
                     expires.astimezone(UTC).isoformat().replace("+00:00", "Z") if expires else "",
-                    f"{base}/v/{voucher.public_token}",
+                    page_url(base, voucher.public_token),
                 )
             )
         yield out.getvalue().encode()
