@@ -23,6 +23,7 @@ from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
 from voucherd.observability import metrics
 from voucherd.pagination import Page
+from voucherd.redemptions import sql
 from voucherd.redemptions.models import Redemption
 from voucherd.redemptions.rules import (
     find_target,
@@ -37,7 +38,6 @@ from voucherd.redemptions.schemas import (
     ValidationResult,
     VoucherRedemptions,
 )
-from voucherd.redemptions.sql import debit, record_redemption
 from voucherd.vouchers.lookup import find_voucher, voucher_named
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 from voucherd.vouchers.schemas import VoucherRecord, present_voucher
@@ -78,7 +78,7 @@ def redeem(
         refuse_if_unusable(target, now)
         plan = plan_redemption(target, body)
         voucher = target.voucher
-        debited = debit(session, voucher, plan, now)
+        debited = sql.debit(session, voucher, plan, now)
         if debited is None:
             raise why_debit_failed(session, voucher, plan)
         redemption = Redemption(
@@ -95,7 +95,7 @@ def redeem(
             metadata_=body.metadata,
             created_at=now,
         )
-        record_redemption(
+        sql.record_redemption(
             session,
             redemption,
             spend=plan.spend or 0,
