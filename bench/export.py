@@ -1,7 +1,7 @@
 """Exporting a campaign of 1,000,000 vouchers as CSV: time and peak resident memory.
 
 Setup: a fresh migrated database, a GIFT campaign, N vouchers minted in-process with
-``voucherd.vouchers.issue.mint_vouchers`` (as ``bench.mint`` does, one transaction).
+``voucherd.vouchers.mint.mint_vouchers`` (as ``bench.mint`` does, one transaction).
 
 Three measured phases, each in its own child process whose peak resident memory (``VmHWM``,
 sampled every 20 ms; see bench/mint.py for why not ``ru_maxrss``) is the figure:

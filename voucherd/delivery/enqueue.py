@@ -21,7 +21,7 @@ from voucherd.campaigns.models import Campaign
 from voucherd.delivery.schemas import DeliveryRequest, RequestedDelivery
 from voucherd.delivery.sql import INSERT_BUNDLE, insert_planned
 from voucherd.errors import InvalidInput
-from voucherd.fields import _email_address
+from voucherd.fields import email_address
 from voucherd.ids import new_id
 
 
@@ -106,7 +106,7 @@ def automatic_delivery(
         if channel == "phone":
             address = _national_or_international(given, _region(campaign.locale))
         else:
-            address = _email_address(given)
+            address = email_address(given)
     except ValueError as exc:
         raise InvalidInput(
             f"this campaign delivers every voucher by {channel}: {exc}",
