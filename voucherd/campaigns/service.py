@@ -1,4 +1,8 @@
-"""Campaign use cases: create, read, change, list."""
+"""Campaign use cases: read, change, list; and the steps that make a new campaign.
+
+Creating one is ``vouchers.mint.create_campaign``, because a campaign may be created with its
+first vouchers in the same transaction and campaigns sit below vouchers.
+"""
 
 from __future__ import annotations
 

@@ -43,7 +43,15 @@ ISSUE_COLUMNS = tuple(
 _JSON = {_V.metadata.name}  # bound as text on PostgreSQL and cast, as json.dumps gives it
 
 _ISSUE_LEDGER = (_L.tenant_id, _L.voucher_id, _L.delta, _L.kind, _L.created_at)
-_ISSUE_EVENT = (_E.tenant_id, _E.voucher_id, _E.campaign_id, _E.kind, _E.actor, _E.data)
+_ISSUE_EVENT = (
+    _E.tenant_id,
+    _E.voucher_id,
+    _E.campaign_id,
+    _E.kind,
+    _E.actor,
+    _E.data,
+    _E.created_at,
+)
 # PostgreSQL: the voucher, its opening ledger entry and its "issued" event in one statement,
 # one round trip. A code that collides inserts nothing at all, and the caller redraws.
 _ISSUE_CTES = (
@@ -52,7 +60,7 @@ _ISSUE_CTES = (
     + f") ON CONFLICT ({_V.code.name}) DO NOTHING RETURNING {_V.id.name}, {_V.balance.name}), "
     f"ledger AS (INSERT INTO {LEDGER.name} ({_names(_ISSUE_LEDGER)}) "
     f"SELECT :tenant_id, id, balance, 'ISSUE', :created_at FROM v WHERE balance > 0), "
-    f"event AS (INSERT INTO {EVENT.name} ({_names(_ISSUE_EVENT)}, {_E.created_at.name}) "
+    f"event AS (INSERT INTO {EVENT.name} ({_names(_ISSUE_EVENT)}) "
     "SELECT :tenant_id, id, :campaign_id, 'issued', :actor, CAST(:event_data AS jsonb), "
     ":created_at FROM v)"
 )
