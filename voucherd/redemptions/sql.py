@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from voucherd.db.dialect import is_postgresql
 from voucherd.redemptions.models import Redemption
 from voucherd.redemptions.schemas import Plan
-from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
+from voucherd.vouchers.models import Voucher
+from voucherd.vouchers.sql import EVENT, EVENT_COLUMNS, LEDGER, names
 
 
 def debit(
@@ -66,27 +67,12 @@ _REDEMPTION_COLUMNS = tuple(
     for c in _REDEMPTION_TABLE.c
     if c.name not in (_R.rollback_id.name, _R.rolled_back_at.name, _R.rollback_reason.name)
 )
-_LEDGER = cast(Table, LedgerEntry.__table__)
-_EVENT = cast(Table, VoucherEvent.__table__)
-_L, _E = _LEDGER.c, _EVENT.c
-_REDEMPTION_LEDGER = ", ".join(
-    c.name
-    for c in (_L.tenant_id, _L.voucher_id, _L.delta, _L.kind, _L.redemption_id, _L.created_at)
-)
-_REDEMPTION_EVENT = ", ".join(
-    c.name
-    for c in (
-        _E.tenant_id,
-        _E.voucher_id,
-        _E.campaign_id,
-        _E.kind,
-        _E.actor,
-        _E.data,
-        _E.created_at,
-    )
+_L = LEDGER.c
+_REDEMPTION_LEDGER = names(
+    (_L.tenant_id, _L.voucher_id, _L.delta, _L.kind, _L.redemption_id, _L.created_at)
 )
 # PostgreSQL: the redemption, its ledger entry and its event in one round trip, after the
-# conditional UPDATE (``_debit``) has already taken the money.
+# conditional UPDATE (:func:`debit`) has already taken the money.
 _RECORD_ON_POSTGRESQL = text(
     f"WITH r AS (INSERT INTO {_REDEMPTION_TABLE.name} ("
     + ", ".join(_REDEMPTION_COLUMNS)
@@ -95,16 +81,16 @@ _RECORD_ON_POSTGRESQL = text(
         f"CAST(:{c} AS jsonb)" if c == _R.metadata.name else f":{c}" for c in _REDEMPTION_COLUMNS
     )
     + ") RETURNING id), "
-    f"ledger AS (INSERT INTO {_LEDGER.name} ({_REDEMPTION_LEDGER}) "
+    f"ledger AS (INSERT INTO {LEDGER.name} ({_REDEMPTION_LEDGER}) "
     "SELECT :tenant_id, :voucher_id, -CAST(:spend AS bigint), 'REDEMPTION', id, :created_at "
     "FROM r WHERE CAST(:spend AS bigint) > 0) "
-    f"INSERT INTO {_EVENT.name} ({_REDEMPTION_EVENT}) "
+    f"INSERT INTO {EVENT.name} ({names(EVENT_COLUMNS)}) "
     "SELECT :tenant_id, :voucher_id, :campaign_id, 'redeemed', :actor, CAST(:event_data AS jsonb), "
     ":created_at FROM r"
 )
 _RECORD_REDEMPTION_ON_SQLITE = insert(_REDEMPTION_TABLE)
-_RECORD_LEDGER_ON_SQLITE = insert(_LEDGER)
-_RECORD_EVENT_ON_SQLITE = insert(_EVENT)
+_RECORD_LEDGER_ON_SQLITE = insert(LEDGER)
+_RECORD_EVENT_ON_SQLITE = insert(EVENT)
 
 
 def record_redemption(

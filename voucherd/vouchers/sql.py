@@ -32,7 +32,8 @@ EVENT = cast(Table, VoucherEvent.__table__)
 _V, _L, _E = VOUCHER.c, LEDGER.c, EVENT.c
 
 
-def _names(columns: Sequence[Any]) -> str:
+def names(columns: Sequence[Any]) -> str:
+    """A column list for a statement's text, read from the table's columns."""
     return ", ".join(column.name for column in columns)
 
 
@@ -43,7 +44,8 @@ ISSUE_COLUMNS = tuple(
 _JSON = {_V.metadata.name}  # bound as text on PostgreSQL and cast, as json.dumps gives it
 
 _ISSUE_LEDGER = (_L.tenant_id, _L.voucher_id, _L.delta, _L.kind, _L.created_at)
-_ISSUE_EVENT = (
+# A voucher event as the hot paths write it (issued, redeemed): no reason.
+EVENT_COLUMNS = (
     _E.tenant_id,
     _E.voucher_id,
     _E.campaign_id,
@@ -58,9 +60,9 @@ _ISSUE_CTES = (
     f"WITH v AS (INSERT INTO {VOUCHER.name} ({', '.join(ISSUE_COLUMNS)}) VALUES ("
     + ", ".join(f"CAST(:{c} AS jsonb)" if c in _JSON else f":{c}" for c in ISSUE_COLUMNS)
     + f") ON CONFLICT ({_V.code.name}) DO NOTHING RETURNING {_V.id.name}, {_V.balance.name}), "
-    f"ledger AS (INSERT INTO {LEDGER.name} ({_names(_ISSUE_LEDGER)}) "
+    f"ledger AS (INSERT INTO {LEDGER.name} ({names(_ISSUE_LEDGER)}) "
     f"SELECT :tenant_id, id, balance, 'ISSUE', :created_at FROM v WHERE balance > 0), "
-    f"event AS (INSERT INTO {EVENT.name} ({_names(_ISSUE_EVENT)}) "
+    f"event AS (INSERT INTO {EVENT.name} ({names(EVENT_COLUMNS)}) "
     "SELECT :tenant_id, id, :campaign_id, 'issued', :actor, CAST(:event_data AS jsonb), "
     ":created_at FROM v)"
 )
@@ -131,7 +133,7 @@ def insert_issued(
 # Bulk minting. The staging table holds what differs per voucher; the rest of each row is
 # the batch's constants, bound once as ``:p_<column>``.
 _STAGED = (_V.id, _V.code, _V.public_token)
-_STAGED_NAMES = _names(_STAGED)
+_STAGED_NAMES = names(_STAGED)
 _STAGING_SHAPE = ", ".join(f"{c.name} varchar({cast(String, c.type).length})" for c in _STAGED)
 _CREATE_STAGING_ON_POSTGRESQL = text(
     f"CREATE TEMP TABLE IF NOT EXISTS mint_staging ({_STAGING_SHAPE}) ON COMMIT DROP"
@@ -173,12 +175,12 @@ _MOVE_ON_SQLITE = text(_move_vouchers(postgres=False))
 # PostgreSQL: the moved vouchers' opening ledger entries in the same statement.
 _MOVE_WITH_LEDGER_ON_POSTGRESQL = text(
     f"WITH moved AS ({_move_vouchers(postgres=True)} RETURNING id) "
-    f"INSERT INTO {LEDGER.name} ({_names(_ISSUE_LEDGER)}) "
+    f"INSERT INTO {LEDGER.name} ({names(_ISSUE_LEDGER)}) "
     "SELECT :p_tenant_id, id, :p_balance, 'ISSUE', :p_created_at FROM moved"
 )
 # SQLite: a second statement finds the staged rows that made it in.
 _LEDGER_FOR_MOVED_ON_SQLITE = text(
-    f"INSERT INTO {LEDGER.name} ({_names(_ISSUE_LEDGER)}) "
+    f"INSERT INTO {LEDGER.name} ({names(_ISSUE_LEDGER)}) "
     "SELECT :p_tenant_id, s.id, :p_balance, 'ISSUE', :p_created_at FROM mint_staging s "
     f"WHERE EXISTS (SELECT 1 FROM {VOUCHER.name} v WHERE v.id = s.id)"
 )
