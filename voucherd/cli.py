@@ -379,7 +379,7 @@ def campaigns_mint(
 
     from voucherd.auth.caller import Caller
     from voucherd.tenants.service import tenant_id_by_name
-    from voucherd.vouchers.issue import mint_vouchers
+    from voucherd.vouchers.mint import mint_vouchers
     from voucherd.vouchers.schemas import MintVouchers
 
     try:

@@ -26,7 +26,7 @@ import typer
 
 from voucherd.auth.service import Caller, IssuedKey, authenticate_token, create_key
 from voucherd.campaigns.schemas import CampaignCreate
-from voucherd.campaigns.service import create_campaign, get_campaign
+from voucherd.campaigns.service import get_campaign
 from voucherd.config import load_settings
 from voucherd.customers.schemas import CustomerCreate
 from voucherd.customers.service import get_customer, save_customer
@@ -35,6 +35,7 @@ from voucherd.db.migrate import upgrade
 from voucherd.errors import NotFound
 from voucherd.tenants.service import create_tenant, tenant_id_by_name
 from voucherd.vouchers.issue import issue_voucher
+from voucherd.vouchers.mint import create_campaign
 from voucherd.vouchers.schemas import IssueVoucher
 from voucherd.vouchers.service import get_voucher
 

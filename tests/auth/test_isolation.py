@@ -49,8 +49,8 @@ from voucherd.orders.clients import create_client
 from voucherd.orders.distributions import create_distribution
 from voucherd.orders.schemas import ClientCreate, DistributionCreate, OrderCreate
 from voucherd.orders.service import place_order
+from voucherd.publications.publish import publish
 from voucherd.publications.schemas import PublishRequest
-from voucherd.publications.service import publish
 
 
 @dataclass(frozen=True)

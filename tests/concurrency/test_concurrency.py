@@ -37,11 +37,12 @@ from voucherd.campaigns.models import Campaign
 from voucherd.config import Settings
 from voucherd.db.engine import WRITE_OPTION, Database
 from voucherd.idempotency.service import IdempotencyClaim
-from voucherd.redemptions import service as redemptions
+from voucherd.redemptions import sql as redemptions
 from voucherd.redemptions.models import Redemption
 from voucherd.redemptions.schemas import Plan
-from voucherd.vouchers.issue import issue_voucher, mint_vouchers
+from voucherd.vouchers.issue import issue_voucher
 from voucherd.vouchers.limits import IssuedValueBucket
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import LedgerEntry, Voucher
 from voucherd.vouchers.schemas import IssueVoucher, MintVouchers
 
@@ -123,7 +124,7 @@ class TestHotCardHasTeeth:
         db = fresh_database()
         tenant = make_tenant(db)
         card = _hot_card(db, tenant, 640)
-        monkeypatch.setattr(redemptions, "_debit", _racy_debit)
+        monkeypatch.setattr(redemptions, "debit", _racy_debit)
 
         outcome = hammer_hot_card(db, tenant, card, threads=32, attempts=320, seed=3)
 

@@ -21,7 +21,7 @@ from tests.support.delivery import (
 from tests.support.rows import count_rows
 from voucherd.config import Settings
 from voucherd.db.engine import Database
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 VOUCHERS = "/api/v1/vouchers"

@@ -24,8 +24,9 @@ from voucherd.customers.schemas import CustomerCreate
 from voucherd.db.engine import Database
 from voucherd.errors import Forbidden, InvalidInput
 from voucherd.operations.service import get_operation
+from voucherd.publications.publish import publish
 from voucherd.publications.schemas import PublicationFilters, PublishRequest
-from voucherd.publications.service import number_publications, publish
+from voucherd.publications.service import number_publications
 from voucherd.vouchers import tasks
 from voucherd.vouchers.schemas import MintVouchers
 

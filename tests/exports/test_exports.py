@@ -34,8 +34,8 @@ from voucherd.exports.rows import COLUMNS
 from voucherd.exports.schemas import ExportRequest
 from voucherd.operations.service import get_operation, open_result
 from voucherd.publications.models import Publication, PublicationVoucher
-from voucherd.publications.service import claim_pool, create_publication
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.publications.pool import claim_pool, create_publication
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import MintVouchers
 from voucherd.vouchers.service import cancel_voucher, disable_voucher

@@ -10,8 +10,8 @@ from typing import Any
 from tests.factories.tenants import Tenant
 from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.schemas import CampaignCreate
-from voucherd.campaigns.service import create_campaign
 from voucherd.db.engine import Database
+from voucherd.vouchers.mint import create_campaign
 
 
 class ByType(Enum):

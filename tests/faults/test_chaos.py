@@ -61,7 +61,7 @@ from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
 from voucherd.db.migrate import upgrade
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 REDEMPTIONS = int(os.environ.get("VOUCHERD_CHAOS_REDEMPTIONS", "2000"))

@@ -32,7 +32,7 @@ from voucherd.codes.generator import DEFAULT_ALPHABET, DEFAULT_SPEC
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.guard.models import GUESS, GuardCounter, GuardEvent
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import MintVouchers
 

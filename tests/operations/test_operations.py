@@ -32,7 +32,7 @@ from voucherd.operations.models import Operation, OperationResultChunk
 from voucherd.operations.runner import MAX_ATTEMPTS, claim_next
 from voucherd.operations.service import get_operation, open_result, start_operation
 from voucherd.operations.steps import LeaseLost, Run
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 

@@ -28,8 +28,8 @@ from voucherd.orders.schemas import ClientCreate, OrderCreate
 from voucherd.orders.service import place_order
 from voucherd.orders.tasks import order_step, plan_batches
 from voucherd.publications.models import Publication, PublicationVoucher
+from voucherd.publications.publish import publish
 from voucherd.publications.schemas import PublishRequest
-from voucherd.publications.service import publish
 from voucherd.vouchers.models import Voucher
 
 FUTURE = "2027-02-01T00:00:00Z"

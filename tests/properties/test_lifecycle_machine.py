@@ -52,7 +52,7 @@ from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, DomainError
 from voucherd.idempotency.service import IdempotencyClaim, Replay
-from voucherd.publications import service as publications
+from voucherd.publications import publish as publications
 from voucherd.publications.schemas import PublishRequest
 from voucherd.redemptions.schemas import RedeemRequest, ValidateRequest
 from voucherd.redemptions.service import redeem, rollback, validate

@@ -22,7 +22,7 @@ from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.publications.models import Publication, PublicationVoucher
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import MintVouchers
 

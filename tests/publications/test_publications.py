@@ -18,7 +18,7 @@ from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
 from voucherd.publications.models import Publication, PublicationVoucher
 from voucherd.publications.pool import pool_size
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import MintVouchers
 

@@ -16,8 +16,8 @@ from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import Tenant, make_tenant
 from tests.factories.vouchers import issue
 from tests.support.clock import FakeClock
+from voucherd.campaigns.validity import parse_duration
 from voucherd.db.engine import Database
-from voucherd.vouchers.validity import parse_duration
 
 # The FakeClock starts on Monday 2026-06-15 at 12:00 UTC.
 MONDAY_NOON = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ from tests.support.clock import FakeClock
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import DEFAULT_ALPHABET, check_character, is_mistyped
 from voucherd.db.engine import Database
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 from voucherd.vouchers.schemas import MintVouchers
 

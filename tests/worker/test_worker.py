@@ -35,7 +35,7 @@ from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import request_delivery
 from voucherd.delivery.models import Delivery
 from voucherd.delivery.schemas import DeliveryRequest
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import MintVouchers
 

@@ -81,6 +81,7 @@ from voucherd.errors import (
     Unauthorized,
 )
 from voucherd.money import to_major
+from voucherd.pages.urls import page_url
 from voucherd.vouchers.issue import issue_voucher
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord
 from voucherd.vouchers.service import cancel_voucher
@@ -297,12 +298,12 @@ def _balance(record: VoucherRecord) -> Any:
 def _issued(db: Database, record: VoucherRecord) -> Response:
     voucher, campaign = record.voucher, record.campaign
     assert campaign is not None  # issue_voucher hands its campaign back
-    page_url = f"{db.settings.public_base_url}/v/{voucher.public_token}"
+    page = page_url(db.settings.public_base_url, voucher.public_token)
     payload = {
         "voucherCode": voucher.code,
         "balance": _balance(record),
         "expiryDate": _local_datetime(voucher.expiration_date, campaign.timezone),
-        "message": holder_message(voucher, campaign, page_url=page_url),
+        "message": holder_message(voucher, campaign, page_url=page),
         "successfulRequest": True,
     }
     return Response(dumps(payload), media_type="application/json")

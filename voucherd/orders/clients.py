@@ -13,8 +13,8 @@ from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.auth.service import Caller
+from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.models import Campaign
-from voucherd.campaigns.service import find_campaign
 from voucherd.db.dialect import upsert
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, NotFound

@@ -13,6 +13,7 @@ from voucherd.fields import Timestamp
 from voucherd.idempotency.service import Renderer
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from voucherd.publications import service
+from voucherd.publications.publish import publish as publish_use_case
 from voucherd.publications.schemas import (
     PublicationFilters,
     PublicationRecord,
@@ -40,7 +41,7 @@ def _shown(db: Database, record: PublicationRecord) -> dict[str, Any]:
     "was used before with the same body.",
 )
 def publish(body: PublishRequest, db: DB, caller: CallerDep, idem: Idem) -> Response:
-    published = service.publish(db, caller, body, idem=idem)
+    published = publish_use_case(db, caller, body, idem=idem)
     status = 201 if published.created else 200
     return respond_created(db, caller, idem, _shown(db, published.record), status)
 
