@@ -32,7 +32,8 @@ from typing import IO, Any, NoReturn, cast
 import psycopg
 from sqlalchemy.engine import make_url
 
-from voucherd.auth.service import Caller, authenticate_token, create_key
+from voucherd.auth.caller import Caller
+from voucherd.auth.service import authenticate_token, create_key
 from voucherd.campaigns.schemas import CampaignCreate
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine

@@ -24,7 +24,8 @@ from typing import Annotated, Any
 
 import typer
 
-from voucherd.auth.service import Caller, IssuedKey, authenticate_token, create_key
+from voucherd.auth.caller import Caller
+from voucherd.auth.service import IssuedKey, authenticate_token, create_key
 from voucherd.campaigns.schemas import CampaignCreate
 from voucherd.campaigns.service import get_campaign
 from voucherd.config import load_settings

@@ -25,9 +25,9 @@ from tests.factories.vouchers import issue
 from tests.support.rows import count_rows
 from voucherd.api.problems import PROBLEM_JSON
 from voucherd.app import create_app
+from voucherd.auth.caller import SCOPES
 from voucherd.auth.models import ApiKey
 from voucherd.auth.service import (
-    SCOPES,
     authenticate,
     authenticate_token,
     create_key,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import secrets
 
-from voucherd.auth.service import Caller, authenticate_token, create_key
+from voucherd.auth.caller import Caller
+from voucherd.auth.service import authenticate_token, create_key
 from voucherd.db.engine import Database
 from voucherd.tenants.service import create_tenant
 

@@ -29,7 +29,7 @@ from tests.support.delivery import (
     with_all_channels,
 )
 from voucherd.app import create_app
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.config import Settings
 from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import request_delivery

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import plan_delivery, tenant_settings
 from voucherd.delivery.models import Delivery, DeliveryEvent

@@ -66,7 +66,7 @@ from pydantic import ValidationError
 
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.delivery.messages import holder_message
 from voucherd.dialects import kit

@@ -57,7 +57,7 @@ from voucherd.api.deps import ONE_VALUE_PER_QUERY_PARAMETER
 from voucherd.api.methods import allowed_methods
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.dialects import kit
 from voucherd.dialects.kit import MalformedBody

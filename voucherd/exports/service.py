@@ -27,7 +27,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.campaigns.lookup import find_campaign
 from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.validity import localise

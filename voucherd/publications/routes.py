@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Response
 from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.fields import Timestamp
 from voucherd.idempotency.service import Renderer

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.models import Campaign
 from voucherd.customers.models import Customer

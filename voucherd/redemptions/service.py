@@ -12,7 +12,7 @@ from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.sql import Select
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.campaigns.lookup import campaign_named
 from voucherd.campaigns.models import Campaign
 from voucherd.customers.models import Customer

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.customers.resolve import customer_ref
 from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput

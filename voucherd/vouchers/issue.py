@@ -7,7 +7,7 @@ voucher with its ledger entry, its event and its outbox row (one round trip on P
 
 from __future__ import annotations
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.codes.generator import is_mistyped
 from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import automatic_delivery, plan_delivery

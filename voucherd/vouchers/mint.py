@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.schemas import CampaignCreate
 from voucherd.campaigns.service import add_campaign, new_campaign

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.campaigns.lookup import campaign_named, find_campaign
 from voucherd.campaigns.models import Campaign
 from voucherd.customers.models import Customer

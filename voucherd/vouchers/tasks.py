@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput, NotFound

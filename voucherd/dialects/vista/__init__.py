@@ -73,7 +73,7 @@ from fastapi import APIRouter, Request, Response, Security
 from voucherd.api.deps import BEARER
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps, respond_created
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.dialects import kit
 from voucherd.dialects.vista import bodies

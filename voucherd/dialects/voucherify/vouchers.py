@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from voucherd.api.deps import DB, Idem
 from voucherd.api.responses import json_response, respond_created
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.dialects.voucherify import bodies, shapes, translate
 from voucherd.dialects.voucherify.errors import BODY_REQUIRED, VoucherifyRoute, voucherify_caller
