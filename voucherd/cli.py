@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -15,6 +13,7 @@ from rich.table import Table
 
 from voucherd.composition import JOBS, open_database
 from voucherd.config import Settings, load_settings
+from voucherd.db.commands import database
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
 from voucherd.delivery.cli import deliveries
@@ -45,11 +44,6 @@ def _root(ctx: typer.Context) -> None:
     # through the opener it finds here, so none of them imports this module or copies it.
     if ctx.obj is None:
         ctx.obj = open_database
-
-
-def _database(ctx: typer.Context) -> AbstractContextManager[Database]:
-    opener: Callable[[], AbstractContextManager[Database]] = ctx.obj
-    return opener()
 
 
 def _print_json(payload: Any) -> None:
@@ -179,7 +173,7 @@ def migrate(
     ctx: typer.Context,
 ) -> None:
     """Bring the database schema up to date."""
-    with _database(ctx):
+    with database(ctx):
         pass
     console.print("database is at the newest migration")
 
@@ -197,7 +191,7 @@ def tenants_create(
     from voucherd.tenants.service import create_tenant
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             tenant = create_tenant(db, name, weekly_value_limit=weekly_value_limit)
     except DomainError as exc:
         _fail(exc)
@@ -213,7 +207,7 @@ def tenants_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List tenants."""
     from voucherd.tenants.service import list_tenants
 
-    with _database(ctx) as db:
+    with database(ctx) as db:
         rows = list_tenants(db)
     if as_json:
         _print_json([asdict(t) for t in rows])
@@ -236,7 +230,7 @@ def tenants_set_limit(
     from voucherd.tenants.service import set_weekly_value_limit, tenant_id_by_name
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             set_weekly_value_limit(db, tenant_id_by_name(db, name), weekly_value_limit)
     except DomainError as exc:
         _fail(exc)
@@ -256,7 +250,7 @@ def keys_create(
     from voucherd.auth.service import create_key, parse_scopes
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             issued = create_key(db, tenant, scopes=parse_scopes(scopes), name=name)
     except DomainError as exc:
         _fail(exc)
@@ -288,7 +282,7 @@ def keys_list(
     from voucherd.auth.service import list_keys
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             rows = list_keys(db, tenant)
     except DomainError as exc:
         _fail(exc)
@@ -320,7 +314,7 @@ def guard_events(
     from voucherd.tenants.service import tenant_id_by_name
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             tenant_id = tenant_id_by_name(db, tenant) if tenant else None
             rows = list_guard_events(db, tenant_id=tenant_id, limit=limit)
     except DomainError as exc:
@@ -359,7 +353,7 @@ def keys_revoke(ctx: typer.Context, key_id: str) -> None:
     from voucherd.auth.service import revoke_key
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             revoke_key(db, key_id)
     except DomainError as exc:
         _fail(exc)
@@ -383,7 +377,7 @@ def campaigns_mint(
     from voucherd.vouchers.schemas import MintVouchers
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"issue"}))
             started = time.perf_counter()
             result = mint_vouchers(db, caller, campaign, MintVouchers(count=count))
