@@ -2,7 +2,7 @@
 
 Translation only: each endpoint parses i-movo's parameters, calls the use case the native API
 calls (``issue_voucher``, ``cancel_voucher``) and answers in i-movo's envelope. Where the seed
-is vague, these are the choices, each tested in tests/test_dialect_imovo.py:
+is vague, these are the choices, each tested in tests/dialects/test_imovo.py:
 
 * **Credentials**: ``X-API-KEY`` carries a voucherd API token (``voucherd keys create`` prints
   it). Missing or wrong: 401 with the envelope below.

@@ -2,7 +2,7 @@
 
 Translation only: the request becomes the native ``issue_voucher`` call, the voucher comes back
 in Yoyo's words. Where the seed is vague, these are the choices, each tested in
-tests/test_dialect_yoyo.py:
+tests/dialects/test_yoyo.py:
 
 * **Credentials**: ``apiId`` + ``apiPassword`` headers carry a voucherd key's ``key_id`` and
   ``secret``. Missing or wrong: 401 in the error shape below.
