@@ -19,6 +19,7 @@ from voucherd.campaigns import service as campaigns
 from voucherd.campaigns.routes import router as campaigns_router
 from voucherd.campaigns.schemas import present_campaign
 from voucherd.config import Settings, load_settings
+from voucherd.console.routes import create_console
 from voucherd.customers.routes import router as customers_router
 from voucherd.db.engine import Database
 from voucherd.db.migrate import schema_state
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         metrics_router,
     ):
         app.include_router(router)
+    app.mount("/console", create_console(db, settings))
     _register_replay_renderers()
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")

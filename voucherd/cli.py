@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from voucherd.config import Settings, load_settings
+from voucherd.console.cli import operators
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
 from voucherd.delivery.cli import deliveries
@@ -30,6 +31,7 @@ app.add_typer(campaigns, name="campaigns")
 app.add_typer(deliveries, name="deliveries")
 guard = typer.Typer(help="The guard: callers caught guessing codes.", no_args_is_help=True)
 app.add_typer(guard, name="guard")
+app.add_typer(operators, name="operators")
 app.command()(export)
 console = Console(stderr=True)
 

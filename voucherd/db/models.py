@@ -1,5 +1,6 @@
 """Imports every feature's tables so that ``metadata`` is complete (Alembic, the schema test)."""
 
+import voucherd.console.models
 import voucherd.customers.models
 import voucherd.delivery.models
 import voucherd.guard.models
