@@ -1,7 +1,141 @@
-"""placeholder"""
+"""Operations (with a progress bar polled by htmx), deliveries, orders and the admin's
+settings: API keys, delivery providers (masked), rate limits, guard events."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+
+from voucherd.auth import service as auth
+from voucherd.console.service import SignedIn, list_console_events, require_role
+from voucherd.console.web import console_of, posted, redirect, render, signed_in
+from voucherd.delivery import service as delivery
+from voucherd.delivery.schemas import DeliveryFilters, mask_recipient
+from voucherd.errors import DomainError, InvalidInput
+from voucherd.guard.service import list_guard_events
+from voucherd.operations import service as operations
+from voucherd.orders import service as orders
 
 router = APIRouter()
+MANAGERS = ("admin", "manager")
+LOOKERS = ("admin", "manager", "support")
+
+
+@router.get("/operations")
+def operation_list(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
+    require_role(who, *MANAGERS)
+    listed = operations.list_operations(console_of(request).db, who.operator.caller, limit=100)
+    return render(request, "operations.html", {"active": "operations", "page": listed})
+
+
+@router.get("/operations/{operation_id}")
+def operation_page(
+    request: Request, operation_id: str, who: SignedIn = Depends(signed_in)
+) -> Response:
+    require_role(who, *MANAGERS)
+    found = operations.get_operation(console_of(request).db, who.operator.caller, operation_id)
+    template = "_progress.html" if request.headers.get("hx-request") else "operation.html"
+    return render(request, template, {"active": "operations", "op": found})
+
+
+@router.get("/operations/{operation_id}/result")
+def operation_result(
+    request: Request, operation_id: str, who: SignedIn = Depends(signed_in)
+) -> Response:
+    require_role(who, *MANAGERS)
+    download = operations.open_result(console_of(request).db, who.operator.caller, operation_id)
+    return StreamingResponse(
+        download.chunks,
+        media_type=download.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"'},
+    )
+
+
+@router.get("/deliveries")
+def delivery_list(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
+    """The outbox, FAILED first (the ones someone must look at), then the newest."""
+    require_role(who, *LOOKERS)
+    db, caller = console_of(request).db, who.operator.caller
+    failed = delivery.list_deliveries(
+        db, caller, DeliveryFilters(state="FAILED"), limit=50, cursor=None
+    ).items
+    recent = delivery.list_deliveries(db, caller, DeliveryFilters(), limit=100, cursor=None).items
+    rest = [d for d in recent if d.delivery.state != "FAILED"]
+    return render(
+        request,
+        "deliveries.html",
+        {"active": "deliveries", "rows": failed + rest, "mask_recipient": mask_recipient},
+    )
+
+
+@router.get("/orders")
+def order_list(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
+    require_role(who, *MANAGERS)
+    listed = orders.list_orders(console_of(request).db, who.operator.caller, limit=100, cursor=None)
+    template = "_orders.html" if request.headers.get("hx-request") else "orders.html"
+    return render(request, template, {"active": "orders", "page": listed})
+
+
+@router.get("/settings")
+def tenant_settings(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
+    require_role(who, "admin")
+    db = console_of(request).db
+    tenant = auth.get_tenant(db, who.operator.tenant_id)
+    events = list_console_events(db, who.operator.caller)
+    return render(request, "settings.html", {"active": "settings", "t": tenant, "events": events})
+
+
+@router.get("/settings/keys")
+def keys(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
+    require_role(who, "admin")
+    return _keys_page(request, who)
+
+
+def _keys_page(
+    request: Request,
+    who: SignedIn,
+    *,
+    issued: auth.IssuedKey | None = None,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    listed = auth.list_keys(console_of(request).db, who.operator.tenant_name)
+    return render(
+        request,
+        "keys.html",
+        {"active": "settings", "keys": listed, "issued": issued, "errors": errors or {}},
+    )
+
+
+@router.post("/settings/keys")
+async def create_key(request: Request) -> Response:
+    """The secret is in this one answer and nowhere else (stored hashed, never logged)."""
+    who, form = await posted(request, "admin")
+    scopes = [s for s in ("issue", "redeem", "manage") if form.get(f"scope_{s}")]
+    try:
+        issued = auth.create_key(
+            console_of(request).db,
+            who.operator.tenant_name,
+            scopes=scopes or [""],
+            name=form.get("name", "").strip()[:100] or None,
+        )
+    except DomainError as exc:
+        return _keys_page(request, who, errors={"scopes": exc.detail})
+    return _keys_page(request, who, issued=issued)
+
+
+@router.post("/settings/keys/{key_id}/revoke")
+async def revoke_key(request: Request, key_id: str) -> Response:
+    who, _ = await posted(request, "admin")
+    db = console_of(request).db
+    mine = {k.key_id for k in auth.list_keys(db, who.operator.tenant_name)}
+    if key_id not in mine:
+        raise InvalidInput("no such key", field="key_id")
+    auth.revoke_key(db, key_id)
+    return redirect(request, "/settings/keys")
+
+
+@router.get("/settings/guard")
+def guard_events(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
+    require_role(who, "admin")
+    events = list_guard_events(console_of(request).db, tenant_id=who.operator.tenant_id)
+    return render(request, "guard.html", {"active": "settings", "events": events})

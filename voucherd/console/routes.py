@@ -44,7 +44,14 @@ def create_console(db: Database, settings: Settings) -> FastAPI:
     """The console as its own small app, so its errors are pages and not problem+json, and it
     stays out of the API's OpenAPI document. Mounted inside the main app, it runs behind the
     same middlewares (request ids, logs, the guard)."""
-    from voucherd.console import admin_pages, campaign_pages, lookup, overview, till
+    from voucherd.console import (
+        admin_pages,
+        campaign_pages,
+        lookup,
+        overview,
+        redemption_pages,
+        till,
+    )
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.console = Console(db, settings)
@@ -58,6 +65,7 @@ def create_console(db: Database, settings: Settings) -> FastAPI:
         lookup.router,
         campaign_pages.router,
         overview.router,
+        redemption_pages.router,
         admin_pages.router,
     ):
         app.include_router(part)
