@@ -203,7 +203,9 @@ def campaign_page(
     request: Request, campaign_id: str, who: SignedIn = Depends(signed_in)
 ) -> Response:
     require_role(who, *MANAGERS)
-    return _campaign_page(request, who, campaign_id)
+    published = request.query_params.get("published", "")
+    notice = f"Published {published} codes with channel {CHANNEL}." if published.isdigit() else None
+    return _campaign_page(request, who, campaign_id, notice=notice)
 
 
 @router.post("/campaigns/{campaign_id}/mint")
@@ -285,6 +287,4 @@ async def distribute(request: Request, campaign_id: str) -> Response:
     except DomainError as exc:
         errors = {"recipients": f"published {done} of {len(bodies)}; then: {exc.detail}"}
         return _campaign_page(request, who, campaign_id, errors=errors, values=form, status=422)
-    return _campaign_page(
-        request, who, campaign_id, notice=f"Published {done} codes with channel {CHANNEL}."
-    )
+    return redirect(request, f"/campaigns/{campaign_id}?published={done}")

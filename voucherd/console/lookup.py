@@ -168,7 +168,8 @@ def _voucher_page(
 @router.get("/vouchers/{voucher_id}")
 def voucher_page(request: Request, voucher_id: str, who: SignedIn = Depends(signed_in)) -> Response:
     require_role(who, *LOOKERS)
-    return _voucher_page(request, who, voucher_id)
+    notice = DONE.get(request.query_params.get("done", ""))
+    return _voucher_page(request, who, voucher_id, notice=notice)
 
 
 @router.post("/vouchers/{voucher_id}/{action}")
@@ -184,28 +185,39 @@ async def voucher_action(request: Request, voucher_id: str, action: str) -> Resp
         stale = "the voucher changed since this page was loaded: look again, then act"
         return _voucher_page(request, who, voucher_id, errors={"form": stale}, status=409)
     try:
-        notice = _act(db, caller, voucher_id, action, form, reason)
+        _act(db, caller, voucher_id, action, form, reason)
     except ValidationError as exc:
         errors = validation_errors(exc)
         return _voucher_page(request, who, voucher_id, errors=errors, values=values, status=422)
     except DomainError as exc:
         errors = errors_of(exc)
         return _voucher_page(request, who, voucher_id, errors=errors, values=values, status=422)
-    return _voucher_page(request, who, voucher_id, notice=notice)
+    # Post/redirect/get: reloading the page the browser lands on must not act twice.
+    return redirect(request, f"/vouchers/{voucher_id}?done={action}")
+
+
+DONE = {
+    "disable": "Disabled.",
+    "enable": "Enabled.",
+    "cancel": "Cancelled.",
+    "adjust": "Balance adjusted.",
+    "send": "Sending: the delivery is queued.",
+    "resend": "Resending: a new delivery is queued.",
+}
 
 
 def _act(
     db: Any, caller: Any, voucher_id: str, action: str, form: dict[str, str], reason: str | None
-) -> str:
+) -> None:
     if action == "disable":
         vouchers.disable_voucher(db, caller, voucher_id, reason)
-        return "Disabled."
+        return
     if action == "enable":
         vouchers.enable_voucher(db, caller, voucher_id, reason)
-        return "Enabled."
+        return
     if action == "cancel":
         vouchers.cancel_voucher(db, caller, voucher_id, reason)
-        return "Cancelled."
+        return
     if action == "adjust":
         if reason is None:
             raise InvalidInput("say why the balance changes", field="reason")
@@ -214,20 +226,20 @@ def _act(
         except ValueError as exc:
             raise InvalidInput("a whole number of minor units or points", field="amount") from exc
         vouchers.adjust_balance(db, caller, voucher_id, amount, reason)
-        return "Balance adjusted."
+        return
     if action == "send":
         body = DeliveryRequest.model_validate(
             {"channel": form.get("channel", ""), "recipient": form.get("recipient") or None}
         )
         delivery.deliver_voucher(db, caller, voucher_id, body)
-        return "Sending: the delivery is queued."
+        return
     if action == "resend":
         original = form.get("delivery", "")
         found = delivery.get_delivery(db, caller, original)
         if found.delivery.voucher_id != voucher_id:
             raise NotFound("no such delivery", field="delivery")
         delivery.resend_delivery(db, caller, original)
-        return "Resending: a new delivery is queued."
+        return
     raise NotFound("no such action")
 
 
