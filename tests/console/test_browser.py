@@ -140,9 +140,12 @@ def _text(driver: WebDriver, css: str) -> str:
 
 
 def _shoot(driver: WebDriver, screens: Path, name: str) -> None:
-    """The page at desktop and phone width (the window height; the full page scrolls)."""
+    """The whole page at desktop and phone width."""
     for label, (width, height) in WIDTHS.items():
         driver.set_window_size(width, height)
+        time.sleep(0.15)
+        tall = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(width, min(max(height, int(tall) + 140), 5000))
         time.sleep(0.15)
         driver.save_screenshot(str(screens / f"{name}-{label}-{width}.png"))
         overflow = driver.execute_script(

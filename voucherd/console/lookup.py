@@ -7,6 +7,7 @@ masked code; the full code is on the voucher's own page, which the operator aske
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -29,6 +30,7 @@ from voucherd.customers.schemas import CustomerFilters
 from voucherd.delivery import service as delivery
 from voucherd.delivery.schemas import DeliveryFilters, DeliveryRequest
 from voucherd.errors import DomainError, InvalidInput, NotFound
+from voucherd.money import to_minor
 from voucherd.redemptions import service as redemptions
 from voucherd.vouchers import service as vouchers
 from voucherd.vouchers.schemas import VoucherFilters
@@ -221,10 +223,12 @@ def _act(
     if action == "adjust":
         if reason is None:
             raise InvalidInput("say why the balance changes", field="reason")
+        currency = vouchers.get_voucher(db, caller, voucher_id).voucher.currency
+        text = form.get("amount", "").strip().replace(",", ".")
         try:
-            amount = int(form.get("amount", "").strip())
-        except ValueError as exc:
-            raise InvalidInput("a whole number of minor units or points", field="amount") from exc
+            amount = to_minor(Decimal(text), currency) if currency else int(text)
+        except (ValueError, InvalidOperation) as exc:
+            raise InvalidInput("an amount such as 5.00 or -2.50", field="amount") from exc
         vouchers.adjust_balance(db, caller, voucher_id, amount, reason)
         return
     if action == "send":
