@@ -96,7 +96,8 @@ def serve(
     db.dispose()
     console.print(
         f"voucherd on http://{host or settings.host}:{port or settings.port} "
-        f"({db.engine.dialect.name})"
+        f"({db.engine.dialect.name}); console at "
+        f"http://{host or settings.host}:{port or settings.port}/console"
     )
     try:
         uvicorn.run(

@@ -15,7 +15,7 @@ from voucherd.campaigns import service as campaigns
 from voucherd.campaigns.schemas import CampaignCreate
 from voucherd.codes.generator import CodeConfigError, capacity, spec_from_config
 from voucherd.codes.generator import validate_code_config as check_code_config
-from voucherd.console.service import SignedIn, require_role
+from voucherd.console.service import SignedIn, operator_names, require_role
 from voucherd.console.web import (
     console_of,
     errors_of,
@@ -189,6 +189,7 @@ def _campaign_page(
             "c": campaign,
             "count": count,
             "history": history,
+            "names": operator_names(db, caller, {p.publication.actor or "" for p in history}),
             "batch": secrets.token_urlsafe(9),
             "errors": errors or {},
             "values": values or {},
