@@ -51,6 +51,10 @@ class TestCampaigns:
             page = client.get(good.headers["location"])
         assert "Summer" in page.text
         assert "€25.00" in page.text
+        sms = re.search(r'id="sms-preview">([^<]+)<', page.text)
+        assert sms
+        assert "Ada Lovelace" in sms.group(1)
+        assert re.search(r"SUM-[A-Za-z0-9]{4}", sms.group(1))
 
     def test_mint_starts_an_operation_with_a_progress_bar(self, db: Database) -> None:
         tenant = Tenant(db)

@@ -25,12 +25,14 @@ from voucherd.console.web import (
     signed_in,
     validation_errors,
 )
+from voucherd.delivery.messages import MessageError, compose, variables
 from voucherd.errors import DomainError
 from voucherd.exports.schemas import ExportRequest
 from voucherd.exports.service import start_export
 from voucherd.money import to_minor
 from voucherd.publications import service as publications
 from voucherd.publications.schemas import PublicationFilters, PublishRequest
+from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import MintVouchers
 from voucherd.vouchers.tasks import start_mint
 
@@ -166,6 +168,37 @@ async def create(request: Request) -> Response:
     return redirect(request, f"/campaigns/{made.id}")
 
 
+def _messages(request: Request, campaign: Any) -> dict[str, Any]:
+    """The SMS and e-mail a holder would get, rendered by the delivery feature from the
+    campaign's own templates (or the defaults) for a made-up voucher with a sample code."""
+    settings = console_of(request).settings
+    config = campaign.code_config or None
+    sample = Voucher(
+        code=spec_from_config(config).generate(1)[0],
+        type=campaign.type,
+        currency=campaign.currency,
+        amount=campaign.default_value,
+        balance=campaign.default_value,
+        expiration_date=campaign.expiration_date,
+        holder_name=None,
+    )
+    values = variables(
+        sample,
+        campaign,
+        customer_name="Ada Lovelace",
+        page_url=f"{settings.public_base_url}/v/SAMPLE",
+    )
+    shown: dict[str, Any] = {}
+    for channel in ("sms", "email"):
+        try:
+            shown[channel] = compose(
+                channel, campaign.message_templates, values, locale=campaign.locale
+            )
+        except MessageError as exc:
+            shown[channel] = str(exc)
+    return shown
+
+
 def _campaign_page(
     request: Request,
     who: SignedIn,
@@ -189,6 +222,7 @@ def _campaign_page(
             "c": campaign,
             "count": count,
             "history": history,
+            "messages": _messages(request, campaign),
             "names": operator_names(db, caller, {p.publication.actor or "" for p in history}),
             "batch": secrets.token_urlsafe(9),
             "errors": errors or {},
