@@ -201,3 +201,30 @@ class TestSettings:
                 assert client.get(path).status_code == 200, path
         assert token.group(1) not in listed.text
         assert token.group(1).split(".")[1] not in listed.text
+
+    def test_limits_and_smtp_are_saved_and_the_password_never_shown(self, db: Database) -> None:
+        admin = make_operator(db, Tenant(db))
+        with browser(db) as client:
+            csrf = sign_in(client, admin.email)
+            bad = client.post(
+                "/console/settings/email",
+                data={"csrf": csrf, "host": "smtp.shop.example", "from_address": "nope"},
+            )
+            assert bad.status_code == 422
+            assert 'id="e-from_address"' in bad.text
+            assert 'value="smtp.shop.example"' in bad.text
+            saved = client.post(
+                "/console/settings/email",
+                data={"csrf": csrf, "host": "smtp.shop.example", "port": "587",
+                      "security": "starttls", "username": "u", "password": "s3cret-password-xyz",
+                      "from_address": "v@shop.example"},
+            )  # fmt: skip
+            assert 'id="notice"' in saved.text
+            assert "s3cret-password-xyz" not in saved.text
+            assert "****-xyz" in saved.text
+            limits = client.post(
+                "/console/settings/limits",
+                data={"csrf": csrf, "weekly_value_limit": "100000", "per_key": "50"},
+            )
+            assert 'value="50"' in limits.text
+            assert 'value="100000"' in limits.text

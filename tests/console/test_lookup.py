@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from tests.console.helpers import browser, make_operator, sign_in
-from tests.factories import Tenant, issue, make_campaign
+from tests.factories import Tenant, issue, make_campaign, make_redemption
 from voucherd.db.engine import Database
 from voucherd.vouchers import service as vouchers
 
@@ -126,3 +126,23 @@ class TestBoundaries:
             sign_in(client, cashier.email)
             assert client.get("/console/vouchers").status_code == 403
             assert client.get("/console/customers").status_code == 403
+
+
+class TestRedemptions:
+    def test_a_redemption_is_rolled_back_with_a_reason(self, db: Database) -> None:
+        tenant = Tenant(db)
+        _, code = _voucher(db, tenant)
+        redeemed = make_redemption(db, tenant, code=code, amount=500)
+        support = make_operator(db, tenant, "support")
+        with browser(db) as client:
+            csrf = sign_in(client, support.email)
+            listed = client.get("/console/redemptions")
+            assert code not in listed.text
+            assert "€5.00" in listed.text
+            client.post(
+                f"/console/redemptions/{redeemed.redemption.id}/rollback",
+                data={"csrf": csrf, "reason": "wrong till"},
+            )
+        assert vouchers.get_voucher(db, tenant.caller, code).voucher.balance == 2000
+        events = vouchers.list_events(db, tenant.caller, code)
+        assert events[-1].actor == support.id

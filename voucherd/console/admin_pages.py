@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
 
 from voucherd.auth import service as auth
 from voucherd.console.service import SignedIn, list_console_events, require_role
-from voucherd.console.web import console_of, posted, redirect, render, signed_in
+from voucherd.console.web import (
+    console_of,
+    errors_of,
+    posted,
+    redirect,
+    render,
+    signed_in,
+    validation_errors,
+)
 from voucherd.delivery import service as delivery
 from voucherd.delivery.schemas import DeliveryFilters, mask_recipient
+from voucherd.delivery.settings import DeliverySettingsPatch
 from voucherd.errors import DomainError, InvalidInput
 from voucherd.guard.service import list_guard_events
 from voucherd.operations import service as operations
@@ -64,8 +74,22 @@ def delivery_list(request: Request, who: SignedIn = Depends(signed_in)) -> Respo
     return render(
         request,
         "deliveries.html",
-        {"active": "deliveries", "rows": failed + rest, "mask_recipient": mask_recipient},
+        {
+            "active": "deliveries",
+            "rows": failed + rest,
+            "mask_recipient": mask_recipient,
+            "notice": "Resending: a new delivery is queued."
+            if request.query_params.get("resent")
+            else None,
+        },
     )
+
+
+@router.post("/deliveries/{delivery_id}/resend")
+async def resend(request: Request, delivery_id: str) -> Response:
+    who, _ = await posted(request, *LOOKERS)
+    delivery.resend_delivery(console_of(request).db, who.operator.caller, delivery_id)
+    return redirect(request, "/deliveries?resent=1")
 
 
 @router.get("/orders")
@@ -79,10 +103,75 @@ def order_list(request: Request, who: SignedIn = Depends(signed_in)) -> Response
 @router.get("/settings")
 def tenant_settings(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
     require_role(who, "admin")
+    saved = request.query_params.get("saved") == "1"
+    return _settings_page(request, who, notice="Saved." if saved else None)
+
+
+def _settings_page(
+    request: Request,
+    who: SignedIn,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    notice: str | None = None,
+    status: int = 200,
+) -> Response:
     db = console_of(request).db
     tenant = auth.get_tenant(db, who.operator.tenant_id)
-    events = list_console_events(db, who.operator.caller)
-    return render(request, "settings.html", {"active": "settings", "t": tenant, "events": events})
+    context = {
+        "active": "settings",
+        "t": tenant,
+        "events": list_console_events(db, who.operator.caller),
+        "limit_names": LIMITS,
+        "values": values or {},
+        "errors": errors or {},
+        "notice": notice,
+    }
+    return render(request, "settings.html", context, status=status)
+
+
+LIMITS = ("per_key", "per_tenant", "guess_slow_after", "guess_refuse_after")
+EMAIL = ("host", "port", "security", "username", "password", "from_address", "from_name")
+
+
+@router.post("/settings/limits")
+async def save_limits(request: Request) -> Response:
+    """Blank means the deployment's default (rate limits) or no limit (weekly value)."""
+    who, form = await posted(request, "admin")
+    try:
+        weekly = form.get("weekly_value_limit", "").strip()
+        limits: dict[str, int | None] = {
+            name: int(form[name]) if form.get(name, "").strip() else None for name in LIMITS
+        }
+        auth.update_tenant(
+            console_of(request).db,
+            who.operator.caller,
+            weekly_value_limit=int(weekly) if weekly else None,
+            rate_limits=limits,
+        )
+    except ValueError:
+        errors = {"form": "limits are whole numbers"}
+        return _settings_page(request, who, values=form, errors=errors, status=422)
+    except DomainError as exc:
+        return _settings_page(request, who, values=form, errors=errors_of(exc), status=422)
+    return redirect(request, "/settings?saved=1")
+
+
+@router.post("/settings/email")
+async def save_email(request: Request) -> Response:
+    """The tenant's SMTP server; the password is written, never shown back (masked)."""
+    who, form = await posted(request, "admin")
+    block = {name: form[name].strip() for name in EMAIL if form.get(name, "").strip()}
+    values = {k: v for k, v in form.items() if k != "password"}
+    try:
+        patch = DeliverySettingsPatch.model_validate({"email": block})
+        auth.update_tenant(console_of(request).db, who.operator.caller, delivery=patch)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        return _settings_page(request, who, values=values, errors=errors, status=422)
+    except DomainError as exc:
+        return _settings_page(request, who, values=values, errors=errors_of(exc), status=422)
+    return redirect(request, "/settings?saved=1")
 
 
 @router.get("/settings/keys")

@@ -49,7 +49,7 @@ ADDRESS_SLOW_AFTER, ADDRESS_LOCK_AFTER = 10, 50
 ROLE_SCOPES = {
     "admin": frozenset({"issue", "redeem", "manage"}),
     "manager": frozenset({"issue", "redeem", "manage"}),
-    "support": frozenset({"issue", "manage"}),
+    "support": frozenset({"issue", "redeem", "manage"}),
     "cashier": frozenset({"redeem"}),
 }
 
