@@ -7,8 +7,10 @@ import re
 
 from sqlalchemy import text
 
+from tests.conftest import FakeClock
 from tests.console.helpers import browser, make_operator, sign_in
 from tests.factories import Tenant, issue, make_campaign, make_redemption
+from voucherd.campaigns import service as campaigns
 from voucherd.console import overview
 from voucherd.db.engine import Database
 from voucherd.operations import service as operations
@@ -228,3 +230,37 @@ class TestSettings:
             )
             assert 'value="50"' in limits.text
             assert 'value="100000"' in limits.text
+
+
+class TestEditCampaign:
+    def test_edit_saves_and_a_stale_form_is_refused(self, db: Database, clock: FakeClock) -> None:
+        tenant = Tenant(db)
+        campaign = make_campaign(db, tenant, type="GIFT", currency="EUR", default_value=1000)
+        admin = make_operator(db, tenant)
+        with browser(db) as client:
+            csrf = sign_in(client, admin.email)
+            form = client.get(f"/console/campaigns/{campaign.id}/edit")
+            assert 'value="10.00"' in form.text
+            seen = re.search(r'name="seen" value="([^"]+)"', form.text)
+            assert seen
+            fields = {"csrf": csrf, "seen": seen.group(1), "name": "Renamed",
+                      "default_value": "12.50", "timezone": "UTC",
+                      **{f"dow_{d}": "1" for d in (1, 2, 3, 4, 5)}}  # fmt: skip
+            bad = client.post(
+                f"/console/campaigns/{campaign.id}/edit", data={**fields, "budget": "x"}
+            )
+            assert bad.status_code == 422
+            assert 'id="e-budget"' in bad.text
+            assert 'value="Renamed"' in bad.text
+            clock.advance(seconds=1)
+            saved = client.post(f"/console/campaigns/{campaign.id}/edit", data=fields)
+            assert "Saved." in saved.text
+            assert "€12.50" in saved.text
+            stale = client.post(
+                f"/console/campaigns/{campaign.id}/edit", data={**fields, "name": "Again"}
+            )
+            assert stale.status_code == 409
+        changed = campaigns.get_campaign(db, tenant.caller, campaign.id)
+        assert changed.name == "Renamed"
+        assert changed.default_value == 1250
+        assert changed.validity_day_of_week == [1, 2, 3, 4, 5]

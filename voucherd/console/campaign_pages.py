@@ -6,13 +6,14 @@ from __future__ import annotations
 import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
 from voucherd.campaigns import service as campaigns
-from voucherd.campaigns.schemas import CampaignCreate
+from voucherd.campaigns.schemas import CampaignCreate, CampaignUpdate
 from voucherd.codes.generator import CodeConfigError, capacity, spec_from_config
 from voucherd.codes.generator import validate_code_config as check_code_config
 from voucherd.console.service import SignedIn, operator_names, require_role
@@ -29,7 +30,7 @@ from voucherd.delivery.messages import MessageError, compose, variables
 from voucherd.errors import DomainError
 from voucherd.exports.schemas import ExportRequest
 from voucherd.exports.service import start_export
-from voucherd.money import to_minor
+from voucherd.money import to_major, to_minor
 from voucherd.publications import service as publications
 from voucherd.publications.schemas import PublicationFilters, PublishRequest
 from voucherd.vouchers.models import Voucher
@@ -99,6 +100,9 @@ def _payload(form: dict[str, str]) -> dict[str, Any]:
     for name in MONEY:
         if form.get(name, "").strip():
             body[name] = _amount(form[name], currency, name)
+    days = [day for day in range(7) if form.get(f"dow_{day}")]
+    if days and len(days) < 7:
+        body["validity_day_of_week"] = days
     config = _code_config(form)
     if config:
         body["code_config"] = config
@@ -132,7 +136,8 @@ def _amount(text: str, currency: str | None, name: str) -> int:
 @router.get("/campaigns/new")
 def new_campaign(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
     require_role(who, *MANAGERS)
-    return _form(request, {"type": "GIFT", "currency": "EUR"}, {})
+    every_day = {f"dow_{day}": "1" for day in range(7)}
+    return _form(request, {"type": "GIFT", "currency": "EUR", **every_day}, {})
 
 
 def _form(
@@ -199,6 +204,85 @@ def _messages(request: Request, campaign: Any) -> dict[str, Any]:
     return shown
 
 
+EDITABLE = set(CampaignUpdate.model_fields)
+CLEARABLE = ("description", "category", "help_text", "store_finder_url", "start_date",
+             "expiration_date", "lifetime_days", "redemption_quantity", "per_customer_limit",
+             "budget", "max_value", "default_value", "validity_day_of_week",
+             "message_templates")  # fmt: skip
+
+
+def _values_of(campaign: Any) -> dict[str, str]:
+    """The campaign as the form shows it: money in major units, times in its own zone."""
+    values: dict[str, str] = {"seen": campaign.updated_at.isoformat()}
+    for name in TEXT:
+        values[name] = getattr(campaign, name) or ""
+    for name in WHOLE:
+        found = getattr(campaign, name)
+        values[name] = "" if found is None else str(found)
+    for name in MONEY:
+        found = getattr(campaign, name)
+        values[name] = (
+            ""
+            if found is None
+            else str(to_major(found, campaign.currency) if campaign.currency else found)
+        )
+    for name in DATES:
+        found = getattr(campaign, name)
+        moment = found.astimezone(ZoneInfo(campaign.timezone)) if found else None
+        values[name] = moment.strftime("%Y-%m-%dT%H:%M") if moment else ""
+    for day in campaign.validity_day_of_week or range(7):
+        values[f"dow_{day}"] = "1"
+    templates = campaign.message_templates or {}
+    values["sms_text"] = (templates.get("sms") or {}).get("text", "")
+    values["email_subject"] = (templates.get("email") or {}).get("subject", "")
+    values["email_text"] = (templates.get("email") or {}).get("text", "")
+    values["currency"] = campaign.currency or ""
+    return values
+
+
+@router.get("/campaigns/{campaign_id}/edit")
+def edit_campaign(
+    request: Request, campaign_id: str, who: SignedIn = Depends(signed_in)
+) -> Response:
+    require_role(who, *MANAGERS)
+    found = campaigns.get_campaign(console_of(request).db, who.operator.caller, campaign_id)
+    return _edit_form(request, found, _values_of(found), {})
+
+
+def _edit_form(
+    request: Request,
+    campaign: Any,
+    values: dict[str, str],
+    errors: dict[str, str],
+    status: int = 200,
+) -> Response:
+    context = {"active": "campaigns", "c": campaign, "values": values, "errors": errors}
+    return render(request, "campaign_edit.html", context, status=status)
+
+
+@router.post("/campaigns/{campaign_id}/edit")
+async def update(request: Request, campaign_id: str) -> Response:
+    """Only what the form holds changes; a field emptied is cleared. A campaign changed by
+    someone else since the form was drawn is not overwritten: the form says so."""
+    who, form = await posted(request, *MANAGERS)
+    db, caller = console_of(request).db, who.operator.caller
+    current = campaigns.get_campaign(db, caller, campaign_id)
+    form["currency"] = current.currency or ""
+    if form.get("seen") != current.updated_at.isoformat():
+        stale = "someone changed this campaign since you opened the form: reload it"
+        return _edit_form(request, current, form, {"form": stale}, 409)
+    try:
+        body = _payload(form)
+        changes = {k: v for k, v in body.items() if k in EDITABLE}
+        changes.update({k: None for k in CLEARABLE if k not in changes})
+        campaigns.update_campaign(db, caller, campaign_id, CampaignUpdate.model_validate(changes))
+    except ValidationError as exc:
+        return _edit_form(request, current, form, validation_errors(exc), 422)
+    except DomainError as exc:
+        return _edit_form(request, current, form, errors_of(exc), 422)
+    return redirect(request, f"/campaigns/{campaign_id}?saved=1")
+
+
 def _campaign_page(
     request: Request,
     who: SignedIn,
@@ -240,6 +324,8 @@ def campaign_page(
     require_role(who, *MANAGERS)
     published = request.query_params.get("published", "")
     notice = f"Published {published} codes with channel {CHANNEL}." if published.isdigit() else None
+    if request.query_params.get("saved") == "1":
+        notice = "Saved."
     return _campaign_page(request, who, campaign_id, notice=notice)
 
 
