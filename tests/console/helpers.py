@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 
 from tests.factories import Tenant
 from voucherd.app import create_app
-from voucherd.console.service import OperatorView, create_operator
+from voucherd.console.schemas import OperatorView
+from voucherd.console.service import create_operator
 from voucherd.db.engine import Database
 
 PASSWORD = "correct horse battery"

@@ -32,7 +32,7 @@ from tests.delivery_helpers import SMTP_PASSWORD, SMTP_USER, SmtpServer, configu
 from tests.factories import Tenant, issue, make_campaign
 from voucherd.app import create_app
 from voucherd.config import Settings
-from voucherd.console.service import OperatorView
+from voucherd.console.schemas import OperatorView
 from voucherd.db.engine import Database, make_engine
 from voucherd.publications import service as publications
 from voucherd.publications.schemas import PublicationFilters

@@ -8,7 +8,8 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 
 from voucherd.auth import service as auth
-from voucherd.console.service import SignedIn, list_console_events, require_role
+from voucherd.console.schemas import SignedIn
+from voucherd.console.service import list_console_events, require_role
 from voucherd.console.web import (
     console_of,
     errors_of,

@@ -16,7 +16,8 @@ from voucherd.campaigns import service as campaigns
 from voucherd.campaigns.schemas import CampaignCreate, CampaignUpdate
 from voucherd.codes.generator import CodeConfigError, capacity, spec_from_config
 from voucherd.codes.generator import validate_code_config as check_code_config
-from voucherd.console.service import SignedIn, operator_names, require_role
+from voucherd.console.schemas import SignedIn
+from voucherd.console.service import operator_names, require_role
 from voucherd.console.web import (
     console_of,
     errors_of,

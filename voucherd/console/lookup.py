@@ -15,7 +15,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from voucherd.codes.generator import is_mistyped
-from voucherd.console.service import SignedIn, operator_names, require_role
+from voucherd.console.schemas import SignedIn
+from voucherd.console.service import operator_names, require_role
 from voucherd.console.web import (
     console_of,
     errors_of,

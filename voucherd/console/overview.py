@@ -20,7 +20,8 @@ from sqlalchemy import Select, case, func, select
 
 from voucherd.auth.service import Caller
 from voucherd.campaigns import service as campaigns
-from voucherd.console.service import SignedIn, require_role
+from voucherd.console.schemas import SignedIn
+from voucherd.console.service import require_role
 from voucherd.console.web import console_of, render, signed_in
 from voucherd.db.engine import Database
 from voucherd.delivery.models import Delivery

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from voucherd.console.lookup import mask
-from voucherd.console.service import SignedIn, require_role
+from voucherd.console.schemas import SignedIn
+from voucherd.console.service import require_role
 from voucherd.console.web import console_of, posted, redirect, render, signed_in
 from voucherd.redemptions import service as redemptions
 

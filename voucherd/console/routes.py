@@ -11,7 +11,8 @@ from fastapi.staticfiles import StaticFiles
 from voucherd.config import Settings
 from voucherd.console import service
 from voucherd.console.models import ROLES
-from voucherd.console.service import SignedIn, SignInRefused, SignInThrottled
+from voucherd.console.schemas import SignedIn
+from voucherd.console.service import SignInRefused, SignInThrottled
 from voucherd.console.web import (
     COOKIE,
     HOME,

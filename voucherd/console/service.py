@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import math
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 from voucherd.auth.models import Tenant
 from voucherd.auth.service import Caller
 from voucherd.console.models import ROLES, ConsoleEvent, ConsoleSession, Operator, SigninFailure
+from voucherd.console.schemas import NewSession, OperatorView, SignedIn
 from voucherd.db.dialect import upsert
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
@@ -44,15 +44,6 @@ SLOW_SECONDS = 5
 ACCOUNT_SLOW_AFTER, ACCOUNT_LOCK_AFTER = 3, 10
 ADDRESS_SLOW_AFTER, ADDRESS_LOCK_AFTER = 10, 50
 
-# Scopes of the core's Caller per role; the console's own role checks are stricter still
-# (a support agent holds "manage" to disable a voucher, yet is refused the campaign pages).
-ROLE_SCOPES = {
-    "admin": frozenset({"issue", "redeem", "manage"}),
-    "manager": frozenset({"issue", "redeem", "manage"}),
-    "support": frozenset({"issue", "redeem", "manage"}),
-    "cashier": frozenset({"redeem"}),
-}
-
 # argon2id at OWASP's recommended floor (19 MiB, 2 passes, 1 lane): a sign-in costs tens of
 # milliseconds, not the library default's 64 MiB and several hundred on a small shared server.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
@@ -71,37 +62,6 @@ class SignInThrottled(DomainError):
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail, field="password")
         self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class OperatorView:
-    id: str
-    tenant_id: str
-    tenant_name: str
-    email: str
-    name: str | None
-    role: str
-    created_at: datetime
-    disabled: bool
-
-    @property
-    def caller(self) -> Caller:
-        return Caller(self.tenant_id, self.id, ROLE_SCOPES[self.role])
-
-
-@dataclass(frozen=True)
-class SignedIn:
-    """A live session: who, and the token its forms must carry back."""
-
-    operator: OperatorView
-    csrf_token: str
-    token_hash: str
-
-
-@dataclass(frozen=True)
-class NewSession:
-    token: str  # for the cookie; never stored
-    signed_in: SignedIn
 
 
 def _hash(text: str) -> str:

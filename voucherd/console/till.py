@@ -18,7 +18,8 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from voucherd.codes.generator import is_mistyped
-from voucherd.console.service import SignedIn, require_role
+from voucherd.console.schemas import SignedIn
+from voucherd.console.service import require_role
 from voucherd.console.web import console_of, posted, render, signed_in, validation_errors
 from voucherd.errors import DomainError
 from voucherd.idempotency.service import IdempotencyClaim, Replay

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from voucherd.auth.service import Caller
 from voucherd.config import Settings
 from voucherd.console import service
-from voucherd.console.service import SignedIn
+from voucherd.console.schemas import SignedIn
 from voucherd.db.engine import Database
 from voucherd.errors import DomainError, Forbidden
 from voucherd.formatting import format_value
