@@ -7,6 +7,8 @@ import re
 from tests.console.helpers import browser, make_operator, sign_in
 from tests.factories import Tenant, issue, make_campaign, make_redemption
 from voucherd.db.engine import Database
+from voucherd.publications import service as publications
+from voucherd.publications.schemas import PublishRequest
 from voucherd.vouchers import service as vouchers
 
 
@@ -146,3 +148,39 @@ class TestRedemptions:
         assert vouchers.get_voucher(db, tenant.caller, code).voucher.balance == 2000
         events = vouchers.list_events(db, tenant.caller, code)
         assert events[-1].actor == support.id
+
+
+class TestCustomers:
+    def test_find_and_erase_a_customer(self, db: Database) -> None:
+        tenant = Tenant(db)
+        _, code = _voucher(db, tenant)
+        body = PublishRequest.model_validate(
+            {"voucher": code, "customer": {"source_id": "c-9", "email": "zoe@x.example"}}
+        )
+        publications.publish(db, tenant.caller, body)
+        manager = make_operator(db, tenant, "manager")
+        with browser(db) as client:
+            csrf = sign_in(client, manager.email)
+            listed = client.get("/console/customers?q=zoe")
+            link = re.search(r'href="/console/customers/([^"]+)"', listed.text)
+            assert link
+            page = client.get(f"/console/customers/{link.group(1)}")
+            assert "zoe@x.example" in page.text
+            assert code not in page.text
+            erased = client.post(
+                f"/console/customers/{link.group(1)}/erase", data={"csrf": csrf, "reason": "asked"}
+            )
+        assert "Erased." in erased.text
+        assert "zoe@x.example" not in erased.text
+
+
+class TestHeaders:
+    def test_pages_are_not_cached_framed_or_scripted_from_elsewhere(self, db: Database) -> None:
+        with browser(db) as client:
+            page = client.get("/console/sign-in")
+            script = client.get("/console/static/htmx.min.js")
+        assert page.headers["cache-control"] == "no-store"
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert script.status_code == 200
+        assert script.text.startswith("var htmx")

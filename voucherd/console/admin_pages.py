@@ -26,6 +26,7 @@ from voucherd.errors import DomainError, InvalidInput
 from voucherd.guard.service import list_guard_events
 from voucherd.operations import service as operations
 from voucherd.orders import service as orders
+from voucherd.orders.clients import list_clients
 
 router = APIRouter()
 MANAGERS = ("admin", "manager")
@@ -96,9 +97,12 @@ async def resend(request: Request, delivery_id: str) -> Response:
 @router.get("/orders")
 def order_list(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
     require_role(who, *MANAGERS)
-    listed = orders.list_orders(console_of(request).db, who.operator.caller, limit=100, cursor=None)
-    template = "_orders.html" if request.headers.get("hx-request") else "orders.html"
-    return render(request, template, {"active": "orders", "page": listed})
+    db, caller = console_of(request).db, who.operator.caller
+    listed = orders.list_orders(db, caller, limit=100, cursor=None)
+    if request.headers.get("hx-request"):
+        return render(request, "_orders.html", {"page": listed})
+    clients = list_clients(db, caller, limit=100).items
+    return render(request, "orders.html", {"active": "orders", "page": listed, "clients": clients})
 
 
 @router.get("/settings")
