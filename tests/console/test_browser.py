@@ -207,6 +207,13 @@ def test_an_admin_creates_mints_and_distributes(
     assert all(c.text.startswith("SUMMER-") for c in codes)
     assert len({c.text for c in codes}) == 3
     _shoot(driver, screens, "campaign")
+    driver.find_element(By.ID, "export").click()
+    _wait(driver, lambda d: _text(d, "#op-status") == "Completed", seconds=120)
+    csv = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch(document.getElementById('download').href).then(r => r.text()).then(done);"
+    )
+    assert len([line for line in csv.splitlines() if "SUMMER-" in line]) == 1000
     driver.get(f"{site.url}/console/campaigns")
     _shoot(driver, screens, "campaigns")
     driver.get(f"{site.url}/console/overview")
