@@ -46,9 +46,11 @@ WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
 @pytest.fixture(scope="module")
 def screens(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     folder = tmp_path_factory.mktemp("console-screenshots")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"console screenshots: {folder}")
+    if capture is not None and reporter is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nconsole screenshots: {folder}")
     return folder
 
 
