@@ -45,6 +45,8 @@ class TestFind:
             csrf = sign_in(client, support.email)
             found = client.post("/console/vouchers/find", data={"csrf": csrf, "q": "cust-42"})
             listed = client.get("/console/vouchers")
+            disabled_only = client.get("/console/vouchers?state=DISABLED")
+            assert code[:4] + "…" not in disabled_only.text
         assert 'id="found-vouchers"' in found.text
         for answer in (found, listed):
             assert code not in answer.text

@@ -39,6 +39,7 @@ from voucherd.vouchers.validity import effective_state
 
 router = APIRouter()
 LOOKERS = ("admin", "manager", "support")
+STATES = ("ACTIVE", "DISABLED", "REDEEMED", "CANCELLED", "EXPIRED")
 MISTYPED = "this code has a typo: its last character does not match the rest"
 
 
@@ -74,9 +75,10 @@ def _list_page(
     found: dict[str, Any] | None = None,
 ) -> Response:
     db = console_of(request).db
-    recent = vouchers.list_vouchers(
-        db, who.operator.caller, VoucherFilters(), limit=25, cursor=None
-    ).items
+    state = request.query_params.get("state", "")
+    campaign = request.query_params.get("campaign", "").strip()[:200] or None
+    wanted = VoucherFilters(campaign=campaign, state=state if state in STATES else None)  # type: ignore[arg-type]
+    recent = vouchers.list_vouchers(db, who.operator.caller, wanted, limit=50, cursor=None).items
     return render(
         request,
         "vouchers.html",
@@ -89,6 +91,8 @@ def _list_page(
             "values": values or {},
             "errors": errors or {},
             "found": found,
+            "states": STATES,
+            "filters": {"state": state, "campaign": campaign or ""},
         },
     )
 
