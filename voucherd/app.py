@@ -15,6 +15,7 @@ from voucherd.api.limits import BodySizeLimit, RefuseNulInUrl
 from voucherd.api.responses import json_response
 from voucherd.campaigns.routes import router as campaigns_router
 from voucherd.config import Settings, load_settings
+from voucherd.console.routes import create_console
 from voucherd.customers.routes import router as customers_router
 from voucherd.db.engine import Database
 from voucherd.db.migrate import schema_state
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     ):
         app.include_router(router)
     app.include_router(docs.router)
+    app.mount("/console", create_console(db, settings))
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     def healthz() -> Response:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from voucherd.composition import JOBS, open_database
 from voucherd.config import Settings, load_settings
+from voucherd.console.cli import operators
 from voucherd.db.commands import database
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
@@ -31,6 +32,7 @@ app.add_typer(campaigns, name="campaigns")
 app.add_typer(deliveries, name="deliveries")
 guard = typer.Typer(help="The guard: callers caught guessing codes.", no_args_is_help=True)
 app.add_typer(guard, name="guard")
+app.add_typer(operators, name="operators")
 app.command()(export)
 app.command()(demo)
 console = Console(stderr=True)
@@ -98,7 +100,8 @@ def serve(
     db.dispose()
     console.print(
         f"voucherd on http://{host or settings.host}:{port or settings.port} "
-        f"({db.engine.dialect.name})"
+        f"({db.engine.dialect.name}); console at {settings.public_base_url}/console",
+        highlight=False,
     )
     console.print(f"links in pages and messages use {settings.public_base_url}", highlight=False)
     try:
