@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from typer.testing import CliRunner
 
-from voucherd.tenants.service import create_tenant
 from voucherd.cli import app
 from voucherd.console import service
 from voucherd.db.engine import Database
+from voucherd.tenants.service import create_tenant
 
 
 def test_the_first_admin_is_created_and_signs_in(
