@@ -41,7 +41,9 @@ Choices where Voucherify's documents leave room, or where voucherd differs:
   city, state and country.
 * Unknown body fields, and fields for things voucherd does not do (validation rules, referral
   programs, promotion tiers, sessions, dynamic discounts), are refused as ``invalid_payload``
-  naming the field, rather than silently ignored.
+  naming the field, rather than silently ignored, when they have a value. A field sent as
+  ``null`` is not set, as Voucherify reads it (the SDK's ``from_dict`` models send every field,
+  mostly null): it is ignored, and clears nothing (bodies.py).
 * Errors are ``{code, key, message, details, request_id}`` with Voucherify's keys (errors.py);
   a limit voucherd enforces and Voucherify has no key for (budget, weekly value, code space)
   is ``limit_exceeded``. Bodies larger than the server's limit and URLs holding a NUL byte are
