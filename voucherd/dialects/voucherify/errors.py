@@ -276,6 +276,8 @@ def voucherify_query(request: Request) -> None:
             continue
         if name in _HARMLESS and _HARMLESS[name] in (None, value):
             continue
-        if name in _NOT_SUPPORTED or name in _HARMLESS:
-            raise InvalidInput(f"voucherd does not support {name}={value} here", field=name)
+        if name == "order":
+            raise InvalidInput("voucherd lists newest first: only -created_at", field=name)
+        if name in _NOT_SUPPORTED:
+            raise InvalidInput("a Voucherify filter voucherd does not support", field=name)
         raise InvalidInput("is not a parameter of this endpoint", field=name)
