@@ -58,6 +58,20 @@ class TestAtTheDoor:
             "request_id": response.headers["x-request-id"],
         }
 
+    def test_a_streamed_body_is_counted_and_refused_in_the_face_shape_too(
+        self, api: TestClient, tenant: Tenant
+    ) -> None:
+        """No Content-Length: the body is counted as it is read (the handler is already running)."""
+        chunks = iter([TOO_LARGE[: 32 * 1024], TOO_LARGE[32 * 1024 :]])
+        response = api.post(
+            "/v1/campaigns",
+            content=chunks,
+            headers={**pair(tenant), "Content-Type": "application/json"},
+        )
+
+        assert response.status_code == 413
+        assert response.json()["details"] == f"body: {LIMIT}"
+
     def test_yoyo_answers_its_pair(self, api: TestClient, tenant: Tenant) -> None:
         response = api.post("/cvs-issuer/rest/coupons", content=TOO_LARGE, headers=yoyo(tenant))
 
