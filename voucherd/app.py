@@ -21,6 +21,7 @@ from voucherd.db.engine import Database
 from voucherd.db.migrate import schema_state
 from voucherd.delivery.routes import router as delivery_router
 from voucherd.dialects import imovo, vista, voucherify, yoyo
+from voucherd.dialects.doors import DOORS
 from voucherd.exports.routes import router as exports_router
 from voucherd.guard.middleware import GuardRequests
 from voucherd.guard.service import Guard
@@ -70,8 +71,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     app.state.gauges = composition.GAUGES
     problems.install(app)
     openapi.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RefuseNulInUrl)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, doors=DOORS)
+    app.add_middleware(RefuseNulInUrl, doors=DOORS)
     # Inside the observability middleware (its 429s are logged and counted like any answer).
     app.state.guard = Guard(db, settings)
     app.add_middleware(GuardRequests, guard=app.state.guard)

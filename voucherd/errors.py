@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     MALFORMED_JSON = "malformed_json"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     BODY_TOO_LARGE = "body_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     INVALID_URL = "invalid_url"
     HTTP_ERROR = "http_error"
     DATABASE_UNAVAILABLE = "database_unavailable"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+# What a cursor is: an object id (ids.py: a lower-case prefix, "_", 26 Crockford characters).
+CURSOR_PATTERN = r"^[a-z]{1,10}_[0-9a-z]{26}$"
+CURSOR = re.compile(CURSOR_PATTERN)
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

@@ -11,8 +11,9 @@ from voucherd.api.methods import declared_query_parameters
 from voucherd.auth.caller import Caller
 from voucherd.auth.service import authenticate_token
 from voucherd.db.engine import Database
-from voucherd.errors import InvalidInput, Unauthorized
+from voucherd.errors import DomainError, ErrorCode, InvalidInput, Unauthorized
 from voucherd.idempotency.service import IdempotencyClaim
+from voucherd.pagination import CURSOR
 
 # Public so the dialects that take the same token declare the same security scheme.
 BEARER = HTTPBearer(auto_error=False, description="`voucherd keys create` prints the token")
@@ -57,9 +58,52 @@ def known_query_parameters(request: Request) -> None:
             raise InvalidInput("is not a parameter of this endpoint", field=name)
 
 
+def valid_cursor(request: Request) -> None:
+    """A cursor is the id a list gave as ``next_cursor``; anything else would page from an
+    arbitrary point (``?cursor=garbage`` sorted after every id and listed nothing, as if empty)."""
+    cursor = request.query_params.get("cursor")
+    if cursor is not None and not CURSOR.match(cursor):
+        raise InvalidInput(
+            "is not a cursor: give the next_cursor of the page before", field="cursor"
+        )
+
+
+class UnsupportedMediaType(DomainError):
+    status, code, title = 415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Unsupported media type"
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    kind, _, subtype = media_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+async def json_content_type(request: Request) -> None:
+    """A route that reads a JSON body refuses a body of another media type, naming Content-Type.
+    FastAPI parses a body as JSON only when it says so, and validated the raw text of any other
+    as the model, answering "Input should be a valid dictionary"."""
+    route = request.scope.get("route")
+    if getattr(route, "body_field", None) is None:
+        return  # the route reads no body, or reads its own (a form, a provider's callback)
+    content_type = request.headers.get("content-type")
+    if (content_type is not None and _is_json(content_type)) or not await request.body():
+        return
+    # FastAPI reads a body without a Content-Type as JSON no more (strict_content_type).
+    sent = f"not {content_type.split(';')[0]}" if content_type else "no Content-Type was sent"
+    raise UnsupportedMediaType(
+        f"the body must be JSON, sent as application/json ({sent})", field="Content-Type"
+    )
+
+
 ONE_VALUE_PER_QUERY_PARAMETER = [Depends(single_query_values)]
-# The native API's query strings: one value per parameter, and only the declared parameters.
-QUERY_AS_DECLARED = [Depends(single_query_values), Depends(known_query_parameters)]
+# The native API's requests: one value per query parameter, only the declared parameters, a
+# cursor that a list gave, and JSON bodies said to be JSON.
+QUERY_AS_DECLARED = [
+    Depends(single_query_values),
+    Depends(known_query_parameters),
+    Depends(valid_cursor),
+    Depends(json_content_type),
+]
 
 
 async def get_idempotency(

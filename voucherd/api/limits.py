@@ -1,22 +1,62 @@
-"""A request body larger than the limit is refused with 413 before it is read into memory."""
+"""Refusals at the door, before any route is chosen: a body larger than the limit (413, before
+it is read into memory) and a URL holding a NUL byte (400).
+
+No face has been chosen yet, but the path says which face the client speaks: each face gives
+the middlewares a :data:`Door` for its path prefixes (dialects/doors.py, wired in app.py), so a
+Voucherify client gets Voucherify's error object and an i-movo client i-movo's envelope; any
+other path gets the native problem+json.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from urllib.parse import unquote_to_bytes
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voucherd.api.problems import PROBLEM_JSON
 from voucherd.api.responses import dumps
-from voucherd.errors import ErrorCode
+from voucherd.errors import DomainError, ErrorCode
+
+
+class BodyTooLarge(DomainError):
+    status, code, title = 413, ErrorCode.BODY_TOO_LARGE, "Body too large"
+
+
+class InvalidUrl(DomainError):
+    status, code, title = 400, ErrorCode.INVALID_URL, "Invalid URL"
+
+
+# A face's answer to a refusal at the door, in its own error shape.
+Door = Callable[[Request, DomainError], Response]
+Doors = Sequence[tuple[str, Door]]
+
+
+async def _refuse(scope: Scope, send: Send, doors: Doors, exc: DomainError, reason: str) -> None:
+    """``exc`` in the shape of the face whose prefix the path starts with (the longest such),
+    else as the native problem+json, whose ``errors`` give ``reason``."""
+    path = scope.get("path", "")
+    matching = [(prefix, door) for prefix, door in doors if path.startswith(prefix)]
+    if matching:
+        _, door = max(matching, key=lambda pair: len(pair[0]))
+
+        async def no_body() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        await door(Request(scope), exc)(scope, no_body, send)
+        return
+    await _send_problem(send, exc.status, exc.code, exc.title, exc.detail, exc.field, reason)
 
 
 class RefuseNulInUrl:
     """A NUL in a path or query can match nothing, and PostgreSQL refuses to compare text with
     one (a 500): refuse it at the door with a 400 naming where it was."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, doors: Doors = ()) -> None:
         self.app = app
+        self.doors = doors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -24,20 +64,23 @@ class RefuseNulInUrl:
             for where, raw in (("path", raw_path), ("query", scope.get("query_string", b""))):
                 if b"\x00" in unquote_to_bytes(raw):
                     detail = f"the {where} contains a NUL character"
-                    await _send_problem(send, 400, ErrorCode.INVALID_URL, detail, where)
+                    exc = InvalidUrl(detail, field=where)
+                    await _refuse(scope, send, self.doors, exc, detail)
                     return
         await self.app(scope, receive, send)
 
 
-async def _send_problem(send: Send, status: int, code: str, detail: str, field: str) -> None:
+async def _send_problem(
+    send: Send, status: int, code: str, title: str, detail: str, field: str | None, reason: str
+) -> None:
     body = dumps(
         {
             "type": f"urn:voucherd:problem:{code}",
-            "title": "Invalid URL",
+            "title": title,
             "status": status,
             "detail": detail,
             "code": code,
-            "errors": [{"field": field, "reason": detail}],
+            "errors": [{"field": field, "reason": reason}],
         }
     )
     await send(
@@ -54,9 +97,10 @@ async def _send_problem(send: Send, status: int, code: str, detail: str, field: 
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, doors: Doors = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.doors = doors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,7 +108,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         seen = 0
         started = False
@@ -90,7 +134,7 @@ class BodySizeLimit:
                 # (FastAPI turns any error while reading a body into "400 error parsing the
                 # body"): the answer is still 413, sent instead of theirs.
                 started = replaced = True
-                await self._refuse(send)
+                await self._refuse(scope, send)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -100,30 +144,12 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = dumps(
-            {
-                "type": f"urn:voucherd:problem:{ErrorCode.BODY_TOO_LARGE}",
-                "title": "Body too large",
-                "status": 413,
-                "detail": f"request bodies are limited to {self.max_bytes} bytes",
-                "code": ErrorCode.BODY_TOO_LARGE,
-                "errors": [{"field": "body", "reason": f"larger than {self.max_bytes} bytes"}],
-            }
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        detail = f"request bodies are limited to {self.max_bytes} bytes"
+        exc = BodyTooLarge(detail, field="body")
+        await _refuse(scope, send, self.doors, exc, f"larger than {self.max_bytes} bytes")
 
 
 class _TooLarge(Exception):

@@ -17,6 +17,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from voucherd.pagination import CURSOR_PATTERN
+
 PROBLEM_JSON = "application/problem+json"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -49,14 +51,15 @@ _MEANINGS = {
     405: "This path does not take this method",
     409: "Conflict: the state forbids it, or the Idempotency-Key's first request is running",
     413: "The body is larger than the server accepts",
+    415: "The body is not sent as application/json",
     422: "Refused: a field is invalid or a rule forbids it (the field is named)",
     429: "Too many requests or failed lookups; Retry-After says when to try again",
     503: "The database is unavailable; retry (with the same Idempotency-Key)",
 }
 
-# Answered by api/limits.py before any route (or face) is chosen, always as problem+json.
+# Answered by api/limits.py before any route is chosen, in the shape of the path's face.
 _BEFORE_ROUTING = (400, 413)
-_NATIVE_STATUSES = (400, 401, 403, 404, 409, 413, 422, 429, 503)
+_NATIVE_STATUSES = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 
 
 # Error shapes by name, served once under components/schemas (install) and referred to by every
@@ -88,19 +91,17 @@ def face_responses(
     *statuses: int,
     media_type: str = "application/json",
 ) -> dict[int | str, dict[str, Any]]:
-    """A dialect's own error shape for these statuses, plus the problem+json answers given before
-    the dialect is chosen (a NUL in the URL, a body over the limit). ``name`` names the shape
-    in the document's components."""
+    """A dialect's own error shape for these statuses and for the answers given before any route
+    is chosen (a NUL in the URL, a body over the limit), which the path's face words too
+    (api/limits.py, dialects/doors.py). ``name`` names the shape in the document's components."""
     _SHAPES[name] = schema
-    responses: dict[int | str, dict[str, Any]] = {}
-    for status in sorted({*statuses, *_BEFORE_ROUTING}):
-        content: dict[str, Any] = {}
-        if status in statuses:
-            content.update(_content(media_type, name))
-        if status in _BEFORE_ROUTING:
-            content.update(_content(PROBLEM_JSON, "Problem"))
-        responses[status] = {"description": _MEANINGS.get(status, "Refused"), "content": content}
-    return responses
+    return {
+        status: {
+            "description": _MEANINGS.get(status, "Refused"),
+            "content": _content(media_type, name),
+        }
+        for status in sorted({*statuses, *_BEFORE_ROUTING})
+    }
 
 
 # Schemes that the server checks together: one requirement, not alternatives.
@@ -175,4 +176,7 @@ def _finished(schema: dict[str, Any]) -> dict[str, Any]:
                 operation["security"] = _joined(operation["security"])
             for parameter in operation.get("parameters", []):
                 _not_null(parameter)
+                if parameter.get("in") == "query" and parameter.get("name") == "cursor":
+                    # What api/deps.valid_cursor holds every list's cursor to.
+                    parameter.setdefault("schema", {})["pattern"] = CURSOR_PATTERN
     return schema

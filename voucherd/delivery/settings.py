@@ -12,11 +12,12 @@ import base64
 import binascii
 import os
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from voucherd.errors import InvalidInput
-from voucherd.fields import EmailAddress, HttpUrlText, RequestModel
+from voucherd.fields import EmailAddress, RequestModel
 
 PhoneChannel = Literal["sms", "whatsapp"]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[\x21-\x7e]+$")]
@@ -80,10 +81,24 @@ class EmailProvider(RequestModel):
         return self
 
 
+def _webhook_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("https", "http") or not parts.hostname:
+        raise ValueError(
+            "must be an https URL, e.g. https://issuer.example/hooks (http is for tests)"
+        )
+    return value
+
+
+# The scheme is checked before any length, so ftp://x is told what a webhook URL must be, not
+# that it is shorter than 8 characters. http stays accepted for local test servers.
+WebhookUrl = Annotated[str, StringConstraints(max_length=500), AfterValidator(_webhook_url)]
+
+
 class WebhookTarget(RequestModel):
     """The issuer's URL; messages to it are signed as Standard Webhooks specifies."""
 
-    url: HttpUrlText
+    url: WebhookUrl
     secret: Secret = Field(description="whsec_ followed by base64 of 24 to 64 random bytes.")
 
     @field_validator("secret")

@@ -243,6 +243,12 @@ def _status_of(exc: DomainError) -> int:
     return 400
 
 
+def door(request: Request, exc: DomainError) -> Response:
+    """A refusal made before any route was chosen (api/limits.py): a body over the limit (413),
+    a NUL in the URL (400)."""
+    return envelope(exc.status, [exc.detail])
+
+
 def _validation_messages(exc: RequestValidationError | ValidationError) -> list[str]:
     messages = []
     for error in exc.errors():

@@ -144,6 +144,12 @@ def _described(exc: DomainError) -> str:
     return exc.detail
 
 
+def door(request: Request, exc: DomainError) -> Response:
+    """A refusal made before any route was chosen (api/limits.py): a body over the limit, a NUL
+    in the URL."""
+    return error(exc.status, exc.code, _described(exc))
+
+
 def _validation_description(exc: RequestValidationError | ValidationError) -> str:
     reasons = []
     for item in exc.errors():

@@ -45,6 +45,7 @@ from voucherd.vouchers.models import Voucher
 DISTRIBUTION_KIND = "distribution"
 DISTRIBUTION_ENTITY = "VoucherOrderDistribution"
 DISTRIBUTION_CHANNEL = "Distribution"
+ITEM_PREFIX = "ditem_"
 
 _ITEM = cast(Table, ClientOrderItem.__table__)
 
@@ -164,7 +165,7 @@ def create_distribution(
             ],
         )
         for position, item in enumerate(body.items):
-            item_id = new_id("ditem")
+            item_id = new_id(ITEM_PREFIX.rstrip("_"))
             operation = start_operation(
                 session,
                 tenant_id=caller.tenant_id,
@@ -194,6 +195,14 @@ def create_distribution(
 
 
 def distribution_record(session: Session, tenant_id: str, ref: str) -> DistributionRecord:
+    """The distribution ``ref`` names: its id, or the id of one of its items. An item's operation
+    token resolves to the item (each item has its own status), and whatever a token resolves to
+    must be readable: the item is shown as the distribution that holds it, with every item."""
+    if ref.startswith(ITEM_PREFIX):
+        held_by = select(DistributionItem.distribution_id).where(
+            DistributionItem.tenant_id == tenant_id, DistributionItem.id == ref
+        )
+        ref = session.scalar(held_by) or ref
     distribution = session.scalar(
         select(Distribution).where(Distribution.tenant_id == tenant_id, Distribution.id == ref)
     )

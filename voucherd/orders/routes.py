@@ -161,6 +161,8 @@ def create_distribution(
     "/distributions/{distribution}",
     tags=["distributions"],
     summary="A distribution: its items' status and each recipient's codes",
+    description="By the distribution's id, or by one of its items' (``ditem_``) ids: what an "
+    "item's operation token resolves to.",
 )
 def get_distribution(distribution: str, db: DB, caller: CallerDep) -> Response:
     return json_response(

@@ -15,7 +15,8 @@ bodies in bodies.py):
   one token per distribution item for distributions. A client is created at once; its token
   still resolves (``Completed``, ``VoucherClient``, the client's id). An order's token resolves
   to ``VoucherClientOrder`` and the order's id while it is ``Processing``, as the seed shows; a
-  distribution item's to ``VoucherOrderDistribution`` and the item's id.
+  distribution item's to ``VoucherOrderDistribution`` and the item's id (each item has its own
+  status), which ``GET /api/v1/distributions/{entityId}`` answers with the whole distribution.
 * **Resolve**: ``POST /api/v1/identity-resolution/from-operation-result-tokens`` with a JSON
   array of tokens, the path of Vista's own "Resolve Operation Result Tokens" endpoint, and the
   same under ``/api/v1/voucher-management/resolve-operation-result-tokens`` for clients that

@@ -37,6 +37,7 @@ _TYPES = {
     401: "https://tools.ietf.org/html/rfc9110#section-15.5.2",
     403: "https://tools.ietf.org/html/rfc9110#section-15.5.4",
     409: "https://tools.ietf.org/html/rfc9110#section-15.5.10",
+    413: "https://tools.ietf.org/html/rfc9110#section-15.5.14",
     429: "https://tools.ietf.org/html/rfc6585#section-4",
     500: "https://tools.ietf.org/html/rfc9110#section-15.6.1",
     503: "https://tools.ietf.org/html/rfc9110#section-15.6.4",
@@ -129,22 +130,38 @@ def _problem(request: Request, status: int, errors: dict[str, list[str]]) -> Res
 _CORRELATION = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
+def _trace(request: Request) -> None:
+    given = request.headers.get("correlationid", "")
+    request.state.vista_correlation_id = (
+        given if _CORRELATION.match(given) else secrets.token_hex(16)
+    )
+    request.state.vista_trace_id = secrets.token_hex(16)
+
+
+def _stamped(request: Request, response: Response) -> Response:
+    response.headers["vista-correlation-id"] = request.state.vista_correlation_id
+    response.headers["vista-trace-id"] = request.state.vista_trace_id
+    return response
+
+
+def door(request: Request, exc: DomainError) -> Response:
+    """A refusal made before any route was chosen (api/limits.py): a body over the limit (413),
+    a NUL in the URL (400); Vista's shape and headers all the same."""
+    _trace(request)
+    response = _problem(request, exc.status, {vista_field(exc.field, {}): [exc.detail]})
+    return _stamped(request, response)
+
+
 class VistaRoute(FaceRoute):
     """Every answer in Vista's shapes: never problem+json, never a bare 500."""
 
     face = "vista"
 
     def begin(self, request: Request) -> None:
-        given = request.headers.get("correlationid", "")
-        request.state.vista_correlation_id = (
-            given if _CORRELATION.match(given) else secrets.token_hex(16)
-        )
-        request.state.vista_trace_id = secrets.token_hex(16)
+        _trace(request)
 
     def finish(self, request: Request, response: Response) -> Response:
-        response.headers["vista-correlation-id"] = request.state.vista_correlation_id
-        response.headers["vista-trace-id"] = request.state.vista_trace_id
-        return response
+        return _stamped(request, response)
 
     def refusal(self, request: Request, exc: Exception) -> Response | None:
         if isinstance(exc, DomainError | RequestValidationError | ValidationError):

@@ -41,23 +41,36 @@ Choices where Voucherify's documents leave room, or where voucherd differs:
   city, state and country.
 * Unknown body fields, and fields for things voucherd does not do (validation rules, referral
   programs, promotion tiers, sessions, dynamic discounts), are refused as ``invalid_payload``
-  naming the field, rather than silently ignored.
+  naming the field, rather than silently ignored, when they have a value. A field sent as
+  ``null`` is not set, as Voucherify reads it (the SDK's ``from_dict`` models send every field,
+  mostly null): it is ignored, and clears nothing (bodies.py).
+* Query parameters: those each endpoint declares (the OpenAPI document lists them); a
+  misspelled one is refused naming it, as on the native API, rather than listing everything.
+  Voucherify's own parameters that voucherd does not do are refused too, saying so (``filters``,
+  ``created_at``, ``campaign_type``, ...: an ignored filter would answer a list that looks
+  filtered); ``expand`` and ``order=-created_at`` (voucherd's order) are accepted. A body must
+  be sent as JSON: another Content-Type is refused naming it.
 * Errors are ``{code, key, message, details, request_id}`` with Voucherify's keys (errors.py);
   a limit voucherd enforces and Voucherify has no key for (budget, weekly value, code space)
-  is ``limit_exceeded``. Bodies larger than the server's limit and URLs holding a NUL byte are
-  refused before any face is chosen, as the native problem+json.
+  is ``limit_exceeded``. Bodies larger than the server's limit (413) and URLs holding a NUL
+  byte are refused before any route is chosen, in this shape all the same (doors.py).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from voucherd.api.deps import ONE_VALUE_PER_QUERY_PARAMETER
+from voucherd.api.deps import ONE_VALUE_PER_QUERY_PARAMETER, json_content_type
 from voucherd.api.methods import allowed_methods
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import json_response
 from voucherd.dialects.voucherify import campaigns, customers, redemptions, vouchers
-from voucherd.dialects.voucherify.errors import ERROR_SCHEMA, VoucherifyRoute, error_body
+from voucherd.dialects.voucherify.errors import (
+    ERROR_SCHEMA,
+    VoucherifyRoute,
+    error_body,
+    voucherify_query,
+)
 from voucherd.errors import NotFound
 
 router = APIRouter(
@@ -65,7 +78,9 @@ router = APIRouter(
     dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
 )
 for part in (campaigns.router, vouchers.router, redemptions.router, customers.router):
-    router.include_router(part)
+    router.include_router(
+        part, dependencies=[Depends(voucherify_query), Depends(json_content_type)]
+    )
 
 _fallback = APIRouter(route_class=VoucherifyRoute, include_in_schema=False)
 

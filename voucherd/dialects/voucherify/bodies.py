@@ -1,15 +1,23 @@
 """Voucherify's request bodies, field for field as its API reference and SDK 6.1.1 spell them.
 
-Unknown fields are refused (``invalid_payload`` naming the field) rather than ignored: a field
-voucherd does not honour (validation rules, referral programs, promotion tiers, sessions) must
-not look as if it took effect.
+Unknown fields with a value are refused (``invalid_payload`` naming the field) rather than
+ignored: a field voucherd does not honour (validation rules, referral programs, promotion tiers,
+sessions) must not look as if it took effect.
+
+A field sent as ``null`` is a field not set, whichever it is. The SDK's models built with
+``Model.from_dict({...})`` send every field they declare, most of them null
+(``"validation_rules": null``, ``"order": {"initial_amount": null, ...}``), and Voucherify
+reads those as absent. So a null neither refuses a body nor changes anything: updating a
+customer with ``{"name": "Ada", "email": null}`` (what from_dict sends for a name alone) renames
+them and keeps their email. Fields Voucherify computes itself and a request cannot set (a gift
+card's ``balance``) are dropped whatever their value (:attr:`Body.READ_ONLY`).
 """
 
 from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
@@ -28,13 +36,41 @@ def _whole(value: Any) -> Any:
     return int(value)
 
 
+class Body(RequestModel):
+    """A Voucherify body: a key whose value is null is not set (see above)."""
+
+    # Fields of the SDK's model that Voucherify computes and a request cannot set.
+    READ_ONLY: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_set(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value
+            for key, value in data.items()
+            if value is not None and key not in cls.READ_ONLY
+        }
+
+
+def _without_nulls(value: Any) -> Any:
+    """The same rule inside the core's own models (validity hours, timeframes), which a null
+    day list would otherwise refuse."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
+
+
 # _whole after the bounds: before them it would hide the bounds from the OpenAPI document.
 Amount = Annotated[int, Field(strict=True, ge=0, le=MAX_MINOR_UNITS), BeforeValidator(_whole)]
 Count = Annotated[int, Field(strict=True, ge=1), BeforeValidator(whole_number)]
 Text = Annotated[str, Field(max_length=2000)]
 
 
-class CodeConfig(RequestModel):
+class CodeConfig(Body):
     # Not the core's bounds: beside an explicit code the seed (001) sends a moot code_config
     # ("length": 123), which is accepted; the core checks one that is used.
     length: Amount | None = None
@@ -45,7 +81,7 @@ class CodeConfig(RequestModel):
     initial_count: int | None = None
 
 
-class Discount(RequestModel):
+class Discount(Body):
     type: Literal["AMOUNT", "PERCENT", "FIXED", "UNIT"]
     amount_off: Amount | None = None
     percent_off: Decimal | None = Field(default=None, allow_inf_nan=False)
@@ -59,18 +95,22 @@ class Discount(RequestModel):
     is_dynamic: Literal[False] | None = None
 
 
-class Gift(RequestModel):
+class Gift(Body):
+    # The SDK's Gift is also the answer's: what was spent and what is left are Voucherify's to
+    # count, from the redemptions.
+    READ_ONLY = frozenset({"subtracted_amount", "balance"})
+
     amount: Amount
     effect: Literal["APPLY_TO_ORDER"] | None = None
 
 
-class LoyaltyCard(RequestModel):
+class LoyaltyCard(Body):
     points: Annotated[
         int, Field(strict=True, ge=0, le=MAX_MINOR_UNITS), BeforeValidator(whole_number)
     ]
 
 
-class Redemption(RequestModel):
+class Redemption(Body):
     quantity: Count | None = None
 
 
@@ -78,7 +118,7 @@ VoucherType = Literal["GIFT_VOUCHER", "DISCOUNT_VOUCHER", "LOYALTY_CARD"]
 CampaignType = Literal["GIFT_VOUCHERS", "DISCOUNT_COUPONS", "LOYALTY_PROGRAM"]
 
 
-class CampaignVoucher(RequestModel):
+class CampaignVoucher(Body):
     type: VoucherType | None = None
     discount: Discount | None = None
     gift: Gift | None = None
@@ -88,7 +128,7 @@ class CampaignVoucher(RequestModel):
     is_referral_code: Literal[False] | None = None
 
 
-class CampaignCreate(RequestModel):
+class CampaignCreate(Body):
     name: str = Field(min_length=1, max_length=200)
     description: Text | None = None
     type: Literal["STATIC", "AUTO_UPDATE"] | None = None
@@ -99,9 +139,9 @@ class CampaignCreate(RequestModel):
     voucher: CampaignVoucher | None = None
     start_date: Timestamp | None = None
     expiration_date: Timestamp | None = None
-    validity_timeframe: ValidityTimeframe | None = None
+    validity_timeframe: Annotated[ValidityTimeframe | None, BeforeValidator(_without_nulls)] = None
     validity_day_of_week: list[int] | None = None
-    validity_hours: ValidityHours | None = None
+    validity_hours: Annotated[ValidityHours | None, BeforeValidator(_without_nulls)] = None
     category: str | None = Field(default=None, max_length=100)
     metadata: Metadata | None = None
     # Accepted when they ask for what voucherd does anyway.
@@ -116,7 +156,7 @@ class CampaignCreate(RequestModel):
         return self
 
 
-class AddVouchers(RequestModel):
+class AddVouchers(Body):
     code: VoucherCode | None = None
     code_config: CodeConfig | None = None
     category: str | None = Field(default=None, max_length=100)
@@ -127,7 +167,7 @@ class AddVouchers(RequestModel):
     expiration_date: Timestamp | None = None
 
 
-class Address(RequestModel):
+class Address(Body):
     city: str | None = Field(default=None, max_length=100)
     state: str | None = Field(default=None, max_length=100)
     line_1: str | None = Field(default=None, max_length=300)
@@ -136,7 +176,7 @@ class Address(RequestModel):
     postal_code: str | None = Field(default=None, max_length=20)
 
 
-class CustomerFields(RequestModel):
+class CustomerFields(Body):
     name: str | None = Field(default=None, max_length=200)
     description: Text | None = None
     email: str | None = Field(default=None, max_length=254)
@@ -155,12 +195,12 @@ class Customer(CustomerFields):
     source_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-class PublicationCampaign(RequestModel):
+class PublicationCampaign(Body):
     name: str = Field(min_length=1, max_length=200)
     count: Count | None = None
 
 
-class Publish(RequestModel):
+class Publish(Body):
     voucher: str | None = Field(default=None, min_length=1, max_length=100)
     campaign: str | PublicationCampaign | None = None
     customer: str | Customer | None = None
@@ -169,11 +209,11 @@ class Publish(RequestModel):
     metadata: Metadata | None = None
 
 
-class Credits(RequestModel):
+class Credits(Body):
     credits: Amount
 
 
-class Reward(RequestModel):
+class Reward(Body):
     id: str | None = None
     points: (
         Annotated[int, Field(strict=True, ge=1, le=MAX_MINOR_UNITS), BeforeValidator(whole_number)]
@@ -181,14 +221,14 @@ class Reward(RequestModel):
     ) = None
 
 
-class Redeemable(RequestModel):
+class Redeemable(Body):
     object: Literal["voucher", "promotion_tier", "promotion_stack"]
     id: str = Field(min_length=1, max_length=100)
     gift: Credits | None = None
     reward: Reward | None = None
 
 
-class OrderItem(RequestModel):
+class OrderItem(Body):
     sku_id: str | None = Field(default=None, max_length=100)
     product_id: str | None = Field(default=None, max_length=100)
     source_id: str | None = Field(default=None, max_length=100)
@@ -199,7 +239,7 @@ class OrderItem(RequestModel):
     metadata: Metadata | None = None
 
 
-class Order(RequestModel):
+class Order(Body):
     id: str | None = Field(default=None, max_length=100)
     source_id: str | None = Field(default=None, max_length=100)
     status: Literal["CREATED", "PAID", "CANCELED", "FULFILLED"] | None = None
@@ -208,11 +248,11 @@ class Order(RequestModel):
     metadata: Metadata | None = None
 
 
-class Options(RequestModel):
+class Options(Body):
     expand: list[Literal["order", "redemption", "redeemable", "category"]] | None = None
 
 
-class Redeem(RequestModel):
+class Redeem(Body):
     """``POST /v1/validations`` and ``POST /v1/redemptions`` (the stacking API's bodies)."""
 
     redeemables: list[Redeemable] = Field(min_length=1, max_length=30)
@@ -223,7 +263,7 @@ class Redeem(RequestModel):
     metadata: Metadata | None = None
 
 
-class LegacyRedeem(RequestModel):
+class LegacyRedeem(Body):
     """``POST /v1/vouchers/{code}/redemption``: the code is in the path."""
 
     order: Order | None = None
@@ -234,7 +274,7 @@ class LegacyRedeem(RequestModel):
     metadata: Metadata | None = None
 
 
-class Rollback(RequestModel):
+class Rollback(Body):
     reason: str | None = Field(default=None, max_length=500)
     tracking_id: str | None = Field(default=None, max_length=200)
     customer: Customer | None = None

@@ -19,11 +19,12 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from voucherd.api.deps import BEARER, get_db
+from voucherd.api.methods import declared_query_parameters
 from voucherd.api.responses import json_response
 from voucherd.auth.caller import Caller
 from voucherd.dialects import kit
 from voucherd.dialects.routing import FaceRoute
-from voucherd.errors import DomainError, ErrorCode
+from voucherd.errors import DomainError, ErrorCode, InvalidInput
 from voucherd.observability import context as request_context
 
 # Our error codes in Voucherify's words: (HTTP status, key, message). A code not listed falls
@@ -153,6 +154,12 @@ def domain_error(exc: DomainError) -> Response:
     return error_response(status, key, message, details, extra)
 
 
+def door(request: Request, exc: DomainError) -> Response:
+    """A refusal made before any route was chosen (api/limits.py): a body over the limit, a NUL
+    in the URL."""
+    return domain_error(exc)
+
+
 def invalid_payload(errors: Sequence[Mapping[str, Any]]) -> Response:
     """Pydantic's complaints as one invalid_payload error naming each field and why."""
     reasons = []
@@ -241,3 +248,36 @@ def voucherify_caller(
     threadpool."""
     missing = "send your API key id as X-App-Id and its secret as X-App-Token"
     return kit.identify(get_db(request), request, *_SCHEMES, missing=missing)
+
+
+# Voucherify's own query parameters of the lists voucherd answers (its API reference, and what
+# SDK 6.1.1 sends when a caller gives them) that voucherd does not filter or sort by. Refused
+# with a reason of their own: ignoring one would answer a list that looks filtered and is not.
+_NOT_SUPPORTED = frozenset(
+    {
+        "access_settings", "campaign_status", "campaign_type", "city", "code", "created_at",
+        "filters", "ids", "is_referral_code", "name", "segment_id", "source_id",
+        "starting_after", "starting_after_id", "updated_at", "voucher_type",
+    }
+)  # fmt: skip
+# Accepted as they are: ``expand`` only asks for more detail than voucherd has, and voucherd's
+# lists are newest first, which is ``order=-created_at``.
+_HARMLESS = {"expand": None, "order": "-created_at"}
+
+
+def voucherify_query(request: Request) -> None:
+    """Only the query parameters an endpoint declares, as the native API (api/deps.py): a typo
+    (``?campain=X``) would otherwise list everything."""
+    declared = declared_query_parameters(request)
+    if declared is None:
+        return
+    for name, value in request.query_params.items():
+        if name in declared:
+            continue
+        if name in _HARMLESS and _HARMLESS[name] in (None, value):
+            continue
+        if name == "order":
+            raise InvalidInput("voucherd lists newest first: only -created_at", field=name)
+        if name in _NOT_SUPPORTED:
+            raise InvalidInput("a Voucherify filter voucherd does not support", field=name)
+        raise InvalidInput("is not a parameter of this endpoint", field=name)
