@@ -8,7 +8,9 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.factories import Tenant, issue, make_campaign, make_tenant
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
 from voucherd.db.engine import Database
 from voucherd.delivery.settings import new_webhook_secret
 

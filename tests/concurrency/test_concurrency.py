@@ -30,8 +30,8 @@ from tests.support.concurrency import (
     hammer_hot_card,
     hot_card_violations,
     run_together,
-    serving,
 )
+from tests.support.serving import serving_app
 from voucherd.app import create_app
 from voucherd.campaigns.models import Campaign
 from voucherd.config import Settings
@@ -266,7 +266,7 @@ class TestIdempotencyUnderConcurrency:
         card = _hot_card(db, tenant, 5_000)
         headers = {**tenant.headers, "Idempotency-Key": "till-7-receipt-1234"}
 
-        with serving(create_app(settings, db=db)) as base:
+        with serving_app(create_app(settings, db=db)) as base:
             responses = _post_at_once(
                 base, "/api/v1/redemptions", headers, {"code": card.code, "amount": 1_250}
             )
@@ -286,7 +286,7 @@ class TestIdempotencyUnderConcurrency:
         campaign = make_campaign(db, tenant, default_value=2_000)
         headers = {**tenant.headers, "Idempotency-Key": "order-991"}
 
-        with serving(create_app(settings, db=db)) as base:
+        with serving_app(create_app(settings, db=db)) as base:
             responses = _post_at_once(
                 base,
                 "/api/v1/vouchers",

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -32,7 +28,7 @@ from tests.factories.vouchers import issue
 from tests.support.console import PASSWORD, make_operator
 from tests.support.databases import Template
 from tests.support.delivery import SMTP_PASSWORD, SMTP_USER, SmtpServer, configure
-from voucherd.app import create_app
+from tests.support.serving import serving
 from voucherd.config import Settings
 from voucherd.console.schemas import OperatorView
 from voucherd.db.engine import Database, make_engine
@@ -105,34 +101,11 @@ def site(template: Template, settings: Settings) -> Iterator[Site]:
         settings=settings.model_copy(update={"database_url": url}),
     )
     try:
-        with _serving(db) as base:
+        with serving(db, lifespan="auto") as base:
             yield Site(base, db)
     finally:
         db.dispose()
         template.drop(url)
-
-
-@contextmanager
-def _serving(db: Database) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    config = uvicorn.Config(
-        create_app(db.settings, db=db), log_level="warning", access_log=False, ws="none"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn stopped before it started serving")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
 
 
 def _wait(driver: WebDriver, check: Callable[[WebDriver], object], seconds: float = 30) -> None:

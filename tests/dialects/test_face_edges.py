@@ -11,9 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.conftest import FakeClock
-from tests.factories import Tenant, make_campaign, make_tenant
-from tests.test_dialect_vista import (
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.clock import FakeClock
+from tests.support.vista import (
     EMAIL,
     SEED_DISTRIBUTION,
     client_with_order,

@@ -8,46 +8,21 @@ the Vista request completes.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from tests.factories.tenants import make_tenant
+from tests.support.serving import serving_app
 from voucherd.app import create_app
 from voucherd.db.engine import Database
 
 RESOLVE = "/api/v1/identity-resolution/from-operation-result-tokens"
-
-
-@contextmanager
-def _serving(app: FastAPI) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive(), "uvicorn did not start"
-            assert time.monotonic() < deadline, "uvicorn did not start in time"
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def _waiting_on_api_key(lock: psycopg.Connection) -> bool:
@@ -71,7 +46,7 @@ def test_a_key_lookup_waiting_on_the_database_does_not_stop_other_requests(
     answers: list[httpx.Response] = []
 
     with (
-        _serving(create_app(db.settings, db=db)) as base,
+        serving_app(create_app(db.settings, db=db)) as base,
         psycopg.connect(url.render_as_string(hide_password=False)) as lock,
     ):
         lock.execute("LOCK TABLE api_key IN ACCESS EXCLUSIVE MODE")

@@ -9,44 +9,17 @@ async action's vouchers is run by the test between polls, so nothing waits on ti
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
-import uvicorn
 import voucherify
 from voucherify import models as m
 
 from tests.factories.tenants import Tenant
-from voucherd.app import create_app
+from tests.support.serving import serving
 from voucherd.composition import run_due_operations
 from voucherd.db.engine import Database
-
-
-@contextmanager
-def serving(db: Database) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    config = uvicorn.Config(
-        create_app(db.settings, db=db), log_level="warning", lifespan="off", ws="none"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn stopped before it started serving")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
 
 
 class Sdk:

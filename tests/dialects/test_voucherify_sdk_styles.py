@@ -20,7 +20,7 @@ import voucherify
 from pydantic import BaseModel
 from voucherify import models as m
 
-from tests.factories import Tenant
+from tests.factories.tenants import Tenant
 from tests.support.serving import serving
 from voucherd.db.engine import Database
 from voucherd.operations.runner import run_due_operations

@@ -12,24 +12,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from tests.factories.campaigns import make_campaign
 from tests.factories.redemptions import make_redemption
 from tests.factories.tenants import Tenant
 from tests.factories.vouchers import issue
 from tests.support.pages import Image, NotCode128, ParsedPage, decode_code128, read_png, runs_of
-from voucherd.app import create_app
+from tests.support.serving import serving
 from voucherd.db.engine import Database
 from voucherd.vouchers import service as vouchers
 from voucherd.vouchers.schemas import VoucherRecord
@@ -59,35 +54,8 @@ class Site:
 def site(fresh_database: Callable[..., Database]) -> Iterator[Site]:
     db = fresh_database(pool_size=4)
     tenant = Tenant(db)
-    with _serving(db) as base_url:
+    with serving(db) as base_url:
         yield Site(base_url, db, tenant)
-
-
-@contextmanager
-def _serving(db: Database) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    config = uvicorn.Config(
-        create_app(db.settings, db=db),
-        log_level="warning",
-        access_log=False,  # as `voucherd serve`: the path holds the page's secret token
-        lifespan="off",
-        ws="none",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn stopped before it started serving")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
 
 
 def _browse(chromium: str, profile: Path, url: str, *action: str) -> str:
