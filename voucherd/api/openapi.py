@@ -166,8 +166,32 @@ def install(app: FastAPI) -> None:
     app.openapi = document  # type: ignore[method-assign]
 
 
+_BIGINT_MAX = 2**63 - 1
+
+
+def _exact_integer_bounds(node: Any) -> None:
+    """FastAPI's OpenAPI models hold ``minimum``/``maximum`` as floats, exact only to 2**53: an id
+    bounded at BIGINT's 2**63 - 1 was documented as 2**63, which schemathesis then sent and the
+    request model refused. An integer schema's bounds are written back as integers, and the
+    float 2**63 (nothing else rounds to it) as the BIGINT bound it came from."""
+    if isinstance(node, list):
+        for item in node:
+            _exact_integer_bounds(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "integer":
+        for bound in ("minimum", "maximum"):
+            value = node.get(bound)
+            if isinstance(value, float) and value.is_integer():
+                node[bound] = min(int(value), _BIGINT_MAX) if value > 0 else int(value)
+    for child in node.values():
+        _exact_integer_bounds(child)
+
+
 def _finished(schema: dict[str, Any]) -> dict[str, Any]:
     schema.setdefault("components", {}).setdefault("schemas", {}).update(_SHAPES)
+    _exact_integer_bounds(schema)
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             if not isinstance(operation, dict):
