@@ -20,6 +20,7 @@ from voucherd.db.migrate import upgrade
 from voucherd.delivery.cli import deliveries
 from voucherd.errors import DomainError
 from voucherd.exports.cli import export
+from voucherd.imports.cli import import_vouchers
 
 app = typer.Typer(help="voucherd: a self-hosted voucher platform.", no_args_is_help=True)
 tenants = typer.Typer(help="Tenants: the businesses this deployment serves.", no_args_is_help=True)
@@ -32,6 +33,7 @@ app.add_typer(deliveries, name="deliveries")
 guard = typer.Typer(help="The guard: callers caught guessing codes.", no_args_is_help=True)
 app.add_typer(guard, name="guard")
 app.command()(export)
+app.command("import")(import_vouchers)
 console = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
