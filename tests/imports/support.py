@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ class Row:
             "+447700900123" if holder else "",
             "2026-02-01T10:00:00+00:00" if holder else "",
             "sms" if holder else "",
-            '{"legacy_id": "%s"}' % self.code,
+            json.dumps({"legacy_id": self.code}),
         ]
 
 
