@@ -23,14 +23,16 @@ import json
 import zlib
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from voucherd.auth.caller import Caller
-from voucherd.campaigns.service import find_campaign
+from voucherd.campaigns.schemas import CampaignCreate
+from voucherd.campaigns.service import create_campaign, find_campaign
 from voucherd.db.engine import Database
+from voucherd.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.imports.batch import IMPORT_BATCH, Target, import_batch
 from voucherd.imports.models import ImportChunk
@@ -38,6 +40,8 @@ from voucherd.imports.reader import FileFormat, Record, read_records
 from voucherd.imports.schemas import ImportSummary, Problem
 from voucherd.operations.models import Operation
 from voucherd.operations.service import start_operation
+from voucherd.vouchers.schemas import VoucherRecord
+from voucherd.vouchers.service import get_voucher
 
 IMPORT_KIND = "import"
 
@@ -157,3 +161,54 @@ def import_file(
         if on_progress is not None:
             on_progress(done, summary)
     return summary
+
+
+def import_one(
+    db: Database, caller: Caller, campaign_ref: str, fields: dict[str, Any]
+) -> VoucherRecord:
+    """One voucher with a code of its own and its state as another platform had it (Voucherify's
+    Create Voucher): the rules of a row of an import, answered at once."""
+    caller.require("issue")
+    with db.unit_of_work() as session:
+        campaign = find_campaign(session, caller.tenant_id, campaign_ref)
+        summary = ImportSummary(campaign.id, campaign.name)
+        records = [Record(1, fields)]
+        import_batch(session, Target(campaign, caller.key_id), records, summary, now=db.now())
+        if summary.already_present or any(
+            p.code == ErrorCode.DUPLICATE_CODE for p in summary.problems
+        ):
+            raise Conflict("this code is already in use", field="code", code="duplicate_code")
+        if summary.problems:
+            problem = summary.problems[0]
+            raise InvalidInput(problem.reason, field=problem.column, code=problem.code)
+        session.commit()
+    return get_voucher(db, caller, str(fields["code"]))
+
+
+STANDALONE_DESCRIPTION = (
+    "Vouchers imported or created without a campaign (Voucherify's standalone vouchers)"
+)
+
+
+def standalone_campaign(db: Database, caller: Caller, voucher_type: str, currency: str) -> str:
+    """The tenant's campaign for vouchers that come without one, created on first use.
+
+    Every voucherd voucher belongs to a campaign (its rules, its time zone, its page). A voucher
+    Voucherify calls standalone goes into ``standalone-<type>``; creating it takes the
+    ``manage`` scope, as creating any campaign does.
+    """
+    name = f"standalone-{voucher_type.lower()}"
+    for _ in range(2):
+        try:
+            with db.unit_of_work(write=False) as session:
+                return find_campaign(session, caller.tenant_id, name).id
+        except NotFound:
+            pass
+        body = {"name": name, "type": voucher_type, "description": STANDALONE_DESCRIPTION}
+        if voucher_type in ("GIFT", "CASH"):
+            body["currency"] = currency
+        try:
+            return create_campaign(db, caller, CampaignCreate.model_validate(body)).id
+        except Conflict:  # created meanwhile by a concurrent request: use that one
+            continue
+    raise Conflict("the standalone campaign could not be created", field="campaign")

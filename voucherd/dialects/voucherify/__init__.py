@@ -56,7 +56,7 @@ from voucherd.api.deps import ONE_VALUE_PER_QUERY_PARAMETER
 from voucherd.api.methods import allowed_methods
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import json_response
-from voucherd.dialects.voucherify import campaigns, customers, redemptions, vouchers
+from voucherd.dialects.voucherify import campaigns, customers, imports, redemptions, vouchers
 from voucherd.dialects.voucherify.errors import ERROR_SCHEMA, VoucherifyRoute, error_body
 from voucherd.errors import NotFound
 
@@ -66,6 +66,7 @@ router = APIRouter(
 )
 for part in (campaigns.router, vouchers.router, redemptions.router, customers.router):
     router.include_router(part)
+router.include_router(imports.router)
 
 _fallback = APIRouter(route_class=VoucherifyRoute, include_in_schema=False)
 
