@@ -78,7 +78,14 @@ def _text(source: IO[bytes]) -> io.TextIOWrapper:
 
 
 def _csv_records(source: IO[bytes]) -> Iterator[Record]:
-    reader = csv.reader(_text(source))
+    text = _text(source)
+    try:
+        yield from _csv_rows(csv.reader(text))
+    finally:
+        text.detach()  # the caller's file stays the caller's to close
+
+
+def _csv_rows(reader: Any) -> Iterator[Record]:
     try:
         header = next(reader)
     except StopIteration:

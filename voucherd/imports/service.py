@@ -46,8 +46,8 @@ from voucherd.vouchers.service import get_voucher
 IMPORT_KIND = "import"
 
 
-def batches(records: Iterator[Record], size: int = IMPORT_BATCH) -> Iterator[list[Record]]:
-    while batch := list(islice(records, size)):
+def batches(records: Iterator[Record]) -> Iterator[list[Record]]:
+    while batch := list(islice(records, IMPORT_BATCH)):
         yield batch
 
 
