@@ -194,6 +194,14 @@ def _metadata(fields: dict[str, Any]) -> dict[str, Any] | None:
     return found or None
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict | list):
+        return "\\u0000" in json.dumps(value)
+    return False
+
+
 def unknown_column(name: str) -> bool:
     return name not in COLUMNS and not (
         name.startswith(METADATA_PREFIX) and len(name) > len(METADATA_PREFIX)
@@ -202,9 +210,11 @@ def unknown_column(name: str) -> bool:
 
 def read_row(line: int, fields: dict[str, Any], campaign: Campaign) -> ImportedRow:
     """One row in the campaign's terms, or :class:`RowError` naming the column at fault."""
-    for name in fields:
+    for name, value in fields.items():
         if unknown_column(name):
             raise RowError(name, f"no such column; the columns are {', '.join(COLUMNS)}")
+        if _holds_nul(name) or _holds_nul(value):  # no database stores it in text or JSON
+            raise RowError(name, "contains a NUL character")
     code = fields.get("code")
     if not isinstance(code, str) or code == "":
         raise RowError("code", "a code is required")

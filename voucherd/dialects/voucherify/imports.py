@@ -35,7 +35,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import Field
 
 from voucherd.api.deps import DB, Idem
@@ -146,13 +146,14 @@ def _accepted(db: Database, caller: Caller, idem: Any, operation_id: str) -> Res
 
 @router.post(
     "/v1/vouchers/import",
+    status_code=202,
     summary="Voucherify: Import Vouchers",
     description="Standalone vouchers as they are elsewhere; 202 with an async_action_id.",
     openapi_extra=BODY_REQUIRED,
 )
-def import_vouchers(db: DB, caller: Vf, idem: Idem, body: list[ImportItem]) -> Response:
-    if not body:
-        raise InvalidInput("give at least one voucher", field="body")
+def import_vouchers(
+    db: DB, caller: Vf, idem: Idem, body: Annotated[list[ImportItem], Body(min_length=1)]
+) -> Response:
     kind = _type(body[0])
     for index, item in enumerate(body):
         if _type(item) != kind:
@@ -236,7 +237,10 @@ def _file_part(content_type: str, body: bytes) -> bytes:
 def _import_csv(
     db: Database, caller: Caller, idem: Any, content_type: str, body: bytes
 ) -> Response:
-    data, kind = _native_csv(_file_part(content_type, body))
+    try:
+        data, kind = _native_csv(_file_part(content_type, body))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidInput(f"not a UTF-8 CSV file: {exc}", field="file") from None
     campaign = _standalone(db, caller, kind, "Voucher Type")
     operation = imports.start_import(
         db, caller, campaign, io.BytesIO(data), file_format=FileFormat.CSV, idem=idem
@@ -246,6 +250,7 @@ def _import_csv(
 
 @router.post(
     "/v1/vouchers/importCSV",
+    status_code=202,
     summary="Voucherify: Import Vouchers using CSV",
     description="A multipart/form-data `file`; 202 with an async_action_id.",
     openapi_extra={
