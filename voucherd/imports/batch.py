@@ -233,14 +233,30 @@ def _bulk(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> Non
     if not is_postgresql(session):
         session.execute(insert(table), rows)
         return
-    # psycopg's COPY: the fastest way to hand PostgreSQL many rows (as the bulk mint does).
+    # COPY in its text format, each row formatted here in one pass: psycopg's write_row adapts
+    # every value on its own, which cost more than the database spent storing the rows.
     columns = list(rows[0])
     raw: Any = session.connection().connection.dbapi_connection
     listed = ", ".join(columns)
+    lines = ["\t".join([_copy_text(row[c]) for c in columns]) for row in rows]
+    data = ("\n".join(lines) + "\n").encode()
     with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({listed}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([_copyable(row[c]) for c in columns])
+        copy.write(data)
 
 
-def _copyable(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, dict) else value
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    """A value as COPY's text format spells it (``\\N`` is NULL)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return json.dumps(value).translate(_COPY_ESCAPES)
