@@ -198,12 +198,14 @@ class TestRefusals:
                 json.dumps({"code": "J-2", "colour": "red"}),
                 '{"code": "J-3",',
                 json.dumps({"code": "J-4", "customer_source_id": "c-9", "customer_name": "Ada"}),
+                json.dumps({"code": "J-5", "metadata": {"note": "a\u0000b"}}),
             ]
         ).encode()
         result = imported(api, db, tenant, campaign.id, body, format="jsonl")
         assert [(p["line"], p["column"]) for p in result["problems"]] == [
             (2, "colour"),
             (3, None),
+            (5, "metadata"),
         ]
         assert result["imported"] == 2
         assert voucher(api, tenant, "J-1")["metadata"] == {"a": 1}

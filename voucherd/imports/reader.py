@@ -44,7 +44,7 @@ class Record:
 
 def detect_format(head: bytes, *, hint: str | None = None) -> FileFormat:
     """The format a name or media type says, else the first byte: ``{`` starts JSON lines."""
-    hint = (hint or "").lower()
+    hint = (hint or "").lower().split(";")[0].strip()  # a media type's parameters aside
     if hint.endswith((".jsonl", ".ndjson", "json-seq", "x-ndjson", "jsonl", "/json")):
         return FileFormat.JSONL
     if hint.endswith((".csv", "/csv")):
