@@ -2,7 +2,7 @@
 
 voucherd: ``POST /api/v1/publications`` with ``{"campaign": ..., "count": 1}`` over keep-alive
 connections to ``voucherd serve --workers 2`` (``--threads N``: also N threads calling
-``voucherd.publications.service.publish`` in this process). Each answer is one publication of
+``voucherd.publications.publish.publish`` in this process). Each answer is one publication of
 one code claimed from the pool: the claim (``FOR UPDATE SKIP LOCKED``), the publication, its
 voucher link and its event, in one transaction.
 
@@ -38,9 +38,9 @@ if __package__ in (None, ""):  # run as ``python bench/claim.py``
 
 from bench import common
 from voucherd.errors import DomainError
+from voucherd.publications.publish import publish
 from voucherd.publications.schemas import PublishRequest
-from voucherd.publications.service import publish
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 _CLAIM = """

@@ -32,13 +32,14 @@ from typing import IO, Any, NoReturn, cast
 import psycopg
 from sqlalchemy.engine import make_url
 
-from voucherd.auth.service import Caller, authenticate_token, create_key
+from voucherd.auth.caller import Caller
+from voucherd.auth.service import authenticate_token, create_key
 from voucherd.campaigns.schemas import CampaignCreate
-from voucherd.campaigns.service import create_campaign
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
 from voucherd.db.migrate import upgrade
 from voucherd.tenants.service import create_tenant
+from voucherd.vouchers.mint import create_campaign
 
 URL_VARIABLE = "VOUCHERD_BENCH_DATABASE_URL"
 _SOCKET_DIR = "/var/run/postgresql"

@@ -41,7 +41,7 @@ from bench import common
 from voucherd.delivery.settings import DeliverySettingsPatch
 from voucherd.ids import new_ids
 from voucherd.tenants.service import configure_delivery
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 PHONE = "+447911123456"

@@ -1,7 +1,7 @@
 """Exporting a campaign of 1,000,000 vouchers as CSV: time and peak resident memory.
 
 Setup: a fresh migrated database, a GIFT campaign, N vouchers minted in-process with
-``voucherd.vouchers.issue.mint_vouchers`` (as ``bench.mint`` does, one transaction).
+``voucherd.vouchers.mint.mint_vouchers`` (as ``bench.mint`` does, one transaction).
 
 Three measured phases, each in its own child process whose peak resident memory (``VmHWM``,
 sampled every 20 ms; see bench/mint.py for why not ``ru_maxrss``) is the figure:
@@ -48,7 +48,7 @@ from bench import common
 from bench.mint import _high_water_kb
 from voucherd.exports.schemas import ExportRequest
 from voucherd.exports.service import start_export
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 TARGET_MB = 300.0  # issue 4: a million rows exported in under 300 MB of resident memory

@@ -49,10 +49,9 @@ if __package__ in (None, ""):  # run as ``python bench/load.py``
 
 from bench import common, deliver
 from voucherd.campaigns.schemas import CampaignCreate
-from voucherd.campaigns.service import create_campaign
 from voucherd.delivery.settings import DeliverySettingsPatch, new_webhook_secret
 from voucherd.tenants.service import configure_delivery
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers.mint import create_campaign, mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
 KINDS = ("validate", "redeem", "issue")

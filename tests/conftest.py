@@ -5,7 +5,13 @@
 * ``fresh_database``: a factory of whole new migrated databases (PostgreSQL: ``CREATE DATABASE
   ... TEMPLATE``; SQLite: a copy of the migrated file) for tests that need real commits from many
   threads or processes.
-* ``client``: the native API over ``db`` through Starlette's TestClient.
+* ``client``: the whole app (native API, dialects, pages) over ``db`` through Starlette's
+  TestClient; ``api`` is the same client failing the test at any 5xx answer.
+* ``tenant``: a tenant with a full-scope key; a module that needs more overrides it.
+* ``clock``: the :class:`FakeClock` ``db`` reads, moved by the test.
+
+What tests share that is not a fixture lives in ``tests/support/`` and ``tests/factories/``;
+no test imports this module.
 
 PostgreSQL is found at ``VOUCHERD_TEST_POSTGRES_URL`` (default: the local server CI runs, trust
 auth). Without it the PostgreSQL half is skipped with a message — unless
@@ -14,12 +20,9 @@ auth). Without it the PostgreSQL half is skipped with a message — unless
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -28,62 +31,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from tests.delivery_helpers import Provider, SmtpServer, running_provider, running_smtp
-from tests.factories import refuse_server_errors
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.clock import FakeClock
+from tests.support.databases import BACKENDS, PG_URL, REQUIRE_PG, Template, pg_admin, pg_url_for
+from tests.support.delivery import Provider, SmtpServer, running_provider, running_smtp
+from tests.support.http import refuse_server_errors
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
 from voucherd.db.migrate import upgrade
-
-PG_URL = os.environ.get(
-    "VOUCHERD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REQUIRE_PG = os.environ.get("VOUCHERD_REQUIRE_POSTGRES") == "1"
-BACKENDS = ["sqlite", "postgresql"]
-
-
-def _pg_admin() -> psycopg.Connection:
-    url = make_url(PG_URL)
-    return psycopg.connect(
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        user=url.username or "postgres",
-        password=url.password,
-        dbname=url.database or "postgres",
-        autocommit=True,
-        connect_timeout=3,
-    )
-
-
-def _pg_url_for(database: str) -> str:
-    return make_url(PG_URL).set(database=database).render_as_string(hide_password=False)
-
-
-@dataclass
-class Template:
-    """A migrated database nobody connects to, to copy whole new databases from."""
-
-    backend: str
-    location: str  # PostgreSQL database name, or SQLite file path
-    tmp: Path
-
-    def copy(self) -> str:
-        name = f"voucherd_t_{secrets.token_hex(6)}"
-        if self.backend == "sqlite":
-            path = self.tmp / f"{name}.db"
-            shutil.copy(self.location, path)
-            return f"sqlite:///{path}"
-        with _pg_admin() as admin:
-            admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.location}"')
-        return _pg_url_for(name)
-
-    def drop(self, url: str) -> None:
-        if self.backend == "sqlite":
-            for suffix in ("", "-wal", "-shm"):
-                Path(make_url(url).database + suffix).unlink(missing_ok=True)  # type: ignore[operator]
-            return
-        with _pg_admin() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -102,7 +58,7 @@ def template(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield Template(backend, str(path), tmp)
         return
     try:
-        admin = _pg_admin()
+        admin = pg_admin()
     except psycopg.OperationalError as exc:
         message = (
             f"PostgreSQL is not reachable at {make_url(PG_URL).render_as_string()} ({exc}). "
@@ -114,11 +70,11 @@ def template(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     name = f"voucherd_tpl_{secrets.token_hex(6)}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    engine = make_engine(_pg_url_for(name))
+    engine = make_engine(pg_url_for(name))
     upgrade(engine)
     engine.dispose()
     yield Template(backend, name, tmp)
-    with _pg_admin() as admin:
+    with pg_admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -129,22 +85,6 @@ def engine(template: Template) -> Iterator[Engine]:
     yield engine
     engine.dispose()
     template.drop(url)
-
-
-class FakeClock:
-    """Time that moves only when a test says so. Starts on a Monday at noon UTC."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
-
-    def set(self, moment: datetime) -> None:
-        self.current = moment
 
 
 @pytest.fixture
@@ -217,3 +157,10 @@ def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
     """A local SMTP server requiring STARTTLS (a throwaway CA) and AUTH."""
     with running_smtp(tmp_path) as server:
         yield server
+
+
+@pytest.fixture
+def tenant(db: Database) -> Tenant:
+    """A tenant with a full-scope key. A module that needs more (a campaign, delivery settings)
+    overrides this fixture and asks for this one by the same name."""
+    return make_tenant(db)

@@ -9,12 +9,13 @@ from typing import Any
 from fastapi import FastAPI, Response
 from sqlalchemy import text
 
-from voucherd import __version__, composition
+from voucherd import __version__, composition, docs
 from voucherd.api import openapi, problems
 from voucherd.api.limits import BodySizeLimit, RefuseNulInUrl
 from voucherd.api.responses import json_response
 from voucherd.campaigns.routes import router as campaigns_router
 from voucherd.config import Settings, load_settings
+from voucherd.console.routes import create_console
 from voucherd.customers.routes import router as customers_router
 from voucherd.db.engine import Database
 from voucherd.db.migrate import schema_state
@@ -58,6 +59,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         version=__version__,
         summary="Self-hosted vouchers: campaigns, codes, issue, validate, redeem.",
         lifespan=lifespan,
+        # Served by voucherd.docs from the package, not from a CDN: they work offline.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.db = db
     app.state.settings = settings
@@ -92,6 +96,8 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         metrics_router,
     ):
         app.include_router(router)
+    app.include_router(docs.router)
+    app.mount("/console", create_console(db, settings))
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     def healthz() -> Response:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -15,9 +13,12 @@ from rich.table import Table
 
 from voucherd.composition import JOBS, open_database
 from voucherd.config import Settings, load_settings
+from voucherd.console.cli import operators
+from voucherd.db.commands import database
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
 from voucherd.delivery.cli import deliveries
+from voucherd.demo import demo
 from voucherd.errors import DomainError
 from voucherd.exports.cli import export
 from voucherd.imports.cli import import_vouchers
@@ -32,8 +33,10 @@ app.add_typer(campaigns, name="campaigns")
 app.add_typer(deliveries, name="deliveries")
 guard = typer.Typer(help="The guard: callers caught guessing codes.", no_args_is_help=True)
 app.add_typer(guard, name="guard")
+app.add_typer(operators, name="operators")
 app.command()(export)
 app.command("import")(import_vouchers)
+app.command()(demo)
 console = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -45,11 +48,6 @@ def _root(ctx: typer.Context) -> None:
     # through the opener it finds here, so none of them imports this module or copies it.
     if ctx.obj is None:
         ctx.obj = open_database
-
-
-def _database(ctx: typer.Context) -> AbstractContextManager[Database]:
-    opener: Callable[[], AbstractContextManager[Database]] = ctx.obj
-    return opener()
 
 
 def _print_json(payload: Any) -> None:
@@ -87,6 +85,11 @@ def serve(
 
     # uvicorn builds the app from the environment (also in its worker processes).
     os.environ["VOUCHERD_IN_PROCESS_WORKER"] = "false" if no_worker else "true"
+    # The options go through the environment too, so the public base URL (unless set) follows
+    # the address actually served, in this process and in uvicorn's.
+    os.environ.update(
+        {f"VOUCHERD_{k}": str(v) for k, v in (("HOST", host), ("PORT", port)) if v is not None}
+    )
     settings: Settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     # Several processes add their counters up through files in one directory (see
@@ -99,8 +102,10 @@ def serve(
     db.dispose()
     console.print(
         f"voucherd on http://{host or settings.host}:{port or settings.port} "
-        f"({db.engine.dialect.name})"
+        f"({db.engine.dialect.name}); console at {settings.public_base_url}/console",
+        highlight=False,
     )
+    console.print(f"links in pages and messages use {settings.public_base_url}", highlight=False)
     try:
         uvicorn.run(
             "voucherd.cli:served_app",
@@ -173,7 +178,7 @@ def migrate(
     ctx: typer.Context,
 ) -> None:
     """Bring the database schema up to date."""
-    with _database(ctx):
+    with database(ctx):
         pass
     console.print("database is at the newest migration")
 
@@ -191,7 +196,7 @@ def tenants_create(
     from voucherd.tenants.service import create_tenant
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             tenant = create_tenant(db, name, weekly_value_limit=weekly_value_limit)
     except DomainError as exc:
         _fail(exc)
@@ -207,7 +212,7 @@ def tenants_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List tenants."""
     from voucherd.tenants.service import list_tenants
 
-    with _database(ctx) as db:
+    with database(ctx) as db:
         rows = list_tenants(db)
     if as_json:
         _print_json([asdict(t) for t in rows])
@@ -230,7 +235,7 @@ def tenants_set_limit(
     from voucherd.tenants.service import set_weekly_value_limit, tenant_id_by_name
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             set_weekly_value_limit(db, tenant_id_by_name(db, name), weekly_value_limit)
     except DomainError as exc:
         _fail(exc)
@@ -250,7 +255,7 @@ def keys_create(
     from voucherd.auth.service import create_key, parse_scopes
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             issued = create_key(db, tenant, scopes=parse_scopes(scopes), name=name)
     except DomainError as exc:
         _fail(exc)
@@ -282,7 +287,7 @@ def keys_list(
     from voucherd.auth.service import list_keys
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             rows = list_keys(db, tenant)
     except DomainError as exc:
         _fail(exc)
@@ -314,7 +319,7 @@ def guard_events(
     from voucherd.tenants.service import tenant_id_by_name
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             tenant_id = tenant_id_by_name(db, tenant) if tenant else None
             rows = list_guard_events(db, tenant_id=tenant_id, limit=limit)
     except DomainError as exc:
@@ -353,7 +358,7 @@ def keys_revoke(ctx: typer.Context, key_id: str) -> None:
     from voucherd.auth.service import revoke_key
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             revoke_key(db, key_id)
     except DomainError as exc:
         _fail(exc)
@@ -373,11 +378,11 @@ def campaigns_mint(
 
     from voucherd.auth.caller import Caller
     from voucherd.tenants.service import tenant_id_by_name
-    from voucherd.vouchers.issue import mint_vouchers
+    from voucherd.vouchers.mint import mint_vouchers
     from voucherd.vouchers.schemas import MintVouchers
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"issue"}))
             started = time.perf_counter()
             result = mint_vouchers(db, caller, campaign, MintVouchers(count=count))

@@ -22,6 +22,7 @@ from voucherd.campaigns import models as campaigns_models
 from voucherd.campaigns import service as campaigns
 from voucherd.campaigns.schemas import present_campaign
 from voucherd.config import load_settings
+from voucherd.console import models as console_models
 from voucherd.customers import models as customers_models
 from voucherd.customers.routes import REPLAY_RENDERERS as CUSTOMER_RENDERERS
 from voucherd.db.base import metadata
@@ -77,6 +78,7 @@ __all__ = [
 TABLE_MODULES = (
     auth_models,
     campaigns_models,
+    console_models,
     customers_models,
     delivery_models,
     guard_models,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,8 +23,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     public_base_url: str = Field(
-        default="http://127.0.0.1:8000",
-        description="Base of links printed into messages and voucher objects (voucher pages, assets).",
+        default="",
+        description=(
+            "Base of links printed into messages and voucher objects (voucher pages, assets). "
+            "Unset, it follows VOUCHERD_HOST and VOUCHERD_PORT (the address actually served)."
+        ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     db_pool_size: int = Field(default=10, ge=1, le=200)
@@ -195,6 +198,26 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return value
+
+    @model_validator(mode="after")
+    def _links_follow_the_served_address(self) -> Settings:
+        # A fixed default sent every link to port 8000 whatever `serve --port` chose (issue 15).
+        if not self.public_base_url:
+            self.public_base_url = served_base_url(self.host, self.port)
+        return self
+
+
+def served_base_url(host: str, port: int) -> str:
+    """Where a browser on this machine reaches a server bound to ``host:port``.
+
+    A wildcard bind (0.0.0.0, ::) is no address to link to; loopback is the one that surely
+    answers; links meant for other machines need VOUCHERD_PUBLIC_BASE_URL set.
+    """
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -187,7 +187,7 @@ Timestamp = Annotated[
 ]
 
 
-def _phone_number(value: str) -> str:
+def phone_number(value: str) -> str:
     """Kept in E.164, so one number is one string whatever way it was typed."""
     try:
         parsed = phonenumbers.parse(value, None)
@@ -198,7 +198,7 @@ def _phone_number(value: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _email_address(value: str) -> str:
+def email_address(value: str) -> str:
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -208,13 +208,13 @@ def _email_address(value: str) -> str:
 PhoneNumber = Annotated[
     str,
     StringConstraints(min_length=3, max_length=32, strip_whitespace=True),
-    AfterValidator(_phone_number),
+    AfterValidator(phone_number),
     Field(description="International form; stored as E.164.", examples=["+447911123456"]),
 ]
 EmailAddress = Annotated[
     str,
     StringConstraints(min_length=3, max_length=254, strip_whitespace=True),
-    AfterValidator(_email_address),
+    AfterValidator(email_address),
     Field(examples=["ada@example.com"]),
 ]
 

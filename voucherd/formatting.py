@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime, format_time, get_datetime_format
 from babel.numbers import format_currency, format_decimal
 
 from voucherd.money import to_major
@@ -35,3 +35,17 @@ def format_moment(moment: datetime | None, timezone: str, locale: str = "en") ->
     if moment is None:
         return None
     return format_datetime(moment, "medium", tzinfo=ZoneInfo(timezone), locale=locale)
+
+
+def format_expiry(moment: datetime | None, timezone: str, locale: str = "en") -> str | None:
+    """An expiry as a holder reads it: the date, and the time only when it is not the end of
+    the day (a voucher valid "until 30 Jun 2027" needs no "23:59:59"); never seconds."""
+    if moment is None:
+        return None
+    local = moment.astimezone(ZoneInfo(timezone))
+    day = format_date(local, "medium", locale=locale)
+    if (local.hour, local.minute) == (23, 59):
+        return day
+    time = format_time(local, "short", locale=locale)
+    pattern = str(get_datetime_format("medium", locale=locale)).replace("'", "")
+    return pattern.format(time, day)

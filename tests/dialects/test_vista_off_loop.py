@@ -21,7 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
-from tests.factories import make_tenant
+from tests.factories.tenants import make_tenant
 from voucherd.app import create_app
 from voucherd.db.engine import Database
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
-from tests.factories import Tenant, make_tenant
+from tests.factories.tenants import Tenant, make_tenant
 from voucherd.customers.models import Customer
 from voucherd.db.engine import Database
 from voucherd.idempotency.models import IdempotencyRecord

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.factories import make_campaign, make_tenant
-from tests.imports.support import gift_rows, to_csv
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import make_tenant
+from tests.support.imports import gift_rows, to_csv
 from voucherd.cli import app
 from voucherd.db.engine import Database
 from voucherd.imports import service

@@ -10,8 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from tests.factories import Tenant, issue, make_campaign, make_tenant
-from tests.imports.support import Row, csv_of, gift_rows, run_worker, to_csv
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import Tenant, make_tenant
+from tests.factories.vouchers import issue
+from tests.support.imports import Row, csv_of, gift_rows, run_worker, to_csv
 from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
 

@@ -12,9 +12,11 @@ from fastapi.testclient import TestClient
 from voucherify import models as m
 from voucherify.exceptions import ApiException
 
-from tests.factories import Tenant, make_campaign, make_redemption, make_tenant
-from tests.imports.sdk_support import Sdk, serving
-from tests.imports.support import run_worker
+from tests.factories.campaigns import make_campaign
+from tests.factories.redemptions import make_redemption
+from tests.factories.tenants import Tenant, make_tenant
+from tests.support.imports import run_worker
+from tests.support.voucherify_sdk import Sdk, serving
 from voucherd.db.engine import Database
 
 

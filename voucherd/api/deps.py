@@ -8,7 +8,8 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from voucherd.api.methods import declared_query_parameters
-from voucherd.auth.service import Caller, authenticate_token
+from voucherd.auth.caller import Caller
+from voucherd.auth.service import authenticate_token
 from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput, Unauthorized
 from voucherd.idempotency.service import IdempotencyClaim

@@ -3,7 +3,7 @@
 FastAPI documents a route's success answer and its parameters; the refusals (problem+json on the
 native API, each dialect's own error shape) and the answers given before any route is chosen
 (api/limits.py) are declared here once and attached per router, so /openapi.json tells a client
-(and tests/test_schemathesis.py) every status and content type it can get.
+(and tests/properties/test_schemathesis.py) every status and content type it can get.
 
 Credentials: each face's security schemes come from FastAPI security dependencies. FastAPI lists
 every scheme of a route as an alternative (any one suffices); where a face needs a *pair* of

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from fastapi import Response
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.idempotency.service import IdempotencyClaim, Replay, remember_response
 

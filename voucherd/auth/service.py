@@ -23,20 +23,6 @@ from voucherd.errors import InvalidInput, NotFound, Unauthorized
 from voucherd.ids import new_id, new_secret
 from voucherd.observability.context import note_tenant
 
-# Caller and SCOPES are re-exported while importers move to voucherd.auth.caller.
-__all__ = [
-    "SCOPES",
-    "Caller",
-    "IssuedKey",
-    "KeyView",
-    "authenticate",
-    "authenticate_token",
-    "create_key",
-    "list_keys",
-    "parse_scopes",
-    "revoke_key",
-]
-
 _BAD_CREDENTIALS = "invalid or revoked API credentials"
 
 

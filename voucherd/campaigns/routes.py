@@ -10,7 +10,7 @@ from voucherd.api.responses import json_response, list_payload, respond_created
 from voucherd.campaigns import service
 from voucherd.campaigns.schemas import CampaignCreate, CampaignUpdate, present_campaign
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from voucherd.vouchers.issue import mint_vouchers
+from voucherd.vouchers import mint
 from voucherd.vouchers.schemas import MintVouchers, present_voucher
 
 router = APIRouter(
@@ -23,7 +23,7 @@ router = APIRouter(
 
 @router.post("", status_code=201, summary="Create a campaign")
 def create_campaign(body: CampaignCreate, db: DB, caller: CallerDep, idem: Idem) -> Response:
-    campaign = service.create_campaign(db, caller, body, idem=idem)
+    campaign = mint.create_campaign(db, caller, body, idem=idem)
     return respond_created(db, caller, idem, present_campaign(campaign))
 
 
@@ -58,7 +58,7 @@ def update_campaign(campaign: str, body: CampaignUpdate, db: DB, caller: CallerD
 def add_vouchers(
     campaign: str, body: MintVouchers, db: DB, caller: CallerDep, idem: Idem
 ) -> Response:
-    result = mint_vouchers(db, caller, campaign, body, idem=idem)
+    result = mint.mint_vouchers(db, caller, campaign, body, idem=idem)
     if result.first is not None:
         payload = present_voucher(result.first, now=db.now(), base_url=db.settings.public_base_url)
     else:

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from voucherd.campaigns.models import Campaign
+from voucherd.campaigns.validity import parse_duration
 from voucherd.codes.generator import CodeConfigError, validate_code_config
 from voucherd.fields import (
     Currency,
@@ -32,7 +33,6 @@ from voucherd.fields import (
     Timezone,
     whole_number,
 )
-from voucherd.vouchers.validity import parse_duration
 
 VoucherType = Literal["GIFT", "CASH", "DISCOUNT", "LOYALTY"]
 CampaignMode = Literal["STATIC", "AUTO_UPDATE"]

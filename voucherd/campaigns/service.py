@@ -1,49 +1,27 @@
-"""Campaign use cases: create, read, change, list."""
+"""Campaign use cases: read, change, list; and the steps that make a new campaign.
+
+Creating one is ``vouchers.mint.create_campaign``, because a campaign may be created with its
+first vouchers in the same transaction and campaigns sit below vouchers.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
+from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.schemas import CampaignCreate, CampaignFields, CampaignUpdate
+from voucherd.campaigns.validity import localise
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, InvalidInput, NotFound
-from voucherd.idempotency import service as idempotency
+from voucherd.errors import Conflict, InvalidInput
 from voucherd.ids import new_id
 from voucherd.pagination import Page, page_of
 from voucherd.vouchers.models import Voucher
-
-
-def find_campaign(
-    session: Session, tenant_id: str, ref: str, *, field: str = "campaign", lock: bool = False
-) -> Campaign:
-    """A campaign by id or by name: every face addresses campaigns both ways."""
-    query = select(Campaign).where(
-        Campaign.tenant_id == tenant_id, or_(Campaign.id == ref, Campaign.name == ref)
-    )
-    if lock:
-        query = query.with_for_update()
-    found = list(session.scalars(query))
-    if not found:
-        raise NotFound(f"no campaign with id or name {ref!r}", field=field)
-    # An id match wins over a campaign that happens to be named like another's id.
-    return next((c for c in found if c.id == ref), found[0])
-
-
-def localise(value: datetime | None, timezone: str) -> datetime | None:
-    """A date without an offset is read in the campaign's time zone. Kept in UTC, as the
-    database hands dates back, so an answer shows a date the same way as a later read."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(timezone))
-    return value.astimezone(UTC)
 
 
 def _apply(campaign: Campaign, fields: CampaignFields, present: set[str]) -> None:
@@ -113,15 +91,14 @@ def _check_rules(campaign: Campaign) -> None:
         )
 
 
-def create_campaign(
-    db: Database,
-    caller: Caller,
-    body: CampaignCreate,
-    *,
-    idem: idempotency.IdempotencyClaim | None = None,
-) -> Campaign:
+def new_campaign(caller: Caller, body: CampaignCreate, now: datetime) -> Campaign:
+    """A new campaign checked against every campaign rule, not yet stored.
+
+    The use case that creates one is ``vouchers.mint.create_campaign``: a campaign may be
+    created with its first vouchers (``vouchers_count``), both or neither, and minting belongs
+    to the feature above this one.
+    """
     caller.require("manage")
-    now = db.now()
     campaign = Campaign(
         id=new_id("camp"),
         tenant_id=caller.tenant_id,
@@ -146,35 +123,18 @@ def create_campaign(
         present = present - {"active"}
     _apply(campaign, body, present)
     _check_rules(campaign)
-    with db.unit_of_work() as session:
-        idempotency.claim(session, db, caller.tenant_id, idem)
-        session.add(campaign)
-        try:
-            session.flush()
-        except IntegrityError as exc:
-            raise Conflict(
-                f"a campaign named {body.name!r} exists", field="name", code="duplicate_name"
-            ) from exc
-        if body.vouchers_count:
-            _mint_with_campaign(session, db, caller, campaign, body.vouchers_count, now)
-        idempotency.bind_effect(session, caller.tenant_id, idem, "campaign", campaign.id)
-        session.commit()
     return campaign
 
 
-def _mint_with_campaign(
-    session: Session, db: Database, caller: Caller, campaign: Campaign, count: int, now: datetime
-) -> None:
-    """A campaign created with vouchers (Voucherify's ``vouchers_count``): both or neither."""
-    # Imported here: vouchers.issue builds on this module (find_campaign, localise).
-    from voucherd.vouchers.issue import mint_in_session
-
-    caller.require("issue")
-    if count > db.settings.max_bulk_count:
-        raise InvalidInput(
-            f"at most {db.settings.max_bulk_count} vouchers per request", field="vouchers_count"
-        )
-    mint_in_session(session, db, campaign, count, actor=caller.key_id, now=now)
+def add_campaign(session: Session, campaign: Campaign) -> None:
+    """Store a :func:`new_campaign` inside the caller's transaction (flush only)."""
+    session.add(campaign)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict(
+            f"a campaign named {campaign.name!r} exists", field="name", code="duplicate_name"
+        ) from exc
 
 
 def get_campaign(db: Database, caller: Caller, ref: str) -> Campaign:

@@ -8,7 +8,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.customers import service
 from voucherd.customers.schemas import (
     CustomerCreate,

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Table, delete, func, insert, or_, select, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.campaigns.models import CampaignCustomer
 from voucherd.customers.models import Customer
 from voucherd.customers.schemas import (

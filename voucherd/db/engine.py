@@ -62,7 +62,7 @@ class _QueuedWriterConnection(sqlite3.Connection):
 
     A writer that finds SQLite's database lock taken polls for it with sleeps of up to 100 ms
     (``sqlite3_busy_timeout``), so under many threads the lock sits free while the waiters
-    sleep, and an unlucky one can wait past any timeout (tests/test_concurrency.py showed
+    sleep, and an unlucky one can wait past any timeout (tests/concurrency/test_concurrency.py showed
     32 threads on one hot card starving each other past the pool's 30 s). The threads of one
     process queue here instead and are woken as soon as the writer ahead commits or rolls back;
     other processes still meet SQLite's own lock and busy timeout.

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,7 +12,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from voucherd.db.engine import Database
+from voucherd.db.commands import database
 from voucherd.errors import DomainError
 
 deliveries = typer.Typer(
@@ -33,12 +31,6 @@ def _fail(message: str) -> None:
 
 def _domain(exc: DomainError) -> None:
     _fail(exc.detail + (f" ({exc.field})" if exc.field else ""))
-
-
-def _database(ctx: typer.Context) -> AbstractContextManager[Database]:
-    """The database, through the opener the root command (voucherd/cli.py) hands down."""
-    opener: Callable[[], AbstractContextManager[Database]] = ctx.obj
-    return opener()
 
 
 def _print_json(payload: Any) -> None:
@@ -69,7 +61,7 @@ def list_command(
         _fail(f"--state must be one of {', '.join(states)}")
     filters = DeliveryFilters(voucher, state.upper() if state else None)  # type: ignore[arg-type]
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             caller = Caller(tenant_id_by_name(db, tenant), "cli")
             page = list_deliveries(db, caller, filters, limit=limit, cursor=None)
     except DomainError as exc:
@@ -107,7 +99,7 @@ def resend_command(
     from voucherd.tenants.service import tenant_id_by_name
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"manage"}))
             record = resend_delivery(db, caller, delivery_id)
     except DomainError as exc:
@@ -143,7 +135,7 @@ def configure_command(
         _fail(f"{where}: {first['msg']}")
         return
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             view = configure_delivery(db, tenant_id_by_name(db, tenant), patch)
     except DomainError as exc:
         _domain(exc)
@@ -159,7 +151,7 @@ def settings_command(
     from voucherd.tenants.service import get_tenant, tenant_id_by_name
 
     try:
-        with _database(ctx) as db:
+        with database(ctx) as db:
             view = get_tenant(db, tenant_id_by_name(db, tenant))
     except DomainError as exc:
         _domain(exc)

@@ -9,39 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import babel
 import phonenumbers
-from sqlalchemy import Table, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voucherd.auth.models import Tenant
 from voucherd.campaigns.models import Campaign
-from voucherd.delivery.models import Delivery, DeliveryEvent, DeliveryVoucher
 from voucherd.delivery.schemas import DeliveryRequest, RequestedDelivery
+from voucherd.delivery.sql import INSERT_BUNDLE, insert_planned
 from voucherd.errors import InvalidInput
-from voucherd.fields import _email_address
+from voucherd.fields import email_address
 from voucherd.ids import new_id
-
-_DELIVERY = cast(Table, Delivery.__table__)
-_EVENT = cast(Table, DeliveryEvent.__table__)
-_INSERT_DELIVERY = insert(_DELIVERY)
-_INSERT_EVENT = insert(_EVENT)
-_BUNDLE = cast(Table, DeliveryVoucher.__table__)
-
-# The delivery and its first event as two more CTEs of a statement whose CTE ``v`` inserted the
-# voucher (``RETURNING id``): PostgreSQL's issue path stays one round trip. Parameters:
-# :tenant_id, :created_at, :actor and the ``d_*`` ones from :func:`cte_parameters`.
-DELIVERY_CTE = (
-    "dlv AS (INSERT INTO delivery (id, tenant_id, voucher_id, channel, recipient, "
-    "recipient_name, message, state, origin, attempt, failures, due_at, created_at, updated_at) "
-    "SELECT :d_id, :tenant_id, id, :d_channel, :d_recipient, :d_recipient_name, :d_message, "
-    ":d_state, :d_origin, 0, 0, :d_due_at, :created_at, :created_at FROM v RETURNING id), "
-    "dlv_event AS (INSERT INTO delivery_event "
-    "(tenant_id, delivery_id, attempt, from_state, to_state, actor, created_at) "
-    "SELECT :tenant_id, id, 0, NULL, :d_state, :actor, :created_at FROM dlv)"
-)
 
 
 def delivery_settings(tenant_settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -125,7 +106,7 @@ def automatic_delivery(
         if channel == "phone":
             address = _national_or_international(given, _region(campaign.locale))
         else:
-            address = _email_address(given)
+            address = email_address(given)
     except ValueError as exc:
         raise InvalidInput(
             f"this campaign delivers every voucher by {channel}: {exc}",
@@ -151,31 +132,6 @@ def _national_or_international(value: str, region: str | None) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise ValueError("not a valid phone number for its country")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-
-
-def cte_parameters(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``d_*`` parameters of :data:`DELIVERY_CTE` for a planned row."""
-    names = (
-        "id", "channel", "recipient", "recipient_name", "message", "state", "origin", "due_at",
-    )  # fmt: skip
-    return {f"d_{name}": row[name] for name in names}
-
-
-def insert_planned(session: Session, row: Mapping[str, Any], *, actor: str | None) -> None:
-    session.execute(_INSERT_DELIVERY, dict(row))
-    session.execute(
-        _INSERT_EVENT,
-        {
-            "tenant_id": row["tenant_id"],
-            "delivery_id": row["id"],
-            "attempt": 0,
-            "from_state": None,
-            "to_state": row["state"],
-            "actor": actor,
-            "detail": None,
-            "created_at": row["created_at"],
-        },
-    )
 
 
 def tenant_settings(session: Session, tenant_id: str) -> dict[str, Any]:
@@ -245,7 +201,7 @@ def request_bundle_delivery(
     )
     if len(voucher_ids) > 1:
         session.execute(
-            insert(_BUNDLE),
+            INSERT_BUNDLE,
             [
                 {
                     "delivery_id": requested.id,

@@ -19,9 +19,12 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from voucherd.campaigns.models import Campaign
 from voucherd.formatting import format_moment, format_value
+from voucherd.pages.i18n import translator
 from voucherd.vouchers.models import Voucher
 
-# Defaults, used when the campaign has no template for the channel.
+# Defaults, used when the campaign has no template for the channel. Each is a message id of the
+# catalogues in voucherd/locales (translated whole, so each language orders its own words): an
+# edit here needs the same edit in voucherd.pot and every .po, or it reads English (a test says).
 DEFAULT_SMS = (
     "{% if customer_name %}{{ customer_name }}, your{% else %}Your{% endif %} {{ campaign }} "
     "voucher{% if value %} worth {{ value }}{% endif %}: {{ code }}"
@@ -175,8 +178,9 @@ def compose(
     languages as locales too (``en``, ``en_GB``, ``pt_BR``).
     """
     own = (templates or {}).get(channel) or {}
+    _ = translator(locale)
     if channel == "sms":
-        source = own.get("text") or DEFAULT_SMS
+        source = own.get("text") or _(DEFAULT_SMS)
         if values.get("message") and not _uses_message(source):
             source = OWN_TEXT_SMS
         return Composed(text=_render(source, values).strip())
@@ -191,9 +195,9 @@ def compose(
                 html=_render(html, values, html=True) if html else None,
             )
         return Composed(
-            subject=_render(DEFAULT_EMAIL_SUBJECT, values).strip(),
-            text=_render(DEFAULT_EMAIL_TEXT, values),
-            html=_render(DEFAULT_EMAIL_HTML, values, html=True),
+            subject=_render(_(DEFAULT_EMAIL_SUBJECT), values).strip(),
+            text=_render(_(DEFAULT_EMAIL_TEXT), values),
+            html=_render(_(DEFAULT_EMAIL_HTML), values, html=True),
         )
     if channel == "whatsapp":
         name = own.get("name") or DEFAULT_WHATSAPP_TEMPLATE
@@ -209,6 +213,8 @@ def holder_message(voucher: Voucher, campaign: Campaign, *, page_url: str) -> st
     hand the text back to the issuer (i-movo's ``message``); None when the template fails."""
     values = variables(voucher, campaign, customer_name=None, page_url=page_url)
     try:
-        return compose("sms", campaign.message_templates, values).text
+        return compose(
+            "sms", campaign.message_templates, values, locale=campaign.locale or "en"
+        ).text
     except MessageError:
         return None

@@ -39,6 +39,7 @@ from voucherd.delivery.enqueue import delivery_settings
 from voucherd.delivery.messages import MessageError, compose, variables
 from voucherd.delivery.models import Delivery, DeliveryEvent, DeliveryVoucher
 from voucherd.observability import metrics
+from voucherd.pages.urls import page_url
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherRecord, present_voucher
 
@@ -257,9 +258,9 @@ def _prepare(
         voucher,
         campaign,
         customer_name=claim.recipient_name,
-        page_url=f"{base}/v/{voucher.public_token}",
+        page_url=page_url(base, voucher.public_token),
         message=claim.message,
-        bundle=[(v, f"{base}/v/{v.public_token}") for v in bundle or ()],
+        bundle=[(v, page_url(base, v.public_token)) for v in bundle or ()],
     )
     try:
         content = compose(

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from voucherd.api.deps import DB, ONE_VALUE_PER_QUERY_PARAMETER, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.delivery import callbacks, service
 from voucherd.delivery.schemas import (

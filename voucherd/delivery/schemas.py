@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from voucherd.delivery.models import Delivery, DeliveryEvent
-from voucherd.fields import RequestModel, _email_address, _phone_number
+from voucherd.fields import RequestModel, email_address, phone_number
 
 RequestedChannel = Literal["phone", "email", "webhook", "none"]
 ChannelName = Literal["sms", "whatsapp", "email", "webhook", "none"]
@@ -65,9 +65,9 @@ class DeliveryRequest(RequestModel):
             return None
         value = value.strip()
         if channel == "phone":
-            return _phone_number(value)
+            return phone_number(value)
         if channel == "email":
-            return _email_address(value)
+            return email_address(value)
         raise ValueError(f"a {channel} delivery has no recipient")
 
     @field_validator("message")

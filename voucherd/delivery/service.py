@@ -7,16 +7,17 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
-from voucherd.delivery.enqueue import insert_planned, plan_delivery, tenant_settings
+from voucherd.delivery.enqueue import plan_delivery, tenant_settings
 from voucherd.delivery.models import Delivery, DeliveryEvent
 from voucherd.delivery.schemas import DeliveryFilters, DeliveryRecord, DeliveryRequest
+from voucherd.delivery.sql import insert_planned
 from voucherd.errors import Conflict, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.pagination import Page, page_of
+from voucherd.vouchers.lookup import find_voucher
 from voucherd.vouchers.models import Voucher
-from voucherd.vouchers.service import find_voucher
 
 _RESENDABLE = ("SENT", "DELIVERED", "FAILED")
 

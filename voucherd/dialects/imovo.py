@@ -2,7 +2,7 @@
 
 Translation only: each endpoint parses i-movo's parameters, calls the use case the native API
 calls (``issue_voucher``, ``cancel_voucher``) and answers in i-movo's envelope. Where the seed
-is vague, these are the choices, each tested in tests/test_dialect_imovo.py:
+is vague, these are the choices, each tested in tests/dialects/test_imovo.py:
 
 * **Credentials**: ``X-API-KEY`` carries a voucherd API token (``voucherd keys create`` prints
   it). Missing or wrong: 401 with the envelope below.
@@ -66,7 +66,7 @@ from pydantic import ValidationError
 
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.delivery.messages import holder_message
 from voucherd.dialects import kit
@@ -81,6 +81,7 @@ from voucherd.errors import (
     Unauthorized,
 )
 from voucherd.money import to_major
+from voucherd.pages.urls import page_url
 from voucherd.vouchers.issue import issue_voucher
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord
 from voucherd.vouchers.service import cancel_voucher
@@ -297,12 +298,12 @@ def _balance(record: VoucherRecord) -> Any:
 def _issued(db: Database, record: VoucherRecord) -> Response:
     voucher, campaign = record.voucher, record.campaign
     assert campaign is not None  # issue_voucher hands its campaign back
-    page_url = f"{db.settings.public_base_url}/v/{voucher.public_token}"
+    page = page_url(db.settings.public_base_url, voucher.public_token)
     payload = {
         "voucherCode": voucher.code,
         "balance": _balance(record),
         "expiryDate": _local_datetime(voucher.expiration_date, campaign.timezone),
-        "message": holder_message(voucher, campaign, page_url=page_url),
+        "message": holder_message(voucher, campaign, page_url=page),
         "successfulRequest": True,
     }
     return Response(dumps(payload), media_type="application/json")

@@ -24,7 +24,7 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 
 from voucherd.api.deps import IDEMPOTENCY_KEY_PATTERN
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.auth.service import authenticate as authenticate_pair
 from voucherd.db.engine import Database
 from voucherd.errors import DomainError, ErrorCode, InvalidInput, Unauthorized

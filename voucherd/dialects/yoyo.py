@@ -2,7 +2,7 @@
 
 Translation only: the request becomes the native ``issue_voucher`` call, the voucher comes back
 in Yoyo's words. Where the seed is vague, these are the choices, each tested in
-tests/test_dialect_yoyo.py:
+tests/dialects/test_yoyo.py:
 
 * **Credentials**: ``apiId`` + ``apiPassword`` headers carry a voucherd key's ``key_id`` and
   ``secret``. Missing or wrong: 401 in the error shape below.
@@ -57,7 +57,7 @@ from voucherd.api.deps import ONE_VALUE_PER_QUERY_PARAMETER
 from voucherd.api.methods import allowed_methods
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.dialects import kit
 from voucherd.dialects.kit import MalformedBody

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -21,6 +21,7 @@ from rich.progress import (
 )
 
 from voucherd.auth.caller import Caller
+from voucherd.db.commands import database
 from voucherd.db.engine import Database
 from voucherd.errors import DomainError
 from voucherd.exports.schemas import ExportProgress, ExportRequest, ExportSummary
@@ -75,10 +76,8 @@ def export(
         record_publication=not no_record,
         limit=limit,
     )
-    # The database through the opener the root command (voucherd/cli.py) hands down.
-    opener: Callable[[], AbstractContextManager[Database]] = ctx.obj
     try:
-        with opener() as db, _open(output) as sink:
+        with database(ctx) as db, _open(output) as sink:
             summary = _run(db, tenant, campaign, request, sink, console)
     except DomainError as exc:
         console.print(f"[red]error:[/red] {exc.detail}" + (f" ({exc.field})" if exc.field else ""))

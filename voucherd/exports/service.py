@@ -27,8 +27,8 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
-from voucherd.campaigns.service import find_campaign
+from voucherd.auth.caller import Caller
+from voucherd.campaigns.lookup import find_campaign
 from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput
@@ -39,7 +39,7 @@ from voucherd.idempotency.service import IdempotencyClaim
 from voucherd.operations.models import Operation
 from voucherd.operations.service import start_operation
 from voucherd.publications.models import Publication, PublicationVoucher
-from voucherd.publications.service import EXPORT_CHANNEL, create_publication, pool_size
+from voucherd.publications.pool import EXPORT_CHANNEL, create_publication, pool_size
 from voucherd.vouchers.models import Voucher, VoucherEvent
 
 BATCH_SIZE = 5_000

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +11,7 @@ import typer
 from rich.console import Console
 
 from voucherd.auth.caller import Caller
-from voucherd.db.engine import Database
+from voucherd.db.commands import database
 from voucherd.errors import DomainError
 from voucherd.imports.reader import FileFormat, detect_format
 from voucherd.imports.schemas import ImportSummary
@@ -43,9 +41,8 @@ def import_vouchers(
     """Import existing vouchers (codes kept as they are, balances, states, holders) into a
     campaign. Exit status 1 when any row was refused; re-running imports nothing twice."""
     console = Console(stderr=True)
-    opener: Callable[[], AbstractContextManager[Database]] = ctx.obj
     try:
-        with opener() as db, file.open("rb") as source:
+        with database(ctx) as db, file.open("rb") as source:
             chosen = file_format or detect_format(source.peek(64)[:64], hint=file.name)
             caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"issue"}))
 

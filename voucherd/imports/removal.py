@@ -21,8 +21,8 @@ from voucherd.delivery.models import Delivery, DeliveryVoucher
 from voucherd.errors import Conflict
 from voucherd.publications.models import PublicationVoucher
 from voucherd.redemptions.models import Redemption
+from voucherd.vouchers.lookup import find_voucher
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
-from voucherd.vouchers.service import find_voucher
 
 
 def delete_voucher(db: Database, caller: Caller, ref: str) -> None:

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from voucherd.campaigns.models import Campaign
-from voucherd.campaigns.service import localise
+from voucherd.campaigns.validity import localise
 from voucherd.codes.generator import is_mistyped
 from voucherd.errors import ErrorCode
 from voucherd.money import MAX_MINOR_UNITS

@@ -29,8 +29,8 @@ from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from voucherd.auth.caller import Caller
+from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.schemas import CampaignCreate
-from voucherd.campaigns.service import create_campaign, find_campaign
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from voucherd.idempotency import service as idempotency
@@ -40,6 +40,7 @@ from voucherd.imports.reader import FileFormat, Record, read_records
 from voucherd.imports.schemas import ImportSummary, Problem
 from voucherd.operations.models import Operation
 from voucherd.operations.service import start_operation
+from voucherd.vouchers.mint import create_campaign
 from voucherd.vouchers.schemas import VoucherRecord
 from voucherd.vouchers.service import get_voucher
 

@@ -30,7 +30,7 @@
   while serving a request carries the request's id.
 * **What is never logged or exported:** key secrets and tokens, provider credentials, full
   voucher codes, customers' names, emails, phones or addresses. Metrics carry no tenant or
-  customer label at all; logs name routes by template and objects by id. ``tests/test_canary.py``
+  customer label at all; logs name routes by template and objects by id. ``tests/faults/test_canary.py``
   drives every face with recognisable personal data and secrets and scans every log line, error
   body and metric for them.
 """

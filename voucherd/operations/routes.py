@@ -9,7 +9,7 @@ from pydantic import Field, StringConstraints
 from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.fields import RequestModel
 from voucherd.idempotency.service import Renderer

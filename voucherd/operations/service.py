@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, InvalidInput, NotFound
 from voucherd.ids import new_id

@@ -12,9 +12,9 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
+from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.models import Campaign
-from voucherd.campaigns.service import find_campaign
 from voucherd.db.dialect import upsert
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, NotFound

@@ -21,7 +21,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import plan_delivery, tenant_settings
 from voucherd.delivery.schemas import DeliveryRequest

@@ -8,7 +8,7 @@ from fastapi.responses import StreamingResponse
 from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.idempotency.service import Renderer
 from voucherd.orders import clients, distributions, service

@@ -20,9 +20,10 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
+from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.models import Campaign
-from voucherd.campaigns.service import find_campaign, localise
+from voucherd.campaigns.validity import localise
 from voucherd.db.engine import Database
 from voucherd.errors import DomainError, InvalidInput, NotFound
 from voucherd.exports.rows import neutralise
@@ -34,12 +35,13 @@ from voucherd.operations.service import start_operation
 from voucherd.orders.clients import allowed_campaigns, find_client, voucher_types_of
 from voucherd.orders.models import Client, ClientOrder, ClientOrderItem
 from voucherd.orders.schemas import OrderCreate, OrderItemCreate, OrderRecord
+from voucherd.pages.urls import page_url
 from voucherd.pagination import Page
 from voucherd.publications.models import PublicationVoucher
-from voucherd.publications.service import create_publication
-from voucherd.vouchers.issue import _check_capacity, _terms
+from voucherd.publications.pool import create_publication
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherOverrides, VoucherRecord
+from voucherd.vouchers.terms import check_capacity, issue_terms
 from voucherd.vouchers.validity import effective_state
 
 ORDER_KIND = "client_order"
@@ -127,8 +129,8 @@ def _plan_item(
     )
     overrides = VoucherOverrides(expiration_date=item.expiry_date)
     try:
-        terms = _terms(campaign, redeem, overrides, now)
-        _check_capacity(session, db, campaign, terms.spec, item.quantity)
+        terms = issue_terms(campaign, redeem, overrides, now)
+        check_capacity(session, db, campaign, terms.spec, item.quantity)
     except DomainError as exc:
         exc.field = f"{field}.{_ITEM_FIELDS.get(exc.field or '', exc.field or 'product')}"
         raise
@@ -363,7 +365,7 @@ def _export_rows(db: Database, order_id: str) -> Iterator[bytes]:
                     voucher.currency or "",
                     "" if voucher.amount is None else voucher.amount,
                     expires.astimezone(UTC).isoformat().replace("+00:00", "Z") if expires else "",
-                    f"{base}/v/{voucher.public_token}",
+                    page_url(base, voucher.public_token),
                 )
             )
         yield out.getvalue().encode()

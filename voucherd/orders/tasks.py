@@ -56,7 +56,7 @@ from voucherd.orders.models import (
 from voucherd.orders.service import ORDER_ENTITY
 from voucherd.publications.models import PublicationVoucher
 from voucherd.publications.pool import create_publication, record_publications
-from voucherd.vouchers.issue import mint_in_session
+from voucherd.vouchers.mint import mint_in_session
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherOverrides
 

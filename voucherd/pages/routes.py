@@ -33,6 +33,7 @@ from voucherd.db.engine import Database
 from voucherd.errors import NotFound
 from voucherd.guard.service import RateLimited
 from voucherd.pages.barcode import code128_svg, qr_svg
+from voucherd.pages.i18n import translator
 from voucherd.pages.schemas import present_page
 from voucherd.pages.service import VoucherPageFacts, read_voucher_page
 
@@ -126,6 +127,8 @@ def voucher_page(token: str, db: DB) -> Response:
     view = present_page(facts, now=db.now())
     html = _templates.get_template("voucher.html").render(
         css=Markup(_CSS),
+        lang=view.lang,
+        _=translator(facts.locale),
         view=view,
         barcode=_barcode_markup(facts.code) if view.scannable else None,
         qr=Markup(qr_svg(facts.code)) if view.scannable else None,
@@ -194,6 +197,11 @@ def _barcode_markup(code: str) -> Markup | None:
 
 def _message(status: int, heading: str, text: str, headers: dict[str, str]) -> Response:
     html = _templates.get_template("message.html").render(
-        css=Markup(_CSS), heading=heading, text=text
+        # No campaign, so no locale: a wrong link must read the same whoever asks.
+        css=Markup(_CSS),
+        lang="en",
+        _=translator(None),
+        heading=heading,
+        text=text,
     )
     return HTMLResponse(html, status_code=status, headers={**PAGE_HEADERS, **headers})

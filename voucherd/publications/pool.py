@@ -5,13 +5,7 @@ distributions). None of them commits: the use case that calls them owns the tran
 claim, the publication rows and whatever else the use case writes (an export's operation, a
 delivery's outbox row) become visible together or not at all.
 
-How a code is never published twice: the pool of a campaign is its ACTIVE, unexpired vouchers
-whose ``published_count`` is 0, and a claim is one ``UPDATE ... SET published_count = 1 WHERE id
-IN (<head of the pool>) AND published_count = 0``. On PostgreSQL the head is read with ``FOR
-UPDATE SKIP LOCKED``, so concurrent claimers take disjoint rows without waiting for each other; a
-row another transaction published after our snapshot fails the re-checked condition and is simply
-not returned. On SQLite every writer holds the database lock (``BEGIN IMMEDIATE``), so claims
-are serialised already.
+How a code is never published twice: see the claim in ``publications/sql.py``.
 """
 
 from __future__ import annotations
@@ -21,26 +15,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, literal, or_, select, text, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.customers.models import Customer
-from voucherd.db.dialect import is_postgresql, upsert
+from voucherd.db.dialect import upsert
 from voucherd.errors import Conflict
 from voucherd.ids import new_id
 from voucherd.publications.models import Publication, PublicationVoucher
+from voucherd.publications.sql import IN_POOL, INSERT_LINK, claim_from_pool, unexpired
 from voucherd.vouchers.models import Voucher, VoucherEvent
 
 DEFAULT_CHANNEL = "API"
 EXPORT_CHANNEL = "Export"
 
 _VOUCHER = cast(Table, Voucher.__table__)
-_LINK = cast(Table, PublicationVoucher.__table__)
 _PUBLICATION = cast(Table, Publication.__table__)
-# Spelled with literals, as in the partial index ix_voucher_pool: with bound parameters a
-# prepared statement's generic plan could not prove it matches the index's predicate.
-_IN_POOL = text("voucher.published_count = 0 AND voucher.state = 'ACTIVE'")
-_UNPUBLISHED = text("voucher.published_count = 0")
 
 
 @dataclass(frozen=True)
@@ -114,7 +104,7 @@ def claim_pool(
     """
     claimed: list[ClaimedCode] = []
     while len(claimed) < count:
-        batch = _claim_once(
+        batch = claim_from_pool(
             session,
             tenant_id=tenant_id,
             campaign_id=campaign_id,
@@ -125,66 +115,10 @@ def claim_pool(
         )
         if not batch:
             break
-        claimed.extend(batch)
+        claimed.extend(ClaimedCode(voucher_id, code) for voucher_id, code in batch)
     if claimed:
         _published_event(session, tenant_id, campaign_id, publication_id, len(claimed), actor, now)
     return claimed
-
-
-def _claim_once(
-    session: Session,
-    *,
-    tenant_id: str,
-    campaign_id: str,
-    publication_id: str,
-    count: int,
-    now: datetime,
-    holder_id: str | None,
-) -> list[ClaimedCode]:
-    head = (
-        select(_VOUCHER.c.id)
-        .where(
-            _VOUCHER.c.campaign_id == campaign_id,
-            _IN_POOL,
-            _VOUCHER.c.tenant_id == tenant_id,
-            or_(_VOUCHER.c.expiration_date.is_(None), _VOUCHER.c.expiration_date > now),
-        )
-        .order_by(_VOUCHER.c.id)
-        .limit(count)
-    )
-    values: dict[str, Any] = {"published_count": 1, "updated_at": now}
-    if holder_id is not None:
-        values["holder_id"] = holder_id
-    claim = update(_VOUCHER).values(values).returning(_VOUCHER.c.id, _VOUCHER.c.code)
-    if is_postgresql(session):
-        # The head goes in a CTE, which PostgreSQL runs exactly once: as an ``IN (subquery)``
-        # the planner may rescan it, and every rescan skips to further rows (a claim of 25
-        # returned 30 that way).
-        head_cte = head.with_for_update(skip_locked=True).cte("head")
-        claim = claim.where(_VOUCHER.c.id == head_cte.c.id, _UNPUBLISHED)
-        # One round trip: claim the codes and link them to the publication in one statement.
-        claimed_cte = claim.cte("claimed")
-        link = insert(_LINK).from_select(
-            ["publication_id", "voucher_id", "tenant_id"],
-            select(literal(publication_id), claimed_cte.c.id, literal(tenant_id)),
-        )
-        rows = session.execute(
-            select(claimed_cte.c.id, claimed_cte.c.code)
-            .add_cte(link.cte("linked"))
-            .order_by(claimed_cte.c.id)
-        ).all()
-        return [ClaimedCode(voucher_id, code) for voucher_id, code in rows]
-    claim = claim.where(_VOUCHER.c.id.in_(head.scalar_subquery()))
-    rows = sorted(session.execute(claim).all())
-    if rows:
-        session.execute(
-            insert(_LINK),
-            [
-                {"publication_id": publication_id, "voucher_id": v, "tenant_id": tenant_id}
-                for v, _ in rows
-            ],
-        )
-    return [ClaimedCode(voucher_id, code) for voucher_id, code in rows]
 
 
 def record_publications(
@@ -227,7 +161,7 @@ def record_publications(
             code="voucher_held_by_another_customer",
         )
     session.execute(
-        insert(_LINK),
+        INSERT_LINK,
         [{"publication_id": publication_id, "voucher_id": v, "tenant_id": tenant_id} for v in ids],
     )
     single = ids[0] if len(ids) == 1 else None
@@ -241,9 +175,9 @@ def pool_size(session: Session, *, tenant_id: str, campaign_id: str, now: dateti
         session.scalar(
             select(func.count()).where(
                 _VOUCHER.c.campaign_id == campaign_id,
-                _IN_POOL,
+                IN_POOL,
                 _VOUCHER.c.tenant_id == tenant_id,
-                or_(_VOUCHER.c.expiration_date.is_(None), _VOUCHER.c.expiration_date > now),
+                unexpired(now),
             )
         )
         or 0

@@ -7,12 +7,13 @@ from fastapi import APIRouter, Query, Response
 from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep, Idem
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.fields import Timestamp
 from voucherd.idempotency.service import Renderer
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from voucherd.publications import service
+from voucherd.publications.publish import publish as publish_use_case
 from voucherd.publications.schemas import (
     PublicationFilters,
     PublicationRecord,
@@ -40,7 +41,7 @@ def _shown(db: Database, record: PublicationRecord) -> dict[str, Any]:
     "was used before with the same body.",
 )
 def publish(body: PublishRequest, db: DB, caller: CallerDep, idem: Idem) -> Response:
-    published = service.publish(db, caller, body, idem=idem)
+    published = publish_use_case(db, caller, body, idem=idem)
     status = 201 if published.created else 200
     return respond_created(db, caller, idem, _shown(db, published.record), status)
 

@@ -1,477 +1,34 @@
-"""Publications: publish a given voucher, or codes from a campaign's pool, to a customer.
+"""Reading publications back: one by id, a page after a cursor, or a numbered page.
 
-The in-session primitives other features build on (exports, distributions) live in
-``voucherd.publications.pool`` and are re-exported here: ``create_publication``, ``claim_pool``,
-``record_publications``, ``pool_size``.
-
-A publication's ``source_id`` makes the request idempotent for as long as the publication
-exists (not only the 24 hours of an ``Idempotency-Key``): the same source_id and body return the
-same publication and codes; the same source_id with another body is refused (409).
+Publishing itself is ``voucherd.publications.publish``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-from pydantic import ValidationError
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
+from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.models import Campaign
-from voucherd.campaigns.service import find_campaign
 from voucherd.customers.models import Customer
-from voucherd.customers.schemas import CustomerCreate
-from voucherd.customers.service import customer_for, find_customer
-from voucherd.db.dialect import upsert
+from voucherd.customers.service import find_customer
 from voucherd.db.engine import Database
-from voucherd.delivery.enqueue import request_delivery, tenant_settings
-from voucherd.delivery.schemas import DeliveryRequest
-from voucherd.errors import Conflict, InvalidInput, NotFound
-from voucherd.idempotency import service as idempotency
+from voucherd.errors import NotFound
 from voucherd.pagination import Page, page_of
-from voucherd.publications.models import CampaignHolder, Publication, PublicationVoucher
-from voucherd.publications.pool import (
-    DEFAULT_CHANNEL,
-    EXPORT_CHANNEL,
-    ClaimedCode,
-    claim_pool,
-    create_publication,
-    entry_of,
-    pool_size,
-    publication_entries,
-    record_publications,
-)
-from voucherd.publications.schemas import (
-    SHOWN_CODES,
-    PublicationDelivery,
-    PublicationFilters,
-    PublicationRecord,
-    Published,
-    PublishRequest,
-)
-from voucherd.vouchers.issue import mint_in_session
+from voucherd.publications.models import Publication, PublicationVoucher
+from voucherd.publications.pool import publication_entries
+from voucherd.publications.schemas import SHOWN_CODES, PublicationFilters, PublicationRecord
+from voucherd.vouchers.lookup import find_voucher
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherRecord
-from voucherd.vouchers.service import find_voucher
-from voucherd.vouchers.validity import effective_state
-
-__all__ = [
-    "DEFAULT_CHANNEL",
-    "EXPORT_CHANNEL",
-    "ClaimedCode",
-    "claim_pool",
-    "create_publication",
-    "get_publication",
-    "list_publications",
-    "pool_size",
-    "publication_entries",
-    "publish",
-    "record_publications",
-]
 
 
-class _SourceIdTaken(Exception):
-    """A concurrent request committed a publication with this source_id first."""
-
-
-def publish(
-    db: Database,
-    caller: Caller,
-    body: PublishRequest,
-    *,
-    idem: idempotency.IdempotencyClaim | None = None,
-) -> Published:
-    """Publish a given voucher, or ``count`` codes of a campaign's pool, in one transaction."""
-    caller.require("issue")
-    _check_shape(body)
-    request_hash = _request_hash(body) if body.source_id is not None else None
-    try:
-        return _publish(db, caller, body, request_hash, idem)
-    except _SourceIdTaken:
-        assert body.source_id is not None
-        assert request_hash is not None
-        with db.unit_of_work(write=False) as session:
-            existing = _by_source_id(session, caller.tenant_id, body.source_id)
-            assert existing is not None  # it committed before our insert gave way
-            return _replay(session, existing, request_hash)
-
-
-def _check_shape(body: PublishRequest) -> None:
-    """Which form of publication the body asks for; refused with the field at fault."""
-    if (body.voucher is None) == (body.campaign is None):
-        raise InvalidInput(
-            "give either a voucher (a given code) or a campaign (codes from its pool)",
-            field="campaign" if body.campaign is not None else "voucher",
-        )
-    if body.voucher is not None and body.count is not None:
-        raise InvalidInput("count goes with campaign, not with voucher", field="count")
-    if body.join_once and body.customer is None:
-        raise InvalidInput("join_once needs a customer", field="join_once")
-    if body.join_once and (body.count or 1) > 1:
-        raise InvalidInput("join_once gives a customer one voucher; count must be 1", field="count")
-
-
-def _request_hash(body: PublishRequest) -> str:
-    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()
-
-
-def _publish(
-    db: Database,
-    caller: Caller,
-    body: PublishRequest,
-    request_hash: str | None,
-    idem: idempotency.IdempotencyClaim | None,
-) -> Published:
-    now = db.now()
-    with db.unit_of_work() as session:
-        idempotency.claim(session, db, caller.tenant_id, idem)
-        if body.source_id is not None and request_hash is not None:
-            existing = _by_source_id(session, caller.tenant_id, body.source_id)
-            if existing is not None:
-                replayed = _replay(session, existing, request_hash)
-                idempotency.bind_effect(session, caller.tenant_id, idem, "publication", existing.id)
-                session.commit()
-                return replayed
-        customer = _customer(session, caller.tenant_id, body.customer, now)
-        if body.voucher is not None:
-            record = _publish_voucher(
-                session, caller, body, body.voucher, customer, request_hash, now
-            )
-        else:
-            assert body.campaign is not None
-            record = _publish_from_pool(
-                session, db, caller, body, body.campaign, customer, request_hash, now
-            )
-        if body.delivery is not None:
-            record = _deliver(session, caller, record, body.delivery, customer, now)
-        idempotency.bind_effect(
-            session, caller.tenant_id, idem, "publication", record.publication.id
-        )
-        session.commit()
-    return Published(record, created=True)
-
-
-def _deliver(
-    session: Session,
-    caller: Caller,
-    record: PublicationRecord,
-    asked: PublicationDelivery,
-    customer: Customer | None,
-    now: datetime,
-) -> PublicationRecord:
-    """One delivery per published code, in the publication's transaction: both or neither."""
-    if record.count > len(record.codes):
-        raise InvalidInput(
-            f"delivery sends one message per code, at most {SHOWN_CODES} per publication",
-            field="delivery",
-        )
-    request = _delivery_request(asked, customer)
-    settings_of_tenant = tenant_settings(session, caller.tenant_id)
-    deliveries = [
-        request_delivery(
-            session,
-            tenant_id=caller.tenant_id,
-            voucher_id=voucher_id,
-            request=request,
-            now=now,
-            actor=caller.key_id,
-            origin="publication",
-            settings_of_tenant=settings_of_tenant,
-        )
-        for voucher_id, _ in record.codes
-    ]
-    return dataclasses.replace(record, deliveries=deliveries)
-
-
-def _delivery_request(asked: PublicationDelivery, customer: Customer | None) -> DeliveryRequest:
-    """The request as given, or with the customer's own contact for the channel filled in."""
-    recipient = asked.recipient
-    if recipient is None and customer is not None and asked.channel in ("phone", "email"):
-        recipient = customer.phone if asked.channel == "phone" else customer.email
-        if recipient is None:
-            raise InvalidInput(
-                f"the customer has no {asked.channel} on record; give delivery.recipient",
-                field="delivery.recipient",
-            )
-    name = asked.name or (customer.name if customer is not None else None)
-    try:
-        return DeliveryRequest(channel=asked.channel, recipient=recipient, name=name)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "recipient"
-        raise InvalidInput(str(error["msg"]), field=f"delivery.{where}") from exc
-
-
-def _customer(
-    session: Session, tenant_id: str, given: str | CustomerCreate | None, now: datetime
-) -> Customer | None:
-    if given is None:
-        return None
-    if isinstance(given, str):
-        customer = find_customer(session, tenant_id, given)
-        if customer.erased_at is not None:
-            raise Conflict("this customer was erased", field="customer", code="customer_erased")
-        return customer
-    return customer_for(session, tenant_id, given, now)
-
-
-def _publish_voucher(
-    session: Session,
-    caller: Caller,
-    body: PublishRequest,
-    ref: str,
-    customer: Customer | None,
-    request_hash: str | None,
-    now: datetime,
-) -> PublicationRecord:
-    voucher_record = find_voucher(session, caller.tenant_id, ref)
-    voucher = voucher_record.voucher
-    state = effective_state(voucher.state, voucher.expiration_date, now)
-    if state != "ACTIVE":
-        raise Conflict(
-            f"the voucher is {state}; only an ACTIVE voucher can be published",
-            field="voucher",
-            code=f"voucher_{state.lower()}",
-        )
-    publication = _new_publication(
-        session, caller, body, voucher.campaign_id, customer, request_hash, now
-    )
-    publication_id = publication.id
-    customer_id = customer.id if customer is not None else None
-    if customer_id is not None:
-        _count_holding(
-            session,
-            caller.tenant_id,
-            voucher.campaign_id,
-            customer_id,
-            1,
-            publication_id,
-            body.join_once,
-        )
-    record_publications(
-        session,
-        tenant_id=caller.tenant_id,
-        publication_id=publication_id,
-        voucher_ids=[voucher.id],
-        now=now,
-        holder_id=customer_id,
-        campaign_id=voucher.campaign_id,
-        actor=caller.key_id,
-    )
-    session.refresh(voucher)  # its publish count and holder changed in a Core UPDATE
-    return _record(
-        publication,
-        campaign_name=voucher_record.campaign_name,
-        customer=customer,
-        codes=[(voucher.id, voucher.code)],
-        voucher=_with_entries(session, voucher_record),
-    )
-
-
-def _publish_from_pool(
-    session: Session,
-    db: Database,
-    caller: Caller,
-    body: PublishRequest,
-    ref: str,
-    customer: Customer | None,
-    request_hash: str | None,
-    now: datetime,
-) -> PublicationRecord:
-    campaign = find_campaign(session, caller.tenant_id, ref)
-    if not campaign.active:
-        raise Conflict("the campaign is not active", field="campaign", code="campaign_inactive")
-    count = body.count or 1
-    publication = _new_publication(session, caller, body, campaign.id, customer, request_hash, now)
-    publication_id = publication.id
-    customer_id = customer.id if customer is not None else None
-    if customer_id is not None:
-        _count_holding(
-            session,
-            caller.tenant_id,
-            campaign.id,
-            customer_id,
-            count,
-            publication_id,
-            body.join_once,
-        )
-    claimed = claim_pool(
-        session,
-        tenant_id=caller.tenant_id,
-        campaign_id=campaign.id,
-        publication_id=publication_id,
-        count=count,
-        now=now,
-        holder_id=customer_id,
-        actor=caller.key_id,
-    )
-    codes = [(c.voucher_id, c.code) for c in claimed]
-    missing = count - len(claimed)
-    if missing:
-        codes += _mint_missing(
-            session, db, caller, campaign, missing, publication_id, customer_id, now
-        )
-    voucher = None
-    if len(codes) == 1:
-        # Fresh from the pool, so this publication is its only one: no query for the entries.
-        entry = entry_of(publication, customer.source_id if customer is not None else None)
-        voucher = VoucherRecord(
-            session.get_one(Voucher, codes[0][0]), campaign.name, [entry], campaign=campaign
-        )
-    return _record(
-        publication,
-        campaign_name=campaign.name,
-        customer=customer,
-        codes=codes,
-        voucher=voucher,
-    )
-
-
-def _mint_missing(
-    session: Session,
-    db: Database,
-    caller: Caller,
-    campaign: Campaign,
-    missing: int,
-    publication_id: str,
-    customer_id: str | None,
-    now: datetime,
-) -> list[tuple[str, str]]:
-    """An AUTO_UPDATE campaign grows by what its pool lacked; a STATIC one refuses, and the
-    transaction's rollback returns the codes already claimed to the pool."""
-    if campaign.mode != "AUTO_UPDATE":
-        raise Conflict(
-            f"this STATIC campaign's pool is {missing} code(s) short of the count asked for; "
-            "nothing was published",
-            field="count",
-            code="pool_exhausted",
-            extra={"missing": missing},
-        )
-    ids = mint_in_session(session, db, campaign, missing, actor=caller.key_id, now=now)
-    record_publications(
-        session,
-        tenant_id=caller.tenant_id,
-        publication_id=publication_id,
-        voucher_ids=ids,
-        now=now,
-        holder_id=customer_id,
-        campaign_id=campaign.id,
-        actor=caller.key_id,
-    )
-    rows = session.execute(
-        select(Voucher.id, Voucher.code).where(Voucher.id.in_(ids)).order_by(Voucher.id)
-    ).all()
-    return [(voucher_id, code) for voucher_id, code in rows]
-
-
-def _new_publication(
-    session: Session,
-    caller: Caller,
-    body: PublishRequest,
-    campaign_id: str,
-    customer: Customer | None,
-    request_hash: str | None,
-    now: datetime,
-) -> Publication:
-    """Insert the publication; the object returned is built here, not read back (a round trip
-    saved on every request)."""
-    fields: dict[str, Any] = {
-        "tenant_id": caller.tenant_id,
-        "channel": body.channel,
-        "campaign_id": campaign_id,
-        "customer_id": customer.id if customer is not None else None,
-        "actor": caller.key_id,
-        "source_id": body.source_id,
-        "request_hash": request_hash,
-    }
-    publication_id = create_publication(session, now=now, metadata=body.metadata, **fields)
-    if publication_id is None:
-        raise _SourceIdTaken
-    return Publication(id=publication_id, metadata_=body.metadata, created_at=now, **fields)
-
-
-def _count_holding(
-    session: Session,
-    tenant_id: str,
-    campaign_id: str,
-    customer_id: str,
-    count: int,
-    publication_id: str,
-    join_once: bool,
-) -> None:
-    """Count the customer's vouchers of the campaign; with ``join_once``, refuse a second one.
-
-    One upsert: on PostgreSQL its row lock queues concurrent publications for the same
-    customer and campaign, so two of them cannot both be the first.
-    """
-    held, first = session.execute(
-        upsert(session, CampaignHolder)
-        .values(
-            campaign_id=campaign_id,
-            customer_id=customer_id,
-            tenant_id=tenant_id,
-            voucher_count=count,
-            first_publication_id=publication_id,
-        )
-        .on_conflict_do_update(
-            index_elements=["campaign_id", "customer_id"],
-            set_={"voucher_count": CampaignHolder.voucher_count + count},
-        )
-        .returning(CampaignHolder.voucher_count, CampaignHolder.first_publication_id)
-    ).one()
-    if join_once and held > count:
-        raise Conflict(
-            "this customer already has a voucher of this campaign (join_once)",
-            field="customer",
-            code="already_joined",
-            extra={"publication_id": first},
-        )
-
-
-def _by_source_id(session: Session, tenant_id: str, source_id: str) -> Publication | None:
-    return session.scalar(
-        select(Publication).where(
-            Publication.tenant_id == tenant_id, Publication.source_id == source_id
-        )
-    )
-
-
-def _replay(session: Session, existing: Publication, request_hash: str) -> Published:
-    if existing.request_hash != request_hash:
-        raise Conflict(
-            "this source_id was used for a different publication",
-            field="source_id",
-            code="duplicate_source_id",
-            extra={"publication_id": existing.id},
-        )
-    return Published(_load(session, existing, with_voucher=True), created=False)
-
-
-def _record(
-    publication: Publication,
-    *,
-    campaign_name: str | None,
-    customer: Customer | None,
-    codes: list[tuple[str, str]],
-    voucher: VoucherRecord | None,
-) -> PublicationRecord:
-    return PublicationRecord(
-        publication=publication,
-        campaign_name=campaign_name,
-        customer_source_id=customer.source_id if customer is not None else None,
-        count=len(codes),
-        codes=codes[:SHOWN_CODES],
-        voucher=voucher,
-    )
-
-
-def _with_entries(session: Session, record: VoucherRecord) -> VoucherRecord:
+def with_entries(session: Session, record: VoucherRecord) -> VoucherRecord:
+    """The voucher with its latest publications (``publish.entries``)."""
     entries = publication_entries(session, record.voucher.id)
     return VoucherRecord(record.voucher, record.campaign_name, entries, campaign=record.campaign)
 
@@ -485,10 +42,12 @@ def get_publication(db: Database, caller: Caller, publication_id: str) -> Public
         )
         if publication is None:
             raise NotFound("no such publication", field="publication")
-        return _load(session, publication, with_voucher=True)
+        return load_publication(session, publication, with_voucher=True)
 
 
-def _load(session: Session, publication: Publication, *, with_voucher: bool) -> PublicationRecord:
+def load_publication(
+    session: Session, publication: Publication, *, with_voucher: bool
+) -> PublicationRecord:
     return _load_many(session, [publication], with_voucher=with_voucher)[0]
 
 
@@ -537,7 +96,7 @@ def _load_many(
         voucher = None
         if with_voucher and counts.get(p.id, 0) == 1:
             found = find_voucher(session, p.tenant_id, codes[p.id][0][0])
-            voucher = _with_entries(session, found)
+            voucher = with_entries(session, found)
         records.append(
             PublicationRecord(
                 publication=p,

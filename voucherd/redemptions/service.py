@@ -1,296 +1,46 @@
-"""Validate, redeem and roll back.
+"""Validate, redeem and roll back, and read redemptions back.
 
-The spend is one conditional UPDATE (``... WHERE balance >= :spend ... RETURNING``), backed by
-``CHECK (balance >= 0)``: no read-modify-write, so no interleaving of concurrent redemptions can
-overspend, on PostgreSQL or SQLite. The balance column is the cached sum of the ledger, and
-both change in the same transaction.
+What a redemption may take is judged in ``redemptions/rules.py``; the spend itself (one
+conditional UPDATE, no read-modify-write) and the rows that record it are in
+``redemptions/sql.py``. The balance column is the cached sum of the ledger, and both change in
+the same transaction.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any, cast
-
-from sqlalchemy import Table, case, func, insert, or_, select, text, update
+from sqlalchemy import case, func, insert, or_, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import Select
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
+from voucherd.campaigns.lookup import campaign_named
 from voucherd.campaigns.models import Campaign
-from voucherd.codes.generator import is_mistyped
 from voucherd.customers.models import Customer
-from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, InvalidInput, NotFound, NotRedeemable
-from voucherd.guard import service as guard
+from voucherd.errors import Conflict, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
 from voucherd.observability import metrics
 from voucherd.pagination import Page
-from voucherd.redemptions.discounts import discount_for
+from voucherd.redemptions import steps
 from voucherd.redemptions.models import Redemption
 from voucherd.redemptions.schemas import (
-    Plan,
-    RedeemableRequest,
     RedeemRequest,
     RedemptionRecord,
     ValidateRequest,
     ValidationResult,
     VoucherRedemptions,
 )
+from voucherd.vouchers.lookup import find_voucher, voucher_named
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
-from voucherd.vouchers.schemas import VoucherRecord, present_voucher
-from voucherd.vouchers.service import find_voucher
-from voucherd.vouchers.validity import refusal
-
-
-class _Target:
-    """A voucher with the campaign rules needed to judge it."""
-
-    def __init__(self, voucher: Voucher, campaign: Campaign) -> None:
-        self.voucher = voucher
-        self.campaign = campaign
-
-
-def _find_target(session: Session, tenant_id: str, code: str) -> _Target:
-    if is_mistyped(code):
-        # A typo in a default code fails its check character: no database lookup needed.
-        raise NotFound("no such voucher", field="code")
-    guard.before_lookup()  # a caller refused for guessing (voucherd/guard) stops here
-    row = session.execute(
-        select(Voucher, Campaign)
-        .join(Campaign, Campaign.id == Voucher.campaign_id)
-        .where(Voucher.tenant_id == tenant_id, or_(Voucher.code == code, Voucher.id == code))
-    ).first()
-    if row is None:
-        guard.failed_lookup()
-        raise NotFound("no such voucher", field="code")
-    return _Target(row[0], row[1])
-
-
-def _refuse_if_unusable(target: _Target, now: datetime) -> None:
-    v, c = target.voucher, target.campaign
-    why = refusal(
-        state=v.state,
-        start_date=v.start_date,
-        expiration_date=v.expiration_date,
-        campaign_active=c.active,
-        timezone=c.timezone,
-        timeframe=c.validity_timeframe,
-        days_of_week=c.validity_day_of_week,
-        hours=c.validity_hours,
-        now=now,
-    )
-    if why is not None:
-        raise NotRedeemable(why.detail, field="code", code=why.code)
-    if v.redemption_quantity is not None and v.redeemed_quantity >= v.redemption_quantity:
-        raise NotRedeemable(
-            "the voucher has no redemptions left", field="code", code="quantity_exceeded"
-        )
-
-
-def _plan(target: _Target, body: RedeemableRequest) -> Plan:
-    v = target.voucher
-    order = body.order
-    order_amount = order.amount if order else None
-    if v.type == "DISCOUNT":
-        if body.amount is not None:
-            raise InvalidInput(
-                "a DISCOUNT voucher takes no amount; send order.amount", field="amount"
-            )
-        discount = target.campaign.discount or {}
-        amount = discount_for(
-            discount,
-            order_amount,
-            [i.model_dump() for i in order.items] if order and order.items else None,
-        )
-        if discount.get("type") == "UNIT" and amount is None:
-            raise NotRedeemable(
-                f"the order has no {discount['unit_type']} item for this unit discount",
-                field="order.items",
-                code="order_rules_violated",
-            )
-        return Plan(spend=None, discount_amount=amount)
-    balance = v.balance or 0
-    if v.type == "CASH":
-        if body.amount is not None and body.amount != balance:
-            raise InvalidInput(
-                f"a CASH voucher is redeemed once for its whole value of {balance}", field="amount"
-            )
-        return Plan(spend=balance, discount_amount=None)
-    if body.amount is not None:
-        spend = body.amount
-    elif order_amount is not None:
-        spend = min(balance, order_amount)
-    else:
-        raise InvalidInput("say how much to take: amount, or order.amount", field="amount")
-    if spend <= 0:
-        raise InvalidInput("nothing to take: the order amount is zero", field="order.amount")
-    if spend > balance:
-        raise NotRedeemable(
-            f"the balance of {balance} does not cover {spend}",
-            field="amount",
-            code="insufficient_balance",
-            extra={"balance": balance},
-        )
-    return Plan(spend=spend, discount_amount=None)
 
 
 def validate(db: Database, caller: Caller, body: ValidateRequest) -> ValidationResult:
     """Would this redemption succeed now, and what would it give? Changes nothing."""
     caller.require("redeem")
     now = db.now()
-    order_amount = body.order.amount if body.order else None
     with db.unit_of_work(write=False) as session:
-        try:
-            target = _find_target(session, caller.tenant_id, body.code)
-        except NotFound as exc:
-            return ValidationResult(False, "not_found", exc.detail, None, None, order_amount)
-    record = VoucherRecord(target.voucher, target.campaign.name, campaign=target.campaign)
-    shown = present_voucher(record, now=now, base_url=db.settings.public_base_url)
-    try:
-        _refuse_if_unusable(target, now)
-        plan = _plan(target, body)
-    except (NotRedeemable, InvalidInput) as exc:
-        return ValidationResult(False, exc.code, exc.detail, shown, None, order_amount, record)
-    return ValidationResult(True, None, None, shown, plan, order_amount, record)
-
-
-def _debit(
-    session: Session, voucher: Voucher, plan: Plan, now: datetime
-) -> Row[int | None, int, str] | None:
-    """The check and the spend in one statement; None when the voucher no longer allows it."""
-    spend = plan.spend or 0
-    used_up = or_(
-        Voucher.balance - spend == 0 if plan.spend is not None else False,
-        (Voucher.redemption_quantity.is_not(None))
-        & (Voucher.redeemed_quantity + 1 >= Voucher.redemption_quantity),
-    )
-    conditions = [
-        Voucher.id == voucher.id,
-        Voucher.state == "ACTIVE",
-        or_(
-            Voucher.redemption_quantity.is_(None),
-            Voucher.redeemed_quantity < Voucher.redemption_quantity,
-        ),
-    ]
-    values: dict[str, Any] = {
-        "redeemed_quantity": Voucher.redeemed_quantity + 1,
-        "state": case((used_up, "REDEEMED"), else_=Voucher.state),
-        "updated_at": now,
-    }
-    if plan.spend is not None:
-        conditions.append(Voucher.balance >= spend)
-        values["balance"] = Voucher.balance - spend
-    row: Row[int | None, int, str] | None = session.execute(
-        update(Voucher)
-        .where(*conditions)
-        .values(**values)
-        .returning(Voucher.balance, Voucher.redeemed_quantity, Voucher.state)
-        .execution_options(synchronize_session=False)
-    ).first()
-    return row
-
-
-def _why_debit_failed(session: Session, voucher: Voucher, plan: Plan) -> NotRedeemable:
-    state, balance, redeemed, quantity = session.execute(
-        select(
-            Voucher.state, Voucher.balance, Voucher.redeemed_quantity, Voucher.redemption_quantity
-        ).where(Voucher.id == voucher.id)
-    ).one()
-    if state != "ACTIVE":
-        return NotRedeemable(
-            f"the voucher is {state}", field="code", code=f"voucher_{state.lower()}"
-        )
-    if quantity is not None and redeemed >= quantity:
-        return NotRedeemable(
-            "the voucher has no redemptions left", field="code", code="quantity_exceeded"
-        )
-    return NotRedeemable(
-        f"the balance of {balance} does not cover {plan.spend}",
-        field="amount",
-        code="insufficient_balance",
-        extra={"balance": balance},
-    )
-
-
-_REDEMPTION_COLUMNS = (
-    "id", "tenant_id", "voucher_id", "status", "amount", "order_amount", "order_reference",
-    "merchant_ref", "store_ref", "customer_ref", "metadata", "created_at",
-)  # fmt: skip
-_REDEMPTION_TABLE = cast(Table, Redemption.__table__)
-# PostgreSQL: the redemption, its ledger entry and its event in one round trip, after the
-# conditional UPDATE (``_debit``) has already taken the money.
-_RECORD_ON_POSTGRESQL = text(
-    "WITH r AS (INSERT INTO redemption ("
-    + ", ".join(_REDEMPTION_COLUMNS)
-    + ") VALUES ("
-    + ", ".join(
-        "CAST(:metadata AS jsonb)" if c == "metadata" else f":{c}" for c in _REDEMPTION_COLUMNS
-    )
-    + ") RETURNING id), "
-    "ledger AS (INSERT INTO ledger_entry "
-    "(tenant_id, voucher_id, delta, kind, redemption_id, created_at) "
-    "SELECT :tenant_id, :voucher_id, -CAST(:spend AS bigint), 'REDEMPTION', id, :created_at "
-    "FROM r WHERE CAST(:spend AS bigint) > 0) "
-    "INSERT INTO voucher_event (tenant_id, voucher_id, campaign_id, kind, actor, data, created_at) "
-    "SELECT :tenant_id, :voucher_id, :campaign_id, 'redeemed', :actor, CAST(:event_data AS jsonb), "
-    ":created_at FROM r"
-)
-_RECORD_REDEMPTION_ON_SQLITE = insert(_REDEMPTION_TABLE)
-_RECORD_LEDGER_ON_SQLITE = insert(cast(Table, LedgerEntry.__table__))
-_RECORD_EVENT_ON_SQLITE = insert(cast(Table, VoucherEvent.__table__))
-
-
-def _record_redemption(
-    session: Session, redemption: Redemption, *, spend: int, campaign_id: str, actor: str
-) -> None:
-    """Write the redemption, the ledger entry for what it took, and its event.
-
-    Prebuilt statements executed with parameters: building ORM statements per request cost
-    more CPU than the database spent on the rows.
-    """
-    params: dict[str, Any] = {
-        column: getattr(redemption, "metadata_" if column == "metadata" else column)
-        for column in _REDEMPTION_COLUMNS
-    }
-    event = {"redemption_id": redemption.id, "amount": redemption.amount}
-    if is_postgresql(session):
-        if params["metadata"] is not None:
-            params["metadata"] = json.dumps(params["metadata"])
-        params.update(
-            spend=spend, campaign_id=campaign_id, actor=actor, event_data=json.dumps(event)
-        )
-        session.execute(_RECORD_ON_POSTGRESQL, params)
-        return
-    session.execute(_RECORD_REDEMPTION_ON_SQLITE, params)
-    if spend:
-        session.execute(
-            _RECORD_LEDGER_ON_SQLITE,
-            {
-                "tenant_id": redemption.tenant_id,
-                "voucher_id": redemption.voucher_id,
-                "delta": -spend,
-                "kind": "REDEMPTION",
-                "redemption_id": redemption.id,
-                "created_at": redemption.created_at,
-            },
-        )
-    session.execute(
-        _RECORD_EVENT_ON_SQLITE,
-        {
-            "tenant_id": redemption.tenant_id,
-            "voucher_id": redemption.voucher_id,
-            "campaign_id": campaign_id,
-            "kind": "redeemed",
-            "actor": actor,
-            "data": event,
-            "created_at": redemption.created_at,
-        },
-    )
+        return steps.judge(session, caller, body, now, db.settings.public_base_url)
 
 
 def redeem(
@@ -304,46 +54,11 @@ def redeem(
     now = db.now()
     with db.unit_of_work() as session:
         idempotency.claim(session, db, caller.tenant_id, idem)
-        target = _find_target(session, caller.tenant_id, body.code)
-        _refuse_if_unusable(target, now)
-        plan = _plan(target, body)
-        voucher = target.voucher
-        debited = _debit(session, voucher, plan, now)
-        if debited is None:
-            raise _why_debit_failed(session, voucher, plan)
-        redemption = Redemption(
-            id=new_id("r"),
-            tenant_id=caller.tenant_id,
-            voucher_id=voucher.id,
-            status="SUCCEEDED",
-            amount=plan.spend if plan.spend is not None else plan.discount_amount,
-            order_amount=body.order.amount if body.order else None,
-            order_reference=body.order.reference if body.order else None,
-            merchant_ref=body.merchant_ref,
-            store_ref=body.store_ref,
-            customer_ref=body.customer_ref,
-            metadata_=body.metadata,
-            created_at=now,
-        )
-        _record_redemption(
-            session,
-            redemption,
-            spend=plan.spend or 0,
-            campaign_id=voucher.campaign_id,
-            actor=caller.key_id,
-        )
-        idempotency.bind_effect(session, caller.tenant_id, idem, "redemption", redemption.id)
+        record = steps.spend(session, caller, body, now)
+        idempotency.bind_effect(session, caller.tenant_id, idem, "redemption", record.redemption.id)
         session.commit()
     metrics.redemption("redeem")
-    balance, redeemed, state = debited
-    # The UPDATE bypassed the loaded voucher; show it as the spend left it, without a re-read.
-    changed = {"balance": balance, "redeemed_quantity": redeemed, "state": state, "updated_at": now}
-    for name, value in changed.items():
-        set_committed_value(voucher, name, value)
-    shown = VoucherRecord(voucher, target.campaign.name, campaign=target.campaign)
-    return RedemptionRecord(
-        redemption, voucher.code, state, balance, redeemed, voucher.currency, voucher=shown
-    )
+    return record
 
 
 def rollback(
@@ -539,11 +254,10 @@ def number_redemptions(
     """
     query = _with_voucher(caller.tenant_id)
     if voucher is not None:
-        query = query.where(or_(Voucher.code == voucher, Voucher.id == voucher))
+        query = query.where(voucher_named(voucher))
     if campaign is not None:
         named = select(Campaign.id).where(
-            Campaign.tenant_id == caller.tenant_id,
-            or_(Campaign.id == campaign, Campaign.name == campaign),
+            Campaign.tenant_id == caller.tenant_id, campaign_named(campaign)
         )
         query = query.where(Voucher.campaign_id.in_(named))
     if customer is not None:

@@ -6,43 +6,30 @@ refusal of any voucher (or a failure between two of them) leaves no voucher spen
 redemption recorded. A stacked validation judges each voucher on its own against the whole
 order and adds up what they would take off it; it changes nothing.
 
-The steps (find, judge, plan, debit, record) are redemptions.service's, the ones ``redeem``
-runs for a single voucher.
+The steps (judge, spend) are ``redemptions/steps.py``'s, the ones a single redemption runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.customers.resolve import customer_ref
 from voucherd.db.engine import Database
-from voucherd.errors import ErrorCode, InvalidInput, NotFound, NotRedeemable
+from voucherd.errors import InvalidInput
 from voucherd.idempotency import service as idempotency
-from voucherd.ids import new_id
 from voucherd.observability import metrics
-from voucherd.redemptions.models import Redemption
+from voucherd.redemptions import steps
 from voucherd.redemptions.schemas import (
     RedeemRequest,
     RedemptionRecord,
     ValidateRequest,
     ValidationResult,
 )
-from voucherd.redemptions.service import (
-    _debit,
-    _find_target,
-    _plan,
-    _record_redemption,
-    _refuse_if_unusable,
-    _why_debit_failed,
-)
-from voucherd.vouchers.schemas import VoucherRecord, present_voucher
 
 # How many vouchers one stacked request may name (Voucherify's own limit).
 MAX_STACKED = 30
@@ -77,7 +64,8 @@ def validate_stacked(
     now = db.now()
     with db.unit_of_work(write=False) as session:
         ref = _customer_ref(session, caller, customer)
-        results = [_judge(session, caller, _for(item, ref), now, db) for item in items]
+        base_url = db.settings.public_base_url
+        results = [steps.judge(session, caller, _for(i, ref), now, base_url) for i in items]
     taken = sum(
         (r.plan.discount_amount or 0) + (r.plan.spend or 0)
         for r in results
@@ -105,7 +93,7 @@ def redeem_stacked(
         ref = _customer_ref(session, caller, customer)
         records: list[RedemptionRecord] = []
         for item in items:
-            record = redeem_in(session, caller, _for(item, ref), now)
+            record = steps.spend(session, caller, _for(item, ref), now)
             if any(r.redemption.voucher_id == record.redemption.voucher_id for r in records):
                 # The same voucher by its code and by its id.
                 raise InvalidInput("a voucher is given more than once", field="redeemables")
@@ -117,65 +105,6 @@ def redeem_stacked(
     for _ in records:
         metrics.redemption("redeem")
     return records
-
-
-def redeem_in(
-    session: Session, caller: Caller, body: RedeemRequest, now: datetime
-) -> RedemptionRecord:
-    """One voucher's redemption, a step of the caller's transaction (it never commits)."""
-    target = _find_target(session, caller.tenant_id, body.code)
-    _refuse_if_unusable(target, now)
-    plan = _plan(target, body)
-    voucher = target.voucher
-    debited = _debit(session, voucher, plan, now)
-    if debited is None:
-        raise _why_debit_failed(session, voucher, plan)
-    redemption = Redemption(
-        id=new_id("r"),
-        tenant_id=caller.tenant_id,
-        voucher_id=voucher.id,
-        status="SUCCEEDED",
-        amount=plan.spend if plan.spend is not None else plan.discount_amount,
-        order_amount=body.order.amount if body.order else None,
-        order_reference=body.order.reference if body.order else None,
-        merchant_ref=body.merchant_ref,
-        store_ref=body.store_ref,
-        customer_ref=body.customer_ref,
-        metadata_=body.metadata,
-        created_at=now,
-    )
-    _record_redemption(
-        session, redemption, spend=plan.spend or 0, campaign_id=voucher.campaign_id,
-        actor=caller.key_id,
-    )  # fmt: skip
-    balance, redeemed, state = debited
-    # The UPDATE bypassed the loaded voucher; show it as the spend left it, without a re-read.
-    changed = {"balance": balance, "redeemed_quantity": redeemed, "state": state, "updated_at": now}
-    for name, value in changed.items():
-        set_committed_value(voucher, name, value)
-    shown = VoucherRecord(voucher, target.campaign.name, campaign=target.campaign)
-    return RedemptionRecord(
-        redemption, voucher.code, state, balance, redeemed, voucher.currency, voucher=shown
-    )
-
-
-def _judge(
-    session: Session, caller: Caller, body: ValidateRequest, now: datetime, db: Database
-) -> ValidationResult:
-    """One voucher's validation, as ``redemptions.service.validate`` judges it."""
-    order_amount = body.order.amount if body.order else None
-    try:
-        target = _find_target(session, caller.tenant_id, body.code)
-    except NotFound as exc:
-        return ValidationResult(False, ErrorCode.NOT_FOUND, exc.detail, None, None, order_amount)
-    record = VoucherRecord(target.voucher, target.campaign.name, campaign=target.campaign)
-    shown = present_voucher(record, now=now, base_url=db.settings.public_base_url)
-    try:
-        _refuse_if_unusable(target, now)
-        plan = _plan(target, body)
-    except (NotRedeemable, InvalidInput) as exc:
-        return ValidationResult(False, exc.code, exc.detail, shown, None, order_amount, record)
-    return ValidationResult(True, None, None, shown, plan, order_amount, record)
 
 
 _Item = TypeVar("_Item", ValidateRequest, RedeemRequest)

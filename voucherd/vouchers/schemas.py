@@ -23,6 +23,7 @@ from voucherd.fields import (
     Timestamp,
     VoucherCode,
 )
+from voucherd.pages.urls import barcode_url, page_url, qr_url
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.validity import effective_state
 
@@ -163,11 +164,11 @@ def present_voucher(record: VoucherRecord, *, now: datetime, base_url: str) -> d
         "category": v.category,
         "additional_info": v.additional_info,
         "metadata": v.metadata_,
-        "page_url": f"{base_url}/v/{v.public_token}",
+        "page_url": page_url(base_url, v.public_token),
         # Voucherify's image URLs of the code (voucherd.pages draws them).
         "assets": {
-            "qr": {"url": f"{base_url}/v/{v.public_token}/qr.svg"},
-            "barcode": {"url": f"{base_url}/v/{v.public_token}/barcode.svg"},
+            "qr": {"url": qr_url(base_url, v.public_token)},
+            "barcode": {"url": barcode_url(base_url, v.public_token)},
         },
         "created_at": v.created_at,
         "updated_at": v.updated_at,

@@ -8,39 +8,17 @@ from typing import Any
 from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
+from voucherd.campaigns.lookup import campaign_named, find_campaign
 from voucherd.campaigns.models import Campaign
-from voucherd.campaigns.service import find_campaign
-from voucherd.codes.generator import is_mistyped
 from voucherd.customers.models import Customer
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, InvalidInput, NotFound
-from voucherd.guard import service as guard
+from voucherd.errors import Conflict, InvalidInput
 from voucherd.pagination import Page, page_of
 from voucherd.publications.pool import publication_entries
+from voucherd.vouchers.lookup import find_voucher
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 from voucherd.vouchers.schemas import VoucherFilters, VoucherRecord
-
-
-def find_voucher(session: Session, tenant_id: str, ref: str) -> VoucherRecord:
-    """A voucher by id or code, within the tenant; another tenant's voucher is not found.
-
-    One of the guard's choke points (voucherd/guard): a typo of a default code is refused
-    before the database is asked and not counted; a caller refused for guessing is refused
-    here; a miss is counted against the caller's key and address.
-    """
-    if is_mistyped(ref):
-        raise NotFound("no such voucher", field="voucher")
-    guard.before_lookup()
-    row = session.execute(
-        select(Voucher, Campaign)
-        .join(Campaign, Campaign.id == Voucher.campaign_id)
-        .where(Voucher.tenant_id == tenant_id, or_(Voucher.id == ref, Voucher.code == ref))
-    ).first()
-    if row is None:
-        guard.failed_lookup()
-        raise NotFound("no such voucher", field="voucher")
-    return VoucherRecord(row[0], row[1].name, campaign=row[1])
 
 
 def get_voucher(db: Database, caller: Caller, ref: str) -> VoucherRecord:
@@ -110,7 +88,7 @@ def number_vouchers(
         .where(Voucher.tenant_id == caller.tenant_id)
     )
     for campaign in campaigns:
-        query = query.where(or_(Campaign.id == campaign, Campaign.name == campaign))
+        query = query.where(campaign_named(campaign))
     if customer is not None:
         holders = select(Customer.id).where(
             Customer.tenant_id == caller.tenant_id,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
 from voucherd.errors import InvalidInput, NotFound
@@ -21,8 +21,9 @@ from voucherd.operations import steps
 from voucherd.operations.models import Operation
 from voucherd.operations.service import start_operation
 from voucherd.operations.steps import Run
-from voucherd.vouchers.issue import _campaign_for_issue, _terms, mint_in_session
+from voucherd.vouchers.mint import mint_in_session
 from voucherd.vouchers.schemas import MintVouchers
+from voucherd.vouchers.terms import campaign_for_issue, issue_terms
 
 MINT_KIND = "mint"
 MINT_STEP = 10_000  # vouchers per step: a few seconds of work, well inside a lease
@@ -45,8 +46,8 @@ def start_mint(
     now = db.now()
     with db.unit_of_work() as session:
         idempotency.claim(session, db, caller.tenant_id, idem)
-        campaign, _ = _campaign_for_issue(session, caller.tenant_id, campaign_ref)
-        _terms(campaign, body.value, body, now)
+        campaign, _ = campaign_for_issue(session, caller.tenant_id, campaign_ref)
+        issue_terms(campaign, body.value, body, now)
         operation = start_operation(
             session,
             tenant_id=caller.tenant_id,

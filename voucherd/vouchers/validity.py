@@ -5,32 +5,12 @@ Every rule is evaluated in the campaign's time zone. Voucherify numbers days 0 =
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-_DURATION = re.compile(
-    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?$"
-)
-
-
-def parse_duration(text: str) -> timedelta:
-    """An ISO 8601 duration in weeks, days, hours, minutes and seconds.
-
-    Months and years are refused: their length varies, so "every month" is not a fixed
-    interval a window can repeat on.
-    """
-    match = _DURATION.fullmatch(text)  # not match(): "$" would let a trailing newline in
-    if not match or text in ("P", "PT") or text.endswith("T"):
-        raise ValueError(
-            "must be an ISO 8601 duration in weeks, days, hours, minutes or seconds "
-            "(e.g. PT1H, P2D, P1W)"
-        )
-    parts = {name: int(value) for name, value in match.groupdict().items() if value}
-    return timedelta(**parts)
+from voucherd.campaigns.validity import parse_duration
 
 
 def end_of_local_day(moment: datetime, tz: ZoneInfo) -> datetime:

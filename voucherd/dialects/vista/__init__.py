@@ -3,7 +3,7 @@
 Translation only: each endpoint renames Vista's fields to the native bodies' (orders.schemas),
 calls the use case the native API calls (``create_client``, ``place_order``,
 ``create_distribution``, ``resolve_tokens``) and answers in Vista's shapes. Where the seed is
-silent, these are the choices, each tested in tests/test_dialect_vista.py (errors in errors.py,
+silent, these are the choices, each tested in tests/dialects/test_vista.py (errors in errors.py,
 bodies in bodies.py):
 
 * **Credentials**: ``Authorization: Bearer <token>``, the voucherd API token ``voucherd keys
@@ -73,7 +73,7 @@ from fastapi import APIRouter, Request, Response, Security
 from voucherd.api.deps import BEARER
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import dumps, respond_created
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.dialects import kit
 from voucherd.dialects.vista import bodies

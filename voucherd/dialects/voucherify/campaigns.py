@@ -14,6 +14,7 @@ from voucherd.dialects.voucherify.errors import BODY_REQUIRED, VoucherifyRoute
 from voucherd.dialects.voucherify.vouchers import Vf
 from voucherd.errors import InvalidInput, NotFound
 from voucherd.operations import service as operations
+from voucherd.vouchers import mint
 from voucherd.vouchers.issue import issue_voucher
 from voucherd.vouchers.tasks import MINT_KIND, start_mint
 
@@ -31,7 +32,7 @@ def create_campaign(
         raise InvalidInput("give the campaign, with at least its name", field="name")
     request = translate.campaign(body, db.settings.voucherify_currency)
     with translate.named_as_sent(translate.CAMPAIGN_FIELDS):
-        created = campaigns.create_campaign(db, caller, request, idem=idem)
+        created = mint.create_campaign(db, caller, request, idem=idem)
     shown = shapes.campaign(created, vouchers_count=body.vouchers_count or 0)
     return respond_created(db, caller, idem, shown, status=200)
 

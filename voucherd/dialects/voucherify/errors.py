@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 
 from voucherd.api.deps import BEARER, get_db
 from voucherd.api.responses import json_response
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.dialects import kit
 from voucherd.dialects.routing import FaceRoute
 from voucherd.errors import DomainError, ErrorCode

@@ -40,7 +40,7 @@ from pydantic import Field
 
 from voucherd.api.deps import DB, Idem
 from voucherd.api.responses import respond_created
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.dialects import kit
 from voucherd.dialects.voucherify import shapes

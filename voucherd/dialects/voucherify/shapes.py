@@ -18,6 +18,7 @@ from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import DEFAULT_ALPHABET, DEFAULT_CODE_LENGTH
 from voucherd.customers.models import Customer
 from voucherd.operations.models import COMPLETED, FAILED, Operation
+from voucherd.pages.urls import page_url
 from voucherd.publications.schemas import PublicationRecord
 from voucherd.redemptions.schemas import RedemptionRecord, ValidationResult, VoucherRedemptions
 from voucherd.vouchers.schemas import VoucherRecord
@@ -94,7 +95,7 @@ def voucher(record: VoucherRecord, *, base_url: str) -> dict[str, Any]:
         redemption["redeemed_points"] = amount - balance
     elif kind in ("GIFT", "CASH"):
         redemption["redeemed_amount"] = amount - balance
-    page = f"{base_url}/v/{v.public_token}"
+    page = page_url(base_url, v.public_token)
     return {
         "id": v.id,
         "code": v.code,

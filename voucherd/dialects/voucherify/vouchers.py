@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from voucherd.api.deps import DB, Idem
 from voucherd.api.responses import json_response, respond_created
-from voucherd.auth.service import Caller
+from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.dialects.voucherify import bodies, shapes, translate
 from voucherd.dialects.voucherify.errors import BODY_REQUIRED, VoucherifyRoute, voucherify_caller
 from voucherd.errors import Conflict, ErrorCode, InvalidInput
 from voucherd.publications import service as publications
+from voucherd.publications.publish import publish
 from voucherd.publications.schemas import PublicationFilters
 from voucherd.vouchers import service as vouchers
 from voucherd.vouchers.schemas import VoucherRecord
@@ -106,7 +107,7 @@ def create_publication(
     request = translate.publish(body).model_copy(update={"join_once": join_once})
     base_url = db.settings.public_base_url
     try:
-        published = publications.publish(db, caller, request, idem=idem)
+        published = publish(db, caller, request, idem=idem)
     except Conflict as exc:
         # Voucherify's join_once: "a particular person gets only one and always the same code
         # even if the app sends multiple publication requests". A repeat answers the customer's
