@@ -25,6 +25,7 @@ from voucherd.dialects.doors import DOORS
 from voucherd.exports.routes import router as exports_router
 from voucherd.guard.middleware import GuardRequests
 from voucherd.guard.service import Guard
+from voucherd.imports.routes import router as imports_router
 from voucherd.observability.middleware import ObserveRequests
 from voucherd.observability.routes import router as metrics_router
 from voucherd.operations.routes import router as operations_router
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         publications_router,
         delivery_router,
         exports_router,
+        imports_router,
         operations_router,
         orders_router,
         pages_router,

@@ -21,6 +21,7 @@ from voucherd.delivery.cli import deliveries
 from voucherd.demo import demo
 from voucherd.errors import DomainError
 from voucherd.exports.cli import export
+from voucherd.imports.cli import import_vouchers
 
 app = typer.Typer(help="voucherd: a self-hosted voucher platform.", no_args_is_help=True)
 tenants = typer.Typer(help="Tenants: the businesses this deployment serves.", no_args_is_help=True)
@@ -34,6 +35,7 @@ guard = typer.Typer(help="The guard: callers caught guessing codes.", no_args_is
 app.add_typer(guard, name="guard")
 app.add_typer(operators, name="operators")
 app.command()(export)
+app.command("import")(import_vouchers)
 app.command()(demo)
 console = Console(stderr=True)
 

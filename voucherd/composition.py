@@ -36,6 +36,9 @@ from voucherd.exports.tasks import export_step
 from voucherd.guard import models as guard_models
 from voucherd.idempotency import models as idempotency_models
 from voucherd.idempotency.service import Renderer
+from voucherd.imports import models as imports_models
+from voucherd.imports.service import IMPORT_KIND
+from voucherd.imports.tasks import import_step
 from voucherd.observability.collector import GaugeReader
 from voucherd.operations import models as operations_models
 from voucherd.operations import runner
@@ -80,6 +83,7 @@ TABLE_MODULES = (
     delivery_models,
     guard_models,
     idempotency_models,
+    imports_models,
     operations_models,
     orders_models,
     publications_models,
@@ -92,6 +96,7 @@ TABLE_MODULES = (
 
 HANDLERS: dict[str, runner.Handler] = {
     "export": export_step,
+    IMPORT_KIND: import_step,
     MINT_KIND: mint_step,
     ORDER_KIND: order_step,
     DISTRIBUTION_KIND: distribution_step,

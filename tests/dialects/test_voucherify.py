@@ -1017,9 +1017,9 @@ class TestCredentialsAndShapes:
         assert_error(broken, 400, "invalid_payload")
         assert_error(api.get("/v1/nothing-here", headers=pair(tenant)), 404, "not_found")
         # A path voucherd serves, with a method it does not take: 405 naming the methods.
-        refused = api.delete("/v1/vouchers/x", headers=pair(tenant))
+        refused = api.put("/v1/vouchers/x", headers=pair(tenant))
         assert_error(refused, 405, "method_not_allowed")
-        assert refused.headers["Allow"] == "GET, HEAD"
+        assert refused.headers["Allow"] == "DELETE, GET, HEAD, POST"
 
     def test_idempotency_key_replays_the_voucherify_answer(
         self, api: TestClient, tenant: Tenant, gift_card: str

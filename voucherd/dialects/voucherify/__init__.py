@@ -64,7 +64,7 @@ from voucherd.api.deps import ONE_VALUE_PER_QUERY_PARAMETER, json_content_type
 from voucherd.api.methods import allowed_methods
 from voucherd.api.openapi import face_responses
 from voucherd.api.responses import json_response
-from voucherd.dialects.voucherify import campaigns, customers, redemptions, vouchers
+from voucherd.dialects.voucherify import campaigns, customers, imports, redemptions, vouchers
 from voucherd.dialects.voucherify.errors import (
     ERROR_SCHEMA,
     VoucherifyRoute,
@@ -77,7 +77,14 @@ router = APIRouter(
     responses=face_responses("VoucherifyError", ERROR_SCHEMA, 400, 401, 403, 404, 409, 429, 503),
     dependencies=ONE_VALUE_PER_QUERY_PARAMETER,
 )
-for part in (campaigns.router, vouchers.router, redemptions.router, customers.router):
+# Imports first: its POST /v1/vouchers/import must not be read as a voucher code.
+for part in (
+    imports.router,
+    campaigns.router,
+    vouchers.router,
+    redemptions.router,
+    customers.router,
+):
     router.include_router(
         part, dependencies=[Depends(voucherify_query), Depends(json_content_type)]
     )

@@ -13,6 +13,7 @@ from voucherd.dialects.voucherify import bodies, shapes, translate
 from voucherd.dialects.voucherify.errors import BODY_REQUIRED, VoucherifyRoute
 from voucherd.dialects.voucherify.vouchers import Vf
 from voucherd.errors import InvalidInput, NotFound
+from voucherd.imports.service import IMPORT_KIND
 from voucherd.operations import service as operations
 from voucherd.vouchers import mint
 from voucherd.vouchers.issue import issue_voucher
@@ -78,6 +79,6 @@ def add_vouchers(
 @router.get("/v1/async-actions/{asyncActionId}", summary="Voucherify: Get Async Action")
 def get_async_action(asyncActionId: str, db: DB, caller: Vf) -> Response:
     operation = operations.get_operation(db, caller, shapes.operation_id(asyncActionId))
-    if operation.kind != MINT_KIND:  # other operations belong to other faces
+    if operation.kind not in (MINT_KIND, IMPORT_KIND):  # others belong to other faces
         raise NotFound("no such async action", field="operation")
     return json_response(shapes.async_action(operation, now=db.now()))

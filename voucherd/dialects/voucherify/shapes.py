@@ -17,6 +17,7 @@ from urllib.parse import quote
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import DEFAULT_ALPHABET, DEFAULT_CODE_LENGTH
 from voucherd.customers.models import Customer
+from voucherd.imports.service import IMPORT_KIND
 from voucherd.operations.models import COMPLETED, FAILED, Operation
 from voucherd.pages.urls import page_url
 from voucherd.publications.schemas import PublicationRecord
@@ -458,15 +459,18 @@ def async_action(op: Operation, *, now: datetime) -> dict[str, Any]:
     progress = 100 if op.status == COMPLETED else (op.done * 100 // op.total if op.total else 0)
     end = op.finished_at or now
     result: dict[str, Any] = {"done": op.done, "total": op.total}
+    imported = op.kind == IMPORT_KIND
     if op.status == COMPLETED:
         result["message"] = (
-            f"{op.done} voucher(s) added to campaign {op.parameters.get('campaign')}"
+            f"{op.done} voucher(s) imported"
+            if imported
+            else f"{op.done} voucher(s) added to campaign {op.parameters.get('campaign')}"
         )
     if op.status == FAILED:
         result["message"] = op.last_error
     return {
         "id": async_action_id(op.id),
-        "type": "CAMPAIGN.VOUCHERS_GENERATION",
+        "type": "VOUCHERS.IMPORT" if imported else "CAMPAIGN.VOUCHERS_GENERATION",
         "status": status,
         "operation_status": outcome,
         "created_at": op.created_at,

@@ -1,0 +1,184 @@
+"""Importing live vouchers through the import operation, against the mint of the same count.
+
+A CSV of N vouchers is generated first (its own codes, a third of them partly spent so they
+carry a second ledger entry, the four stored states in turn; ``--holders`` gives every tenth a
+customer and a publication). Then, on a fresh migrated PostgreSQL database, in a child process
+whose peak resident memory (``VmHWM``) is sampled: ``imports.service.start_import`` stores the
+file as the API does, and the operation's handler runs it to the end as a worker would
+(``composition.run_due_operations``). Printed: the seconds of each half, the rows per second,
+the peak RSS, and the ratio of the import's time to ``voucherd campaigns mint`` of the same
+count into a GIFT campaign on the same database (bench/mint.py's run).
+
+    python -m bench.imports [--count 1000000] [--holders]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+if __package__ in (None, ""):  # run as ``python bench/imports.py``
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common
+from bench.mint import VALUE, mint_with_voucherd
+
+TARGET_MB = 300.0
+
+
+def write_file(path: Path, count: int, *, holders: bool) -> None:
+    states = ("ACTIVE", "DISABLED", "CANCELLED", "REDEEMED")
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        columns = ["code", "value", "balance", "state", "expiration_date"]
+        if holders:
+            columns += ["customer_source_id", "customer_email", "published_at", "channel"]
+        writer.writerow(columns)
+        for i in range(count):
+            state = states[i % 4]
+            balance = 0 if state == "REDEEMED" else (VALUE - 1234 if i % 3 == 0 else VALUE)
+            row: list[object] = [f"LEGACY-{i:09d}", VALUE, balance, state, "2030-12-31"]
+            if holders:
+                held = i % 10 == 0
+                row += (
+                    [f"cust-{i}", f"c{i}@example.com", "2026-01-02T03:04:05Z", "email"]
+                    if held
+                    else ["", "", "", ""]
+                )
+            writer.writerow(row)
+
+
+def child(url: str, tenant_id: str, campaign: str, file: str) -> None:
+    """The import itself, in this process: store the file, then run the operation."""
+    from voucherd.auth.caller import Caller
+    from voucherd.composition import run_due_operations
+    from voucherd.imports.reader import FileFormat
+    from voucherd.imports.service import start_import
+    from voucherd.operations.service import get_operation
+
+    db = common.open_database(url, pool_size=2)
+    caller = Caller(tenant_id, "bench", frozenset({"issue"}))
+    started = time.perf_counter()
+    with open(file, "rb") as source:
+        operation = start_import(db, caller, campaign, source, file_format=FileFormat.CSV)
+    stored = time.perf_counter() - started
+    while run_due_operations(db, "bench", threading.Event()):
+        pass
+    seconds = time.perf_counter() - started
+    done = get_operation(db, caller, operation.id)
+    db.dispose()
+    result = done.result or {}
+    report = {
+        "status": done.status,
+        "store_seconds": stored,
+        "seconds": seconds,
+        "imported": result.get("imported"),
+        "rejected": result.get("rejected"),
+    }
+    sys.stdout.write(json.dumps(report) + "\n")
+
+
+def _high_water_kb(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_child(
+    url: str, tenant_id: str, campaign: str, file: Path
+) -> tuple[dict[str, object], float]:
+    env = {**os.environ, "VOUCHERD_LOG_LEVEL": "WARNING"}
+    command = [sys.executable, "-m", "bench.imports", "--child", url, tenant_id, campaign]
+    command.append(str(file))
+    peak_kb = 0
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=log)
+        try:
+            for _ in itertools.count():
+                if process.poll() is not None:
+                    break
+                peak_kb = max(peak_kb, _high_water_kb(process.pid))
+                time.sleep(0.02)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        if process.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"the import failed:\n{log.read().decode()[-4000:]}")
+        out.seek(0)
+        return json.loads(out.read()), peak_kb / 1024
+
+
+def _check(url: str, campaign: str) -> str:
+    with psycopg.connect(common.libpq_url(url)) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE v.balance <> l.total) FROM voucher v "
+            "JOIN (SELECT voucher_id, sum(delta) AS total FROM ledger_entry GROUP BY voucher_id)"
+            " l ON l.voucher_id = v.id WHERE v.campaign_id = %s",
+            (campaign,),
+        ).fetchone()
+    assert row is not None
+    return f"{row[0]:,} vouchers with a ledger; {row[1]:,} whose balance differs from it"
+
+
+def main(argv: list[str] | None = None) -> int:
+    command = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    command.add_argument("--count", type=int, default=1_000_000, help="rows to import")
+    command.add_argument("--holders", action="store_true", help="every tenth row has a holder")
+    command.add_argument("--child", nargs=4, metavar=("URL", "TENANT", "CAMPAIGN", "FILE"))
+    args = command.parse_args(argv)
+    if args.child:
+        child(*args.child)
+        return 0
+    print(f"imports: {common.machine_line(common.server_url())}")
+    print(f"load average before: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "vouchers.csv"
+        write_file(file, args.count, holders=args.holders)
+        size_mb = file.stat().st_size / 1e6
+        print(f"{args.count:,} rows, {size_mb:,.0f} MB of CSV")
+        with common.bench_database() as url:
+            db = common.open_database(url)
+            try:
+                tenant = common.make_tenant(db)
+                minted_into = common.make_gift_campaign(db, tenant, value=VALUE)
+                imported_into = common.make_gift_campaign(db, tenant, value=VALUE)
+            finally:
+                db.dispose()
+            common.reset_tables(url)
+            minted = mint_with_voucherd(url, tenant, minted_into, args.count)
+            print(f"  mint: {minted.seconds:.2f} s, peak RSS {minted.peak_mb:,.0f} MB")
+            common.reset_tables(url)
+            report, peak_mb = run_child(url, tenant.id, imported_into, file)
+            seconds = float(report["seconds"])  # type: ignore[arg-type]
+            print(
+                f"  import: {report['status']}, {report['imported']:,} imported, "
+                f"{report['rejected']} refused; {seconds:.2f} s "
+                f"(storing the file {float(report['store_seconds']):.2f} s), "  # type: ignore[arg-type]
+                f"{args.count / seconds:,.0f} rows/s, peak RSS {peak_mb:,.0f} MB"
+            )
+            print(f"    {_check(url, imported_into)}")
+            print(f"  ratio import s / mint s: {seconds / minted.seconds:.2f}")
+    print(f"load average after: {os.getloadavg()}; target: under {TARGET_MB:g} MB")
+    return 0 if peak_mb < TARGET_MB else 1
+
+
+if __name__ == "__main__":
+    common.run(main)

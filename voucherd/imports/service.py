@@ -1,0 +1,215 @@
+"""Imports: bringing a platform's live vouchers in, as they are, from CSV or JSON lines.
+
+Two ways in, one way of writing (batch.py):
+
+* :func:`start_import` (the API): the request reads the file once, stores it in the database as
+  one compressed chunk per batch (imports.models) and starts an operation, all in one
+  transaction; any worker then imports it chunk by chunk (tasks.py), one transaction per chunk
+  with its checkpoint, and the operation's result names every row it refused, by line and
+  column.
+* :func:`import_file` (the CLI): the file is streamed straight into the database, one
+  transaction per batch, with nothing stored beforehand.
+
+``all_or_nothing``: the whole file is one transaction, and a single refused row rolls it all
+back (every problem is still named). Otherwise a bad row never stops the good ones.
+
+Imported vouchers were issued elsewhere: they do not spend the campaign's budget or the
+tenant's weekly issue limit, and they get no delivery (their holders have them already).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import IO, Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from voucherd.auth.caller import Caller
+from voucherd.campaigns.lookup import find_campaign
+from voucherd.campaigns.schemas import CampaignCreate
+from voucherd.db.engine import Database
+from voucherd.errors import Conflict, ErrorCode, InvalidInput, NotFound
+from voucherd.idempotency import service as idempotency
+from voucherd.imports.batch import IMPORT_BATCH, Target, import_batch
+from voucherd.imports.models import ImportChunk
+from voucherd.imports.reader import FileFormat, Record, read_records
+from voucherd.imports.schemas import ImportSummary, Problem
+from voucherd.operations.models import Operation
+from voucherd.operations.service import start_operation
+from voucherd.vouchers.mint import create_campaign
+from voucherd.vouchers.schemas import VoucherRecord
+from voucherd.vouchers.service import get_voucher
+
+IMPORT_KIND = "import"
+
+
+def batches(records: Iterator[Record]) -> Iterator[list[Record]]:
+    while batch := list(islice(records, IMPORT_BATCH)):
+        yield batch
+
+
+def encode_chunk(batch: list[Record]) -> bytes:
+    data = [
+        [r.line, r.fields] if r.problem is None else [r.line, None, r.problem.to_json()]
+        for r in batch
+    ]
+    return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 1)
+
+
+def decode_chunk(data: bytes) -> list[Record]:
+    records = []
+    for item in json.loads(zlib.decompress(data)):
+        problem = Problem.from_json(item[2]) if len(item) > 2 else None
+        records.append(Record(item[0], item[1], problem))
+    return records
+
+
+def start_import(
+    db: Database,
+    caller: Caller,
+    campaign_ref: str,
+    source: IO[bytes],
+    *,
+    file_format: FileFormat,
+    all_or_nothing: bool = False,
+    idem: idempotency.IdempotencyClaim | None = None,
+) -> Operation:
+    """Store the file and start the operation that imports it; a worker does the rest."""
+    caller.require("issue")
+    now = db.now()
+    with db.unit_of_work() as session:
+        idempotency.claim(session, db, caller.tenant_id, idem)
+        campaign = find_campaign(session, caller.tenant_id, campaign_ref)
+        operation = start_operation(
+            session,
+            tenant_id=caller.tenant_id,
+            kind=IMPORT_KIND,
+            parameters={
+                "campaign_id": campaign.id,
+                "campaign": campaign.name,
+                "format": file_format.value,
+                "all_or_nothing": all_or_nothing,
+            },
+            actor=caller.key_id,
+            now=now,
+        )
+        total = _store(session, operation, read_records(source, file_format))
+        session.execute(update(Operation).where(Operation.id == operation.id).values(total=total))
+        operation.total = total
+        idempotency.bind_effect(session, caller.tenant_id, idem, "operation", operation.id)
+        session.commit()
+    return operation
+
+
+def _store(session: Session, operation: Operation, records: Iterator[Record]) -> int:
+    total = 0
+    for seq, batch in enumerate(batches(records)):
+        session.execute(
+            insert(ImportChunk).values(
+                operation_id=operation.id,
+                seq=seq,
+                tenant_id=operation.tenant_id,
+                records=len(batch),
+                data=encode_chunk(batch),
+            )
+        )
+        total += len(batch)
+    return total
+
+
+def import_file(
+    db: Database,
+    caller: Caller,
+    campaign_ref: str,
+    source: IO[bytes],
+    *,
+    file_format: FileFormat,
+    all_or_nothing: bool = False,
+    on_progress: Callable[[int, ImportSummary], object] | None = None,
+) -> ImportSummary:
+    """Stream a file into the campaign (the CLI): one transaction per batch, or one for all."""
+    caller.require("issue")
+    with db.unit_of_work(write=False) as session:
+        campaign = find_campaign(session, caller.tenant_id, campaign_ref)
+    target = Target(campaign, caller.key_id)
+    summary = ImportSummary(campaign.id, campaign.name)
+    done = 0
+    chunks = batches(read_records(source, file_format))
+    if all_or_nothing:
+        with db.unit_of_work() as session:
+            for batch in chunks:
+                import_batch(
+                    session, target, batch, summary, now=db.now(), write=not summary.rejected
+                )
+                done += len(batch)
+                if on_progress is not None:
+                    on_progress(done, summary)
+            if summary.rejected:
+                summary.rolled_back, summary.imported = True, 0
+                session.rollback()
+            else:
+                session.commit()
+        return summary
+    for batch in chunks:
+        with db.unit_of_work() as session:
+            import_batch(session, target, batch, summary, now=db.now())
+            session.commit()
+        done += len(batch)
+        if on_progress is not None:
+            on_progress(done, summary)
+    return summary
+
+
+def import_one(
+    db: Database, caller: Caller, campaign_ref: str, fields: dict[str, Any]
+) -> VoucherRecord:
+    """One voucher with a code of its own and its state as another platform had it (Voucherify's
+    Create Voucher): the rules of a row of an import, answered at once."""
+    caller.require("issue")
+    with db.unit_of_work() as session:
+        campaign = find_campaign(session, caller.tenant_id, campaign_ref)
+        summary = ImportSummary(campaign.id, campaign.name)
+        records = [Record(1, fields)]
+        import_batch(session, Target(campaign, caller.key_id), records, summary, now=db.now())
+        if summary.already_present or any(
+            p.code == ErrorCode.DUPLICATE_CODE for p in summary.problems
+        ):
+            raise Conflict("this code is already in use", field="code", code="duplicate_code")
+        if summary.problems:
+            problem = summary.problems[0]
+            raise InvalidInput(problem.reason, field=problem.column, code=problem.code)
+        session.commit()
+    return get_voucher(db, caller, str(fields["code"]))
+
+
+STANDALONE_DESCRIPTION = (
+    "Vouchers imported or created without a campaign (Voucherify's standalone vouchers)"
+)
+
+
+def standalone_campaign(db: Database, caller: Caller, voucher_type: str, currency: str) -> str:
+    """The tenant's campaign for vouchers that come without one, created on first use.
+
+    Every voucherd voucher belongs to a campaign (its rules, its time zone, its page). A voucher
+    Voucherify calls standalone goes into ``standalone-<type>``; creating it takes the
+    ``manage`` scope, as creating any campaign does.
+    """
+    name = f"standalone-{voucher_type.lower()}"
+    for _ in range(2):
+        try:
+            with db.unit_of_work(write=False) as session:
+                return find_campaign(session, caller.tenant_id, name).id
+        except NotFound:
+            pass
+        body = {"name": name, "type": voucher_type, "description": STANDALONE_DESCRIPTION}
+        if voucher_type in ("GIFT", "CASH"):
+            body["currency"] = currency
+        try:
+            return create_campaign(db, caller, CampaignCreate.model_validate(body)).id
+        except Conflict:  # created meanwhile by a concurrent request: use that one
+            continue
+    raise Conflict("the standalone campaign could not be created", field="campaign")

@@ -1,0 +1,155 @@
+"""Running an import operation: one stored chunk per step, its rows and its checkpoint together.
+
+Each step reads the next chunk of the file (imports.models), writes its good rows, appends the
+rows it refused to the operation's CSV of problems, records the counts so far in the checkpoint
+and deletes the chunk, all in one transaction: a worker that dies mid-step leaves the chunk to
+its successor, and no row is imported twice. The last step completes the operation with the
+summary (and the first problems) as its result; the full CSV of problems is its download.
+
+An all-or-nothing import is one step: every chunk in one transaction, rolled back whole if any
+row is refused; a second transaction then records the refusals.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from voucherd.campaigns.models import Campaign
+from voucherd.db.engine import Database
+from voucherd.errors import NotFound
+from voucherd.imports.batch import Target, import_batch
+from voucherd.imports.models import ImportChunk
+from voucherd.imports.schemas import ImportSummary, Problem
+from voucherd.imports.service import decode_chunk
+from voucherd.operations import steps
+from voucherd.operations.steps import Run
+
+PROBLEM_COLUMNS = ("line", "column", "code", "reason")
+
+
+def import_step(db: Database, run: Run) -> bool:
+    """Import the next chunk (or, all-or-nothing, every chunk); True once the file is done."""
+    if run.parameters.get("all_or_nothing"):
+        return _all_or_nothing(db, run)
+    now = db.now()
+    with db.unit_of_work() as session:
+        target = _target(session, run)
+        checkpoint = run.checkpoint or {}
+        summary = _summary(target, checkpoint)
+        seq = int(checkpoint.get("seq", 0))
+        chunk = _chunk(session, run, seq)
+        done = run.done
+        if chunk is not None:
+            import_batch(session, target, decode_chunk(chunk.data), summary, now=now)
+            done += chunk.records
+            session.execute(_drop(run, seq))
+        steps.append_output(session, run, _problems_csv(summary, header=seq == 0))
+        if chunk is None or not _chunk_exists(session, run, seq + 1):
+            _complete(session, run, summary, done=done, now=now)
+            finished = True
+        else:
+            result = summary.to_result(all_or_nothing=False)
+            steps.advance(session, run, now=now, done=done, checkpoint={**result, "seq": seq + 1})
+            finished = False
+        session.commit()
+    return finished
+
+
+def _all_or_nothing(db: Database, run: Run) -> bool:
+    now = db.now()
+    with db.unit_of_work() as session:
+        target = _target(session, run)
+        summary = ImportSummary(target.campaign.id, target.campaign.name)
+        seq, done = 0, 0
+        while (chunk := _chunk(session, run, seq)) is not None:
+            records = decode_chunk(chunk.data)
+            import_batch(session, target, records, summary, now=now, write=not summary.rejected)
+            done += chunk.records
+            seq += 1
+        if summary.rejected:
+            session.rollback()
+        else:
+            session.execute(delete(ImportChunk).where(ImportChunk.operation_id == run.operation_id))
+            steps.append_output(session, run, _problems_csv(summary, header=True))
+            _complete(session, run, summary, done=done, now=now)
+            session.commit()
+            return True
+    summary.rolled_back, summary.imported = True, 0
+    with db.unit_of_work() as session:
+        session.execute(delete(ImportChunk).where(ImportChunk.operation_id == run.operation_id))
+        steps.append_output(session, run, _problems_csv(summary, header=True))
+        _complete(session, run, summary, done=done, now=now)
+        session.commit()
+    return True
+
+
+def _target(session: Session, run: Run) -> Target:
+    campaign = session.get(Campaign, run.parameters["campaign_id"])
+    if campaign is None or campaign.tenant_id != run.tenant_id:
+        raise NotFound("the campaign no longer exists", field="campaign")
+    return Target(campaign, run.actor or "operation")
+
+
+def _summary(target: Target, checkpoint: dict[str, Any]) -> ImportSummary:
+    if "imported" not in checkpoint:
+        return ImportSummary(target.campaign.id, target.campaign.name)
+    return ImportSummary.from_result(checkpoint)
+
+
+def _chunk(session: Session, run: Run, seq: int) -> ImportChunk | None:
+    return session.scalar(
+        select(ImportChunk).where(
+            ImportChunk.operation_id == run.operation_id, ImportChunk.seq == seq
+        )
+    )
+
+
+def _chunk_exists(session: Session, run: Run, seq: int) -> bool:
+    found = session.scalar(
+        select(ImportChunk.seq).where(
+            ImportChunk.operation_id == run.operation_id, ImportChunk.seq == seq
+        )
+    )
+    return found is not None
+
+
+def _drop(run: Run, seq: int) -> Any:
+    return delete(ImportChunk).where(
+        ImportChunk.operation_id == run.operation_id, ImportChunk.seq == seq
+    )
+
+
+def _complete(session: Session, run: Run, summary: ImportSummary, *, done: int, now: Any) -> None:
+    result = summary.to_result(all_or_nothing=bool(run.parameters.get("all_or_nothing")))
+    result.update(media_type="text/csv; charset=utf-8", filename=f"{run.operation_id}-problems.csv")
+    steps.complete(
+        session,
+        run,
+        now=now,
+        done=done,
+        total=run.total,
+        result=result,
+        entity_type="campaign",
+        entity_id=summary.campaign_id,
+    )
+
+
+def _problems_csv(summary: ImportSummary, *, header: bool) -> bytes:
+    """The problems found since the last step, as CSV rows (the first step writes the header)."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    if header:
+        writer.writerow(PROBLEM_COLUMNS)
+    for problem in summary.pending:
+        writer.writerow(_cells(problem))
+    summary.pending.clear()
+    return out.getvalue().encode()
+
+
+def _cells(problem: Problem) -> list[Any]:
+    return [problem.line, problem.column or "", problem.code, problem.reason]
