@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from voucherd.api.terminal import rows_table, show
+from voucherd.api.terminal import fail, rows_table, show
 from voucherd.campaigns.cli import campaigns
 from voucherd.composition import JOBS, open_database
 from voucherd.config import Settings, load_settings
@@ -60,11 +60,6 @@ def _root(ctx: typer.Context) -> None:
 
 def _print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
-
-
-def _fail(exc: DomainError) -> None:
-    console.print(f"[red]error:[/red] {exc.detail}" + (f" ({exc.field})" if exc.field else ""))
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -206,7 +201,7 @@ def tenants_create(
         with database(ctx) as db:
             tenant = create_tenant(db, name, weekly_value_limit=weekly_value_limit)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _print_json(asdict(tenant))
@@ -245,7 +240,7 @@ def tenants_set_limit(
         with database(ctx) as db:
             set_weekly_value_limit(db, tenant_id_by_name(db, name), weekly_value_limit)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @keys.command("create")
@@ -265,7 +260,7 @@ def keys_create(
         with database(ctx) as db:
             issued = create_key(db, tenant, scopes=parse_scopes(scopes), name=name)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _print_json(
@@ -297,7 +292,7 @@ def keys_list(
         with database(ctx) as db:
             rows = list_keys(db, tenant)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _print_json([asdict(k) for k in rows])
@@ -332,7 +327,7 @@ def guard_events(
             tenant_id = tenant_id_by_name(db, tenant) if tenant else None
             rows = list_guard_events(db, tenant_id=tenant_id, limit=limit)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _print_json(
@@ -365,5 +360,5 @@ def keys_revoke(ctx: typer.Context, key_id: str) -> None:
         with database(ctx) as db:
             revoke_key(db, key_id)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"revoked {key_id}")

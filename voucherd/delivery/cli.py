@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
-from voucherd.api.terminal import print_json, rows_table, show, when
+from voucherd.api.terminal import fail, print_json, rows_table, show, when
 from voucherd.db.commands import database
 from voucherd.errors import DomainError
 
@@ -32,10 +32,6 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 def _fail(message: str) -> None:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(1)
-
-
-def _domain(exc: DomainError) -> None:
-    _fail(exc.detail + (f" ({exc.field})" if exc.field else ""))
 
 
 @deliveries.command("list")
@@ -64,7 +60,7 @@ def list_command(
             caller = Caller(tenant_id_by_name(db, tenant), "cli")
             page = list_deliveries(db, caller, filters, limit=limit, cursor=None)
     except DomainError as exc:
-        _domain(exc)
+        fail(exc)
         return
     if as_json:
         print_json([present_delivery(r) for r in page.items])
@@ -115,7 +111,7 @@ def resend_command(
             caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"manage"}))
             record = resend_delivery(db, caller, delivery_id)
     except DomainError as exc:
-        _domain(exc)
+        fail(exc)
         return
     if as_json:
         print_json(present_delivery(record))
@@ -150,7 +146,7 @@ def configure_command(
         with database(ctx) as db:
             view = configure_delivery(db, tenant_id_by_name(db, tenant), patch)
     except DomainError as exc:
-        _domain(exc)
+        fail(exc)
         return
     print_json(view.delivery)
 
@@ -166,7 +162,7 @@ def settings_command(
         with database(ctx) as db:
             view = get_tenant(db, tenant_id_by_name(db, tenant))
     except DomainError as exc:
-        _domain(exc)
+        fail(exc)
         return
     print_json(view.delivery)
 
