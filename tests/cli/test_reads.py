@@ -189,10 +189,12 @@ class TestVoucherShow:
         table = _fits(run("vouchers", "show", voucher["code"], "--tenant", world.tenant.name))
 
         assert "ACTIVE" in table
-        assert "3500" in table
+        assert "£35.00" in table  # the balance
+        assert "redeemed 1 of unlimited" in table
         head, _, deliveries = table.partition("deliveries")
         assert "REDEMPTION" in head
-        assert "-1500" in head
+        assert "+£50.00" in head
+        assert "-£15.00" in head
         assert "issued" in head
         # A delivery row names its voucher by id; the code appears only masked.
         assert voucher["id"] in deliveries

@@ -88,11 +88,22 @@ def show_command(
         )
         print_json(shown)
         return
+    currency = record.voucher.currency
+    # Money as the holder reads it (the JSON keeps minor units, as the API does).
+    readable = dict(shown, value=_money(shown["value"], currency))
+    readable["balance"] = _money(shown["balance"], currency)
+    redemption = shown["redemption"]
+    readable["redemption"] = (
+        f"redeemed {redemption['redeemed_quantity']} of {redemption['quantity'] or 'unlimited'}"
+    )
     show(
-        details_table(shown, _FIELDS),
+        details_table(readable, _FIELDS),
         rows_table(
-            ("when", "kind", "delta", "redemption"),
-            [(when(e.created_at), e.kind, f"{e.delta:+d}", e.redemption_id) for e in ledger],
+            ("when", "kind", "change", "redemption"),
+            [
+                (when(e.created_at), e.kind, _money(e.delta, currency, sign=True), e.redemption_id)
+                for e in ledger
+            ],
             title="ledger",
         ),
         rows_table(
@@ -103,3 +114,12 @@ def show_command(
         ),
         delivery_table(deliveries.items, title="deliveries"),
     )
+
+
+def _money(amount: int | None, currency: str | None, *, sign: bool = False) -> str | None:
+    from voucherd.formatting import format_value
+
+    shown = format_value(amount, currency)
+    if sign and amount is not None and amount >= 0 and shown is not None:
+        return f"+{shown}"
+    return shown
