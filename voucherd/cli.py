@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from voucherd.api.terminal import fail, rows_table, show
 from voucherd.campaigns.cli import campaigns
@@ -219,10 +218,10 @@ def tenants_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         _print_json([asdict(t) for t in rows])
         return
-    table = Table("id", "name", "weekly value limit", "created")
-    for t in rows:
-        table.add_row(t.id, t.name, str(t.weekly_value_limit or "-"), f"{t.created_at:%Y-%m-%d}")
-    Console().print(table)
+    shown = [
+        (t.id, t.name, str(t.weekly_value_limit or "-"), f"{t.created_at:%Y-%m-%d}") for t in rows
+    ]
+    show(rows_table(("id", "name", "weekly limit", "created"), shown, fold=(1,)))
 
 
 @tenants.command("set-limit")
