@@ -1,4 +1,4 @@
-"""The ``voucherd`` command: serve, migrate, tenants, keys, campaigns."""
+"""The ``voucherd`` command: serve, migrate, tenants, keys, and each feature's sub-commands."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from voucherd.api.terminal import fail, rows_table, show
+from voucherd.campaigns.cli import campaigns
 from voucherd.composition import JOBS, open_database
 from voucherd.config import Settings, load_settings
 from voucherd.console.cli import operators
+from voucherd.customers.cli import customers
 from voucherd.db.commands import database
 from voucherd.db.engine import Database
 from voucherd.db.migrate import upgrade
@@ -22,14 +24,23 @@ from voucherd.demo import demo
 from voucherd.errors import DomainError
 from voucherd.exports.cli import export
 from voucherd.imports.cli import import_vouchers
+from voucherd.orders.cli import orders
+from voucherd.publications.cli import publications
+from voucherd.redemptions.cli import redemptions
+from voucherd.vouchers.cli import vouchers
 
 app = typer.Typer(help="voucherd: a self-hosted voucher platform.", no_args_is_help=True)
 tenants = typer.Typer(help="Tenants: the businesses this deployment serves.", no_args_is_help=True)
 keys = typer.Typer(help="API keys: one credential for every API face.", no_args_is_help=True)
-campaigns = typer.Typer(help="Campaigns.", no_args_is_help=True)
 app.add_typer(tenants, name="tenants")
 app.add_typer(keys, name="keys")
+# What an operator reads, one sub-app per feature (voucherd/<feature>/cli.py).
 app.add_typer(campaigns, name="campaigns")
+app.add_typer(vouchers, name="vouchers")
+app.add_typer(redemptions, name="redemptions")
+app.add_typer(customers, name="customers")
+app.add_typer(publications, name="publications")
+app.add_typer(orders, name="orders")
 app.add_typer(deliveries, name="deliveries")
 guard = typer.Typer(help="The guard: callers caught guessing codes.", no_args_is_help=True)
 app.add_typer(guard, name="guard")
@@ -52,11 +63,6 @@ def _root(ctx: typer.Context) -> None:
 
 def _print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
-
-
-def _fail(exc: DomainError) -> None:
-    console.print(f"[red]error:[/red] {exc.detail}" + (f" ({exc.field})" if exc.field else ""))
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -199,7 +205,7 @@ def tenants_create(
         with database(ctx) as db:
             tenant = create_tenant(db, name, weekly_value_limit=weekly_value_limit)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _print_json(asdict(tenant))
@@ -217,10 +223,10 @@ def tenants_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     if as_json:
         _print_json([asdict(t) for t in rows])
         return
-    table = Table("id", "name", "weekly value limit", "created")
-    for t in rows:
-        table.add_row(t.id, t.name, str(t.weekly_value_limit or "-"), f"{t.created_at:%Y-%m-%d}")
-    Console().print(table)
+    shown = [
+        (t.id, t.name, str(t.weekly_value_limit or "-"), f"{t.created_at:%Y-%m-%d}") for t in rows
+    ]
+    show(rows_table(("id", "name", "weekly limit", "created"), shown, fold=(1,)))
 
 
 @tenants.command("set-limit")
@@ -238,7 +244,7 @@ def tenants_set_limit(
         with database(ctx) as db:
             set_weekly_value_limit(db, tenant_id_by_name(db, name), weekly_value_limit)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @keys.command("create")
@@ -258,7 +264,7 @@ def keys_create(
         with database(ctx) as db:
             issued = create_key(db, tenant, scopes=parse_scopes(scopes), name=name)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _print_json(
@@ -290,21 +296,23 @@ def keys_list(
         with database(ctx) as db:
             rows = list_keys(db, tenant)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _print_json([asdict(k) for k in rows])
         return
-    table = Table("key id", "name", "scopes", "created", "revoked")
-    for k in rows:
-        table.add_row(
+    shown = [
+        (
             k.key_id,
-            k.name or "",
+            k.name,
             ",".join(k.scopes),
             f"{k.created_at:%Y-%m-%d}",
             f"{k.revoked_at:%Y-%m-%d}" if k.revoked_at else "",
         )
-    Console().print(table)
+        for k in rows
+    ]
+    # The key id whole, whatever the terminal's width: it is what `keys revoke` takes.
+    show(rows_table(("key id", "name", "scopes", "created", "revoked"), shown, fold=(1, 2)))
 
 
 @guard.command("events")
@@ -323,7 +331,7 @@ def guard_events(
             tenant_id = tenant_id_by_name(db, tenant) if tenant else None
             rows = list_guard_events(db, tenant_id=tenant_id, limit=limit)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if as_json:
         _print_json(
@@ -340,16 +348,11 @@ def guard_events(
             ]
         )
         return
-    table = Table("when", "kind", "key id", "address", "misses")
-    for e in rows:
-        table.add_row(
-            f"{e.created_at:%Y-%m-%d %H:%M:%S}",
-            e.kind,
-            e.key_id or "",
-            e.address or "",
-            str(e.failures),
-        )
-    Console().print(table)
+    shown = [
+        (f"{e.created_at:%Y-%m-%d %H:%M:%S}", e.kind, e.key_id, e.address, str(e.failures))
+        for e in rows
+    ]
+    show(rows_table(("when", "kind", "key id", "address", "misses"), shown, fold=(3,)))
 
 
 @keys.command("revoke")
@@ -361,36 +364,5 @@ def keys_revoke(ctx: typer.Context, key_id: str) -> None:
         with database(ctx) as db:
             revoke_key(db, key_id)
     except DomainError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"revoked {key_id}")
-
-
-@campaigns.command("mint")
-def campaigns_mint(
-    ctx: typer.Context,
-    campaign: Annotated[str, typer.Argument(help="Campaign id or name")],
-    tenant: Annotated[str, typer.Option(help="Tenant name")],
-    count: Annotated[int, typer.Option(min=1, help="How many vouchers")],
-    as_json: JsonFlag = False,
-) -> None:
-    """Add COUNT vouchers to a campaign, all in one transaction."""
-    import time
-
-    from voucherd.auth.caller import Caller
-    from voucherd.tenants.service import tenant_id_by_name
-    from voucherd.vouchers.mint import mint_vouchers
-    from voucherd.vouchers.schemas import MintVouchers
-
-    try:
-        with database(ctx) as db:
-            caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"issue"}))
-            started = time.perf_counter()
-            result = mint_vouchers(db, caller, campaign, MintVouchers(count=count))
-    except DomainError as exc:
-        _fail(exc)
-        return
-    seconds = time.perf_counter() - started
-    if as_json:
-        _print_json({"campaign_id": result.campaign_id, "count": result.count, "seconds": seconds})
-    else:
-        console.print(f"minted {result.count} vouchers into {result.campaign_id} in {seconds:.1f}s")

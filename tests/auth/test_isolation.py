@@ -211,6 +211,7 @@ ROUTES = [
     Route("POST", "/api/v1/vouchers/{voucher}/cancel", "manage"),
     Route("POST", "/api/v1/vouchers/{voucher}/balance", "manage", lambda o: {"amount": 100}),
     Route("GET", "/api/v1/vouchers/{voucher}/events", None),
+    Route("GET", "/api/v1/vouchers/{voucher}/ledger", None),
     Route("POST", "/api/v1/validations", "redeem", lambda o: {"code": o.code, "amount": 1}),
     Route("POST", "/api/v1/redemptions", "redeem", lambda o: {"code": o.code, "amount": 1}, 201),
     Route("POST", "/api/v1/redemptions/{redemption_id}/rollback", "redeem"),
@@ -304,6 +305,7 @@ def snapshot(api: TestClient, headers: dict[str, str], objects: Objects) -> list
         api.get(f"/api/v1/campaigns/{objects.campaign_id}", headers=headers).json(),
         api.get(f"/api/v1/vouchers/{objects.voucher_id}", headers=headers).json(),
         api.get(f"/api/v1/vouchers/{objects.voucher_id}/events", headers=headers).json(),
+        api.get(f"/api/v1/vouchers/{objects.voucher_id}/ledger", headers=headers).json(),
         api.get(f"/api/v1/redemptions/{objects.redemption_id}", headers=headers).json(),
         api.get("/api/v1/tenant", headers=headers).json(),
     ]

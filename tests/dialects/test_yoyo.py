@@ -192,9 +192,9 @@ class TestIssueForOwnChannel:
         assert coupon["userRef"] == "your_customer_reference"
         assert deliver_due(db) == 0
         assert provider.received == []
-        # The core's record that the issuer shows the code itself.
-        [delivery] = deliveries(db)
-        assert (delivery.channel, delivery.state, delivery.recipient) == ("none", "SENT", None)
+        # Issued without a delivery: no delivery row (issue 15 point 7), not a SENT one of
+        # channel none that an operator would read as a message gone out.
+        assert deliveries(db) == []
 
     def test_a_campaign_that_delivers_by_itself_does_not_when_yoyo_says_no_sms(
         self, api: TestClient, db: Database, tenant: Tenant, provider: Provider
@@ -206,6 +206,7 @@ class TestIssueForOwnChannel:
 
         assert response.status_code == 200, response.text
         assert deliver_due(db) == 0
+        assert deliveries(db) == []
 
     def test_issue_wicode_may_be_left_out_and_any_other_value_is_refused(
         self, api: TestClient, db: Database, tenant: Tenant

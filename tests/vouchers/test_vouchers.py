@@ -1079,6 +1079,34 @@ class TestEvents:
         _problem(client.get(f"{VOUCHERS}/{voucher_id}/events", headers=stranger.headers), 404)
 
 
+class TestLedger:
+    def test_every_balance_change_in_order_summing_to_the_balance(
+        self, client: TestClient, db: Database
+    ) -> None:
+        tenant = make_tenant(db)
+        record = issue(db, tenant, make_campaign(db, tenant, default_value=1000))
+        code = record.voucher.code
+        redeemed = _redeem(client, tenant, code, amount=400).json()
+        _post(client, tenant, f"{code}/balance", {"amount": 50, "reason": "goodwill"})
+        rollback = f"/api/v1/redemptions/{redeemed['id']}/rollback"
+        assert client.post(rollback, headers=tenant.headers).status_code in (200, 201)
+
+        response = client.get(f"{VOUCHERS}/{code}/ledger", headers=tenant.headers)
+
+        assert response.status_code == 200, response.text
+        entries = response.json()["data"]
+        assert [(e["kind"], e["delta"]) for e in entries] == _ledger(db, record.voucher.id)
+        assert [e["kind"] for e in entries] == ["ISSUE", "REDEMPTION", "ADJUSTMENT", "ROLLBACK"]
+        assert entries[1]["redemption_id"] == redeemed["id"]
+        assert all(e["object"] == "ledger_entry" for e in entries)
+        assert sum(e["delta"] for e in entries) == _get(client, tenant, code)["balance"] == 1050
+
+    def test_another_tenants_ledger_is_404(self, client: TestClient, db: Database) -> None:
+        owner, stranger = make_tenant(db), make_tenant(db)
+        voucher_id = issue(db, owner, make_campaign(db, owner)).voucher.id
+        _problem(client.get(f"{VOUCHERS}/{voucher_id}/ledger", headers=stranger.headers), 404)
+
+
 class TestAdjustBalance:
     def test_top_up_revives_a_redeemed_voucher(self, client: TestClient, db: Database) -> None:
         tenant = make_tenant(db)

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, Group, RenderableType
+from rich.text import Text
 
+from voucherd.api.terminal import fail, print_json, rows_table, show, when
 from voucherd.db.commands import database
 from voucherd.errors import DomainError
+
+if TYPE_CHECKING:
+    from voucherd.delivery.schemas import DeliveryRecord
 
 deliveries = typer.Typer(
     help="Deliveries: list them, resend failed ones, set a tenant's providers.",
@@ -29,16 +34,6 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _domain(exc: DomainError) -> None:
-    _fail(exc.detail + (f" ({exc.field})" if exc.field else ""))
-
-
-def _print_json(payload: Any) -> None:
-    from voucherd.api.responses import dumps
-
-    sys.stdout.write(dumps(payload).decode() + "\n")
-
-
 @deliveries.command("list")
 def list_command(
     ctx: typer.Context,
@@ -52,7 +47,7 @@ def list_command(
 ) -> None:
     """List a tenant's deliveries, newest first."""
     from voucherd.auth.caller import Caller
-    from voucherd.delivery.schemas import DeliveryFilters, mask_code, present_delivery
+    from voucherd.delivery.schemas import DeliveryFilters, present_delivery
     from voucherd.delivery.service import list_deliveries
     from voucherd.tenants.service import tenant_id_by_name
 
@@ -65,27 +60,40 @@ def list_command(
             caller = Caller(tenant_id_by_name(db, tenant), "cli")
             page = list_deliveries(db, caller, filters, limit=limit, cursor=None)
     except DomainError as exc:
-        _domain(exc)
+        fail(exc)
         return
     if as_json:
-        _print_json([present_delivery(r) for r in page.items])
+        print_json([present_delivery(r) for r in page.items])
         return
-    table = Table()
-    table.add_column("id", no_wrap=True, min_width=30)  # ids are what an operator copies
-    for column in ("voucher", "channel", "state", "attempts", "updated", "last error"):
-        table.add_column(column, overflow="fold")
-    for record in page.items:
-        d = record.delivery
-        table.add_row(
-            d.id,
-            mask_code(record.voucher_code),
-            d.channel,
-            d.state,
-            str(d.attempt),
-            f"{d.updated_at:%Y-%m-%d %H:%M:%S}",
-            (d.last_error or "")[:60],
+    show(delivery_table(page.items))
+
+
+def delivery_table(
+    records: Sequence[DeliveryRecord], *, title: str | None = None
+) -> RenderableType:
+    """Deliveries in 80 columns: each row names its delivery and its voucher by id (whole, one
+    above the other), the code masked as in every list an operator reads. Last errors follow
+    the table, one line each, rather than a column too narrow to read them in."""
+    from voucherd.delivery.schemas import mask_code
+
+    rows = [
+        (
+            f"{r.delivery.id}\n{r.delivery.voucher_id}",
+            mask_code(r.voucher_code),
+            r.delivery.channel,
+            r.delivery.state + (f"\n{r.delivery.attempt} tries" if r.delivery.attempt else ""),
+            when(r.delivery.updated_at),
         )
-    Console().print(table)
+        for r in records
+    ]
+    columns = ("id / voucher", "code", "channel", "state", "updated")
+    table = rows_table(columns, rows, fold=(1,), title=title)
+    failures = [
+        Text(f"{r.delivery.id}: {r.delivery.last_error[:200]}")
+        for r in records
+        if r.delivery.last_error
+    ]
+    return Group(table, *failures)
 
 
 @deliveries.command("resend")
@@ -103,10 +111,10 @@ def resend_command(
             caller = Caller(tenant_id_by_name(db, tenant), "cli", frozenset({"manage"}))
             record = resend_delivery(db, caller, delivery_id)
     except DomainError as exc:
-        _domain(exc)
+        fail(exc)
         return
     if as_json:
-        _print_json(present_delivery(record))
+        print_json(present_delivery(record))
     else:
         console.print(f"resending {delivery_id} as {record.delivery.id} ({record.delivery.state})")
 
@@ -138,9 +146,9 @@ def configure_command(
         with database(ctx) as db:
             view = configure_delivery(db, tenant_id_by_name(db, tenant), patch)
     except DomainError as exc:
-        _domain(exc)
+        fail(exc)
         return
-    _print_json(view.delivery)
+    print_json(view.delivery)
 
 
 @deliveries.command("settings")
@@ -154,9 +162,9 @@ def settings_command(
         with database(ctx) as db:
             view = get_tenant(db, tenant_id_by_name(db, tenant))
     except DomainError as exc:
-        _domain(exc)
+        fail(exc)
         return
-    _print_json(view.delivery)
+    print_json(view.delivery)
 
 
 @deliveries.command("new-webhook-secret")

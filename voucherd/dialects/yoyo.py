@@ -17,10 +17,10 @@ tests/dialects/test_yoyo.py:
   campaign's SMS template places ``{{ message }}`` and ``{{ code }}`` itself; without it the
   campaign's own message is sent. On WhatsApp the text fills only template parameters that use
   ``{{ message }}`` (Meta opens conversations only with approved templates).
-* **Without sendSMS** nothing is sent: the voucher gets a delivery of channel ``none``, the
-  core's record that the issuer shows the code in its own app (so a campaign set to deliver
-  automatically does not send it either). ``mobileNumber`` and ``smsMessage`` are then unused
-  and not checked.
+* **Without sendSMS** nothing is sent and no delivery is written: the issuer shows the code in
+  its own app, and a campaign set to deliver automatically does not send it either (the core's
+  ``campaign_delivers=False``). ``mobileNumber`` and ``smsMessage`` are then unused and not
+  checked.
 * **issueWiCode**: every voucherd voucher has its code, and the seed's own example of
   ``issueWiCode=false`` ("Get wiCode for Custom Distribution") still answers the wiCode, so the
   flag changes nothing: ``true`` or ``false`` (any case) are accepted, absent means ``true``,
@@ -206,8 +206,6 @@ def _issue_request(body: dict[str, Any]) -> dict[str, Any]:
             if message.strip():
                 delivery["message"] = message.strip()
         request["delivery"] = delivery
-    else:
-        request["delivery"] = {"channel": "none"}
     return request
 
 
@@ -228,7 +226,9 @@ def present_coupon(record: VoucherRecord, now: datetime) -> dict[str, Any]:
 
 
 def _issue(db: Database, caller: Caller, body: dict[str, Any]) -> Response:
-    record = issue_voucher(db, caller, IssueVoucher.model_validate(_issue_request(body)))
+    request = IssueVoucher.model_validate(_issue_request(body))
+    # sendSMS false: nothing is sent, even by a campaign that delivers every voucher.
+    record = issue_voucher(db, caller, request, campaign_delivers=request.delivery is not None)
     return Response(dumps(present_coupon(record, db.now())), media_type="application/json")
 
 

@@ -38,8 +38,14 @@ def issue_voucher(
     body: IssueVoucher,
     *,
     idem: idempotency.IdempotencyClaim | None = None,
+    campaign_delivers: bool = True,
 ) -> VoucherRecord:
-    """Issue one voucher, optionally to a customer reference."""
+    """Issue one voucher, optionally to a customer reference.
+
+    Without ``body.delivery`` a campaign set to deliver every voucher (``delivery_channel``)
+    delivers this one too, unless ``campaign_delivers`` is False: a face whose caller said "do
+    not send" (Yoyo's ``sendSMS: false``). Then nothing is sent and no delivery row is written.
+    """
     caller.require("issue")
     if body.code is not None and is_mistyped(body.code):
         raise InvalidInput(
@@ -52,9 +58,11 @@ def issue_voucher(
             session, caller.tenant_id, body.campaign, with_settings=body.delivery is not None
         )
         terms = issue_terms(campaign, requested_value(body, campaign), body, now)
-        asked = body.delivery or automatic_delivery(
-            campaign, recipient=body.recipient, customer_ref=body.customer_ref
-        )
+        asked = body.delivery
+        if asked is None and campaign_delivers:
+            asked = automatic_delivery(
+                campaign, recipient=body.recipient, customer_ref=body.customer_ref
+            )
         count_customer_issue(session, campaign, body.customer_ref)
         spend_limits(session, terms, 1, weekly_limit, now)
         row = voucher_row(terms, now=now)

@@ -19,6 +19,8 @@ from voucherd.vouchers.schemas import (
     VoucherFilters,
     VoucherRecord,
     VoucherStateName,
+    present_event,
+    present_ledger_entry,
     present_voucher,
 )
 
@@ -91,17 +93,14 @@ def adjust(voucher: str, body: AdjustBalance, db: DB, caller: CallerDep) -> Resp
 
 @router.get("/{voucher}/events", summary="A voucher's history: who changed what, when, why")
 def events(voucher: str, db: DB, caller: CallerDep) -> Response:
-    rows = service.list_events(db, caller, voucher)
-    items = [
-        {
-            "id": e.id,
-            "object": "event",
-            "kind": e.kind,
-            "actor": e.actor,
-            "reason": e.reason,
-            "data": e.data,
-            "created_at": e.created_at,
-        }
-        for e in rows
-    ]
+    items = [present_event(e) for e in service.list_events(db, caller, voucher)]
+    return json_response(list_payload(items, None))
+
+
+@router.get(
+    "/{voucher}/ledger",
+    summary="A voucher's balance changes, oldest first (the balance is their sum)",
+)
+def ledger(voucher: str, db: DB, caller: CallerDep) -> Response:
+    items = [present_ledger_entry(e) for e in service.list_ledger(db, caller, voucher)]
     return json_response(list_payload(items, None))

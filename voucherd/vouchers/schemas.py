@@ -24,7 +24,7 @@ from voucherd.fields import (
     VoucherCode,
 )
 from voucherd.pages.urls import barcode_url, page_url, qr_url
-from voucherd.vouchers.models import Voucher
+from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 from voucherd.vouchers.validity import effective_state
 
 
@@ -188,3 +188,26 @@ def _publish_summary(record: VoucherRecord) -> dict[str, Any]:
     if record.publications:  # none yet: the same shape as in lists and the issue answer
         summary.update(data_ref="entries", entries=record.publications, total=count)
     return summary
+
+
+def present_event(event: VoucherEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "object": "event",
+        "kind": event.kind,
+        "actor": event.actor,
+        "reason": event.reason,
+        "data": event.data,
+        "created_at": event.created_at,
+    }
+
+
+def present_ledger_entry(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "object": "ledger_entry",
+        "kind": entry.kind,
+        "delta": entry.delta,
+        "redemption_id": entry.redemption_id,
+        "created_at": entry.created_at,
+    }

@@ -303,3 +303,16 @@ def list_events(db: Database, caller: Caller, ref: str) -> list[VoucherEvent]:
                 .order_by(VoucherEvent.id)
             )
         )
+
+
+def list_ledger(db: Database, caller: Caller, ref: str) -> list[LedgerEntry]:
+    """A voucher's balance changes, oldest first: ``voucher.balance`` is their sum."""
+    with db.unit_of_work(write=False) as session:
+        voucher = find_voucher(session, caller.tenant_id, ref).voucher
+        return list(
+            session.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.voucher_id == voucher.id)
+                .order_by(LedgerEntry.id)
+            )
+        )
