@@ -22,8 +22,8 @@ from voucherify import models as m
 
 from tests.factories.tenants import Tenant
 from tests.support.serving import serving
+from voucherd.composition import run_due_operations
 from voucherd.db.engine import Database
-from voucherd.operations.runner import run_due_operations
 
 M = TypeVar("M", bound=BaseModel)
 
