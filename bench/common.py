@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import json
 import multiprocessing
 import os
 import secrets
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,6 +42,11 @@ from voucherd.db.engine import Database, make_engine
 from voucherd.db.migrate import upgrade
 
 URL_VARIABLE = "VOUCHERD_BENCH_DATABASE_URL"
+# The checkout these benchmarks belong to: its voucherd is what every child process must run.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# How many requests per window a benchmark's tenant may make: far above what one machine can
+# send, so the guard counts every request (its cost is measured) but never refuses one.
+BENCH_RATE_LIMIT = 1_000_000_000
 _SOCKET_DIR = "/var/run/postgresql"
 # Tables a phase writes; emptied before each phase so that every phase starts alike.
 _VOUCHER_TABLES = "voucher, ledger_entry, voucher_event, redemption, idempotency_record"
@@ -109,6 +116,13 @@ def reset_tables(url: str) -> None:
     previous phase's rows nor pays for its checkpoint."""
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute(f"TRUNCATE {_VOUCHER_TABLES} CASCADE")
+    settle(url)
+
+
+def settle(url: str) -> None:
+    """Vacuum, analyze and checkpoint: a phase after a setup (a mint) pays for neither its
+    dead rows, its stale statistics nor its dirty pages."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
         with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             conn.execute("CHECKPOINT")
@@ -119,9 +133,22 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
     return Database.from_settings(Settings(database_url=url, db_pool_size=pool_size))
 
 
+class BenchFailed(Exception):
+    """An answer, a row count or a ledger other than the benchmark expected: whatever the run
+    measured, it was not the path it meant to measure, so it prints no figures to compare."""
+
+
+def require(ok: bool, what: str) -> None:
+    """Stop the benchmark (exit status 1, no ratio printed) unless ``ok``."""
+    if not ok:
+        raise BenchFailed(what)
+
+
 def run(main: Callable[[], int]) -> NoReturn:
     """Run a benchmark's ``main`` as a command. SIGTERM unwinds like Ctrl-C, so the server and
-    the database are cleaned up either way, and an interruption ends quietly."""
+    the database are cleaned up either way, and an interruption ends quietly. A
+    :class:`BenchFailed` ends it with status 1 and no summary: the figures of a run that got
+    unexpected answers (a 429 from the guard, say) measure something else."""
 
     def _exit(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -134,6 +161,9 @@ def run(main: Callable[[], int]) -> NoReturn:
     except KeyboardInterrupt:
         print("\ninterrupted; the server and the bench database are gone", file=sys.stderr)
         status = 130
+    except BenchFailed as failure:
+        print(f"\nFAILED: {failure}\nno figures: this run did not measure what it should")
+        status = 1
     sys.exit(status)
 
 
@@ -183,21 +213,55 @@ def _free_port() -> int:
         return port
 
 
+def child_env(database_url: str, **settings: str) -> dict[str, str]:
+    """The environment of a voucherd child process: production defaults (the guard, metrics,
+    JSON logs at INFO: every ``VOUCHERD_*`` this shell may carry is dropped), the bench
+    database, ``settings`` (``VOUCHERD_...`` names) on top, and this checkout first on
+    ``PYTHONPATH``, so the child runs the voucherd the benchmark imported, whatever an editable
+    install elsewhere points at."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOUCHERD_")}
+    path = [str(REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
+    return {**env, "VOUCHERD_DATABASE_URL": database_url, **settings}
+
+
+def voucherd_origin() -> str:
+    """Where this process and a child started with :func:`child_env` import voucherd from;
+    :class:`BenchFailed` if they differ (a bench measuring another checkout's code)."""
+    import voucherd
+
+    here = str(Path(voucherd.__file__).resolve().parent)
+    probe = "import pathlib, voucherd; print(pathlib.Path(voucherd.__file__).resolve().parent)"
+    child = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=child_env("sqlite://"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    require(child == here, f"this process imports voucherd from {here}, its children from {child}")
+    return here
+
+
 @contextlib.contextmanager
 def voucherd_server(database_url: str, *, workers: int = 2) -> Iterator[Server]:
     """``voucherd serve --workers N`` on a free port, stopped (its whole process group) on exit.
 
-    The key cache is left at its default, as in production; the log is shown if it fails.
+    Production defaults: the guard, metrics and JSON access logs (into a scratch file, shown
+    if the server fails); a benchmark raises its tenant's rate limits with
+    :func:`raise_rate_limits`, never by switching the guard off.
     """
     port = _free_port()
-    env = {**os.environ, "VOUCHERD_DATABASE_URL": database_url, "VOUCHERD_LOG_LEVEL": "WARNING"}
-    env.pop("VOUCHERD_KEY_CACHE_SECONDS", None)
     command = [sys.executable, "-m", "voucherd", "serve", "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", str(workers)]
     with tempfile.TemporaryFile() as log:
         # Its own session: Ctrl-C reaches only us, and we stop the server in order.
         process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=child_env(database_url),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             _wait_ready(process, port, log)
@@ -208,11 +272,38 @@ def voucherd_server(database_url: str, *, workers: int = 2) -> Iterator[Server]:
                 print(f"voucherd server exited with {process.returncode}:\n{_tail(log)}")
 
 
+def raise_rate_limits(server: Server, token: str, limit: int = BENCH_RATE_LIMIT) -> None:
+    """Give the token's tenant room for a benchmark: ``PATCH /api/v1/tenant`` with
+    ``rate_limits`` per key and per tenant (the guessing thresholds keep their defaults).
+
+    Call it before the tenant's first other request: each API process trusts the limits it
+    read for ``key_cache_seconds``, and this answer resets only the process that served it.
+    """
+    body = json.dumps({"rate_limits": {"per_key": limit, "per_tenant": limit}}).encode()
+    request = urllib.request.Request(
+        f"http://{server.host}:{server.port}/api/v1/tenant",
+        data=body,
+        method="PATCH",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            status, shown = answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        detail = f"PATCH /api/v1/tenant answered {refused.code}: {refused.read()!r}"
+        raise BenchFailed(detail) from None
+    limits = shown.get("rate_limits", {})
+    require(
+        status == 200 and limits.get("per_key") == limit and limits.get("per_tenant") == limit,
+        f"PATCH /api/v1/tenant answered {status} with rate_limits {limits}",
+    )
+
+
 def _wait_ready(process: subprocess.Popen[bytes], port: int, log: IO[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"voucherd serve exited early:\n{_tail(log)}")
+            raise RuntimeError(f"the server exited early:\n{_tail(log)}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
                 if answer.status == 200:
@@ -220,13 +311,15 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log: IO[bytes]) -> 
         except OSError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"voucherd serve did not become ready in 60 s:\n{_tail(log)}")
+    raise RuntimeError(f"the server did not become ready in 60 s:\n{_tail(log)}")
 
 
 def _tail(log: IO[bytes], size: int = 4000) -> str:
+    """The end of a child's log (JSON access lines at INFO: it may be large)."""
     log.flush()
-    log.seek(0)
-    return log.read().decode(errors="replace")[-size:]
+    log.seek(0, os.SEEK_END)
+    log.seek(max(0, log.tell() - size))
+    return log.read().decode(errors="replace")
 
 
 def _stop_group(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
@@ -257,6 +350,13 @@ def http_request(server: Server, method: str, path: str, token: str, body: bytes
     return head.encode("ascii") + body
 
 
+# What a benchmark expects of an answer's body: given the request sent and the body received,
+# None when the body is what was asked for, else what is wrong with it.
+BodyCheck = Callable[[bytes, bytes], str | None]
+# One request sent as is every time, or a function drawing the next one (e.g. a random card).
+Requests = bytes | Callable[[], bytes]
+
+
 @dataclass
 class HttpResult:
     statuses: Counter[int]  # of the answers completed inside the measured window
@@ -266,6 +366,7 @@ class HttpResult:
     everything: Counter[int]  # every answer, warm-up included: what the database must hold
     reconnects: int = 0
     samples: list[bytes] = field(default_factory=list)  # a few unexpected answers, for the log
+    wrong_bodies: int = 0  # answers with the expected status and a body not asked for
 
     def count(self, status: int) -> int:
         return self.statuses[status]
@@ -280,14 +381,43 @@ class HttpResult:
         ordered = sorted(self.latencies)
         return 1000 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
+    def require_clean(self, expect: int, what: str) -> None:
+        """:class:`BenchFailed` (after printing what came instead) unless every answer of the
+        run, warm-up included, had status ``expect`` and the body asked for, on connections
+        the server never dropped. A 429 is a failure like any other: the benchmark's tenant
+        has the limits it needs (:func:`raise_rate_limits`)."""
+        unexpected = self.unexpected(expect)
+        if not unexpected and not self.reconnects and not self.wrong_bodies:
+            return
+        print(
+            f"    NOT {expect}: {unexpected}, wrong bodies: {self.wrong_bodies}, "
+            f"dropped connections: {self.reconnects}"
+        )
+        for sample in self.samples:
+            print(f"      {sample!r}")
+        problems = [f"{n:,} answered {status}" for status, n in unexpected.items()]
+        problems += [f"{self.wrong_bodies:,} bodies not asked for"] if self.wrong_bodies else []
+        problems += [f"{self.reconnects:,} dropped connections"] if self.reconnects else []
+        raise BenchFailed(f"{what}: {', '.join(problems)} (of {sum(self.everything.values()):,})")
+
 
 class _Load:
-    """The shared state of one load run: the request, the window, the tallies."""
+    """The shared state of one load run: the requests, the window, the tallies."""
 
     def __init__(
-        self, request: bytes, expect: int, measure_from: float, stop_at: float, server: Server
+        self,
+        requests: Requests,
+        expect: int,
+        measure_from: float,
+        stop_at: float,
+        server: Server,
+        check: BodyCheck | None = None,
     ) -> None:
-        self.request = request
+        self.next_request: Callable[[], bytes] = (
+            requests if callable(requests) else (lambda: requests)
+        )
+        self.check = check
+        self.wrong_bodies = 0
         self.expect = expect
         self.measure_from = measure_from
         self.stop_at = stop_at
@@ -396,29 +526,46 @@ class KeepAliveConnection(asyncio.Protocol):
 
 
 class _Connection(KeepAliveConnection):
-    """The same request over and over; only unexpected answers are kept, as samples."""
+    """The load's requests, one after the other; each expected answer's body is checked, and
+    only unexpected answers are kept, as samples."""
+
+    sent = b""
 
     def next_request(self) -> bytes:
-        return bytes(self.load.request)
+        self.sent = self.load.next_request()
+        return self.sent
 
     def answered(self, status: int, latency: float, answer: bytes, body_start: int) -> None:
-        self.load.answered(status, latency, None if status == self.load.expect else answer)
+        load = self.load
+        if status != load.expect:
+            load.answered(status, latency, answer)
+            return
+        problem = load.check(self.sent, answer[body_start:]) if load.check else None
+        if problem is None:
+            load.answered(status, latency, None)
+            return
+        load.wrong_bodies += 1
+        load.answered(status, latency, f"{problem}: ".encode() + answer)
 
 
 def drive_http(
     server: Server,
-    request: bytes,
+    requests: Requests,
     *,
     expect: int,
     connections: int,
     warmup: float,
     seconds: float,
     meter: CpuMeter,
+    check: BodyCheck | None = None,
 ) -> HttpResult:
     """Keep ``connections`` requests in flight for ``warmup + seconds``; count the answers that
-    complete inside the last ``seconds``. Runs on uvloop when it is installed."""
+    complete inside the last ``seconds``; ``check`` each answer with status ``expect``. Runs on
+    uvloop when it is installed."""
     with event_loop_runner() as runner:
-        return runner.run(_drive(server, request, expect, connections, warmup, seconds, meter))
+        return runner.run(
+            _drive(server, requests, expect, connections, warmup, seconds, meter, check)
+        )
 
 
 def event_loop_runner() -> asyncio.Runner:
@@ -433,15 +580,16 @@ def event_loop_runner() -> asyncio.Runner:
 
 async def _drive(
     server: Server,
-    request: bytes,
+    requests: Requests,
     expect: int,
     connections: int,
     warmup: float,
     seconds: float,
     meter: CpuMeter,
+    check: BodyCheck | None,
 ) -> HttpResult:
     measure_from = time.time() + warmup
-    load = _Load(request, expect, measure_from, measure_from + seconds, server)
+    load = _Load(requests, expect, measure_from, measure_from + seconds, server, check)
     for _ in range(connections):
         await load.connect()
     await asyncio.sleep(max(0.0, measure_from - time.time()))
@@ -461,6 +609,7 @@ async def _drive(
         load.everything,
         load.reconnects,
         load.samples,
+        load.wrong_bodies,
     )
 
 
