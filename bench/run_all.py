@@ -3,7 +3,8 @@
     python -m bench.run_all [--seconds 5] [--count 100000]
 
 Each benchmark runs as its own process, one after the other; the exit status is non-zero when
-any of them failed (an error, an unexpected answer, or a ledger that does not add up).
+any of them failed (an error, an unexpected answer such as a 429, or a ledger that does not add
+up).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     timing = ["--seconds", str(args.seconds), "--warmup", str(args.warmup)]
     benchmarks = [
         ["bench.issue", *timing],
-        ["bench.redeem", *timing, "--http"],
+        ["bench.redeem", *timing, "--cards", str(args.count)],
         ["bench.mint", "--count", str(args.count)],
         ["bench.claim", *timing, "--pool", str(args.count)],
         ["bench.deliver", *timing],
