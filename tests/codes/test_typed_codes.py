@@ -171,7 +171,10 @@ class TestNativeTill:
         assert shown["voucher"]["code"] == voucher.code
         redeemed = redeem(api, tenant, typed)
         assert redeemed.status_code == 201, redeemed.text
-        assert (redeemed.json()["code"], redeemed.json()["voucher_id"]) == (voucher.code, voucher.id)
+        assert (redeemed.json()["code"], redeemed.json()["voucher_id"]) == (
+            voucher.code,
+            voucher.id,
+        )
         got = api.get(f"/api/v1/vouchers/{typed}", headers=tenant.headers)
         assert got.status_code == 200, got.text
         assert got.json()["id"] == voucher.id
