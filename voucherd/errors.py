@@ -32,6 +32,8 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency_key_in_flight"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_FAILED_LOOKUPS = "too_many_failed_lookups"
+    # A typed default code whose check character fails (codes/typed.py): a typo at the till.
+    CODE_MISTYPED = "code_mistyped"
     # Requests the HTTP layer refuses before a use case runs.
     MALFORMED_JSON = "malformed_json"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -124,6 +126,14 @@ class Forbidden(DomainError):
 
 class NotFound(DomainError):
     status, code, title = 404, ErrorCode.NOT_FOUND, "Not found"
+
+
+class CodeMistyped(NotFound):
+    """A typed code of voucherd's own shape whose check character fails: no voucher has it, and
+    the holder is told to look again. A NotFound, so a face that maps only "not found" still
+    answers as it did for a wrong code."""
+
+    code, title = ErrorCode.CODE_MISTYPED, "Code mistyped"
 
 
 class Conflict(DomainError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -159,10 +160,43 @@ Currency = Annotated[
     Field(description="ISO 4217 code", examples=["EUR"]),
 ]
 Timezone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_timezone)]
+_STORED_CODE = r"^[\x21-\x7e]+$"
+
+
+def _stored_code(value: str) -> str:
+    # In words, not as the pattern: a person reads this answer.
+    if not re.match(_STORED_CODE, value):
+        raise ValueError(
+            "a voucher code is letters, digits and punctuation (printable ASCII), without spaces"
+        )
+    return value
+
+
+def _typed_code(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("a voucher code holds no control characters")
+    return value
+
+
 VoucherCode = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=100, pattern=r"^[\x21-\x7e]+$"),
-    Field(description="A voucher code: printable ASCII without spaces."),
+    StringConstraints(min_length=1, max_length=100),
+    AfterValidator(_stored_code),
+    Field(
+        description="A voucher code: printable ASCII without spaces.",
+        json_schema_extra={"pattern": _STORED_CODE},
+    ),
+]
+# A code as a holder types it (validate, redeem): voucherd's own codes may come in lower case and
+# in groups split by spaces or dashes; the core reads it (codes/typed.py), not this type.
+TypedCode = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=100),
+    AfterValidator(_typed_code),
+    Field(
+        description="The voucher's code (or its id). voucherd's own codes may be typed in any "
+        "case, in groups split by spaces or dashes."
+    ),
 ]
 CampaignRef = Annotated[
     str,

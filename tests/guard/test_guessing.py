@@ -1,6 +1,6 @@
 """Guessing (voucherd/guard): failed code lookups counted per key and address, the guesser
-slowed then refused with an event recorded, nobody else troubled, typos free, and every miss
-reading the same. Time here is the Database's clock (``FakeClock``), moved by the tests.
+slowed then refused with an event recorded, nobody else troubled, typos free and told so, and
+every miss reading the same. Time here is the Database's clock (``FakeClock``), moved by the tests.
 
 The brute-force test runs 5,000 well-formed guesses against 5,000 live codes in CI; the issue's
 full size is one command::
@@ -199,6 +199,38 @@ class TestTypos:
             # The holder, who mistyped twelve times, redeems the real code at once.
             assert _redeem(client, tenant, code).status_code == 201
 
+    def test_loose_typing_is_counted_as_exact_typing_is(
+        self, db: Database, settings: Settings
+    ) -> None:
+        """Issue 15: lower case, spaces and dashes are read for voucherd's own codes. A typo
+        that no stored code can be is free, as before; text that may be a stored code as it
+        stands is looked up and counted, as before; each code asked of the database counts."""
+        tenant = make_tenant(db)
+        code = issue(db, tenant, make_campaign(db, tenant)).voucher.code
+        unknown = DEFAULT_SPEC.generate(1)[0]
+        with TestClient(_app(db, settings), client=GUESSER) as client:
+
+            def misses_after(typed: str, answer: str) -> int:
+                refused = _redeem(client, tenant, typed)
+                assert (refused.status_code, refused.json()["code"]) == (404, answer), typed
+                with db.unit_of_work(write=False) as session:
+                    hits = session.scalar(
+                        select(func.max(GuardCounter.hits)).where(GuardCounter.kind == GUESS)
+                    )
+                return int(hits or 0)
+
+            typo = _typo(code)
+            assert misses_after(typo, "code_mistyped") == 0
+            assert misses_after(f"{typo[:4]} {typo[4:8]} {typo[8:]}".lower(), "code_mistyped") == 0
+            # "abcd...": a code_config or imported code may be exactly that; it is looked up.
+            assert misses_after(typo.lower(), "code_mistyped") == 1
+            assert misses_after(unknown, "not_found") == 2
+            # The text as typed, and voucherd's canonical form of it: two codes asked.
+            assert misses_after(unknown.lower(), "not_found") == 4
+            # No stored code holds a space: only the canonical form is asked.
+            assert misses_after(f"{unknown[:6]} {unknown[6:]}", "not_found") == 5
+            assert _redeem(client, tenant, code.lower()).status_code == 201
+
     def test_a_well_formed_unknown_code_does_reach_it(
         self, db: Database, settings: Settings
     ) -> None:
@@ -278,15 +310,20 @@ class TestEveryMissReadsTheSame:
     ) -> None:
         mine, theirs = make_tenant(db), make_tenant(db)
         their_code = issue(db, theirs, make_campaign(db, theirs)).voucher.code
+        unknown = DEFAULT_SPEC.generate(1)[0]
         misses = {
-            "unknown": DEFAULT_SPEC.generate(1)[0],
+            "unknown": unknown,
             "another tenant's": their_code,
             "mistyped": _typo(their_code),
+            "mistyped unknown": _typo(unknown),
         }
         answers = {name: _comparable(lookup(api, mine, code)) for name, code in misses.items()}
         assert answers["unknown"][0] in (200, 404)  # validate answers 200 "not valid"
         assert answers["another tenant's"] == answers["unknown"]
-        assert answers["mistyped"] == answers["unknown"]
+        # Issue 15: a typo says so (arithmetic on the typed text), whoever's code it was near.
+        assert answers["mistyped"] == answers["mistyped unknown"]
+        assert answers["mistyped"][0] == answers["unknown"][0]
+        assert "mistyped" in str(answers["mistyped"][2])
         for _, _, body in answers.values():
             assert their_code not in str(body)
 

@@ -92,6 +92,7 @@ INVALID_CAMPAIGN = "InvalidCampaign"
 INVALID_VALUE = "Unable to create voucher: the value entered is invalid"
 WEEKLY_LIMIT = "ClientWeeklyValueLimitReached"
 VOUCHER_NOT_FOUND = "Voucher not found"
+CODE_MISTYPED = "Voucher code is mistyped — check it and try again"
 NOT_CANCELLABLE = "Voucher is already cancelled or redeemed"
 NOT_JSON = kit.NOT_JSON
 
@@ -421,7 +422,8 @@ def _cancel(db: Database, caller: Caller, code: str) -> Response:
     try:
         cancel_voucher(db, caller, code, reason="i-movo CancelVoucher")
     except NotFound as exc:
-        raise Refused(404, VOUCHER_NOT_FOUND) from exc
+        typo = exc.code == ErrorCode.CODE_MISTYPED
+        raise Refused(404, CODE_MISTYPED if typo else VOUCHER_NOT_FOUND) from exc
     except Conflict as exc:
         raise Refused(400, NOT_CANCELLABLE) from exc
     return Response(dumps({"successfulRequest": True}), media_type="application/json")

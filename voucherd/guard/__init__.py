@@ -26,7 +26,7 @@ clock; the guard's ``clock`` is the seam tests move.
 
 **Guessing.** Every lookup of a voucher by its code (validate, redeem, get, cancel and the other
 state changes, publishing a given code, the voucher page) goes through one of three core
-functions (``vouchers.service.find_voucher``, ``redemptions.service._find_target``,
+functions (``vouchers.lookup.find_voucher``, ``redemptions.rules.find_target``,
 ``pages.service.read_voucher_page``); each asks the guard first (:func:`service.before_lookup`)
 and reports a miss (:func:`service.failed_lookup`), so every face, present or future, is guarded
 without a line in ``voucherd/dialects``. Misses are counted per API key and per client address
@@ -44,12 +44,19 @@ threshold. Guessing windows use the Database's clock (``db.now()``), which tests
 
 *Never the code.* Nothing is counted per code, so no code is ever locked because someone else
 guessed at it: the holder, on another key or address, redeems as before. A code of the default
-shape whose check character fails (a typo) is refused as "not found" before the guard or the
-database is asked, and not counted: the check character already proves it was never issued.
+shape whose check character fails (a typo, also typed in lower case or in groups split by spaces
+or dashes when no stored code can be that text) is refused as "mistyped" (``code_mistyped``, a
+404) before the guard or the database is asked, and not counted: the check character already
+proves it was never issued, and the answer is arithmetic on the typed text that a guesser can do
+alone. Text that may be a stored code as it stands (``abcd-efgh``: a ``code_config`` or imported
+code) is looked up, and a miss is counted as any other, whatever its words; a lookup that asks for
+two codes (the text as typed and voucherd's canonical form of it) counts two misses, so loose
+typing probes no more codes per miss than exact typing (``voucherd/codes/typed.py``).
 
-*Every miss reads the same.* An unknown code, another tenant's code and a typo get the same
-status and body on each face (modulo its request ids), so no answer tells a guesser which codes
-exist; only a caller's own vouchers answer with their state.
+*Every miss reads the same.* An unknown code and another tenant's code get the same status and
+body on each face (modulo its request ids), and a typo of either gets the same "mistyped" answer,
+so no answer tells a guesser which codes exist; only a caller's own vouchers answer with their
+state.
 
 **Client address.** The connection's address (``request.client.host``). ``X-Forwarded-For`` is
 believed only from addresses in ``trusted_proxies``, and then its right-most entry that is not

@@ -15,7 +15,7 @@ from voucherd.fields import (
     Quantity,
     Reference,
     RequestModel,
-    VoucherCode,
+    TypedCode,
 )
 from voucherd.money import MAX_MINOR_UNITS
 from voucherd.redemptions.models import Redemption
@@ -42,7 +42,7 @@ class Order(RequestModel):
 
 
 class RedeemableRequest(RequestModel):
-    code: VoucherCode = Field(description="The voucher's code (or its id).")
+    code: TypedCode
     amount: PositiveMinorUnits | None = Field(
         default=None,
         description="GIFT/LOYALTY: how much to take. Without it, as much of order.amount as the "

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from voucherd.auth.caller import Caller
-from voucherd.errors import ErrorCode, InvalidInput, NotFound, NotRedeemable
+from voucherd.errors import InvalidInput, NotFound, NotRedeemable
 from voucherd.ids import new_id
 from voucherd.redemptions import sql
 from voucherd.redemptions.models import Redemption
@@ -39,8 +39,8 @@ def judge(
     order_amount = body.order.amount if body.order else None
     try:
         target = find_target(session, caller.tenant_id, body.code)
-    except NotFound as exc:
-        return ValidationResult(False, ErrorCode.NOT_FOUND, exc.detail, None, None, order_amount)
+    except NotFound as exc:  # not_found, or code_mistyped for a typo of a default code
+        return ValidationResult(False, exc.code, exc.detail, None, None, order_amount)
     record = VoucherRecord(target.voucher, target.campaign.name, campaign=target.campaign)
     shown = present_voucher(record, now=now, base_url=base_url)
     try:

@@ -34,6 +34,9 @@ _BY_CODE: dict[str, tuple[int, str, str]] = {
     ErrorCode.UNAUTHORIZED: (401, "unauthorized", "Unauthorized"),
     ErrorCode.FORBIDDEN: (403, "forbidden", "Forbidden"),
     ErrorCode.NOT_FOUND: (404, "not_found", "Resource not found"),
+    # A typo of a default code: still Voucherify's not_found (what its clients branch on); the
+    # details say "mistyped".
+    ErrorCode.CODE_MISTYPED: (404, "not_found", "Resource not found"),
     ErrorCode.CUSTOMER_ERASED: (404, "not_found", "Resource not found"),
     ErrorCode.DUPLICATE_NAME: (409, "duplicate_found", "Duplicated resource found"),
     ErrorCode.DUPLICATE_CODE: (409, "duplicate_found", "Duplicated resource found"),

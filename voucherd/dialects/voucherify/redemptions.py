@@ -75,8 +75,9 @@ def redeem(db: DB, caller: Vf, idem: Idem, body: bodies.Redeem | None = None) ->
     return respond_created(db, caller, idem, shown, status=200)
 
 
-# The code becomes the redeemable's id, so the path says what a code may be (fields.VoucherCode).
-RedeemedCode = Annotated[str, Path(max_length=100, pattern=r"^[\x21-\x7e]+$")]
+# The code becomes the redeemable's id, so the path takes what a typed code may be
+# (fields.TypedCode: spaces and lower case too; the core reads it, codes/typed.py).
+RedeemedCode = Annotated[str, Path(min_length=1, max_length=100)]
 
 
 @router.post("/v1/vouchers/{code}/redemption", summary="Voucherify: Redeem Voucher (legacy)")
