@@ -10,7 +10,7 @@ from tests.factories.tenants import Tenant
 from tests.factories.vouchers import issue
 from tests.support.console import browser, make_operator, sign_in
 from voucherd.db.engine import Database
-from voucherd.publications import service as publications
+from voucherd.publications import publish as publications
 from voucherd.publications.schemas import PublishRequest
 from voucherd.vouchers import service as vouchers
 

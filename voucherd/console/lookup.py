@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from voucherd.codes.generator import is_mistyped
 from voucherd.console.schemas import SignedIn
 from voucherd.console.service import operator_names, require_role
 from voucherd.console.web import (
@@ -30,7 +29,7 @@ from voucherd.customers import service as customers
 from voucherd.customers.schemas import CustomerFilters
 from voucherd.delivery import service as delivery
 from voucherd.delivery.schemas import DeliveryFilters, DeliveryRequest
-from voucherd.errors import DomainError, InvalidInput, NotFound
+from voucherd.errors import CodeMistyped, DomainError, InvalidInput, NotFound
 from voucherd.money import to_minor
 from voucherd.redemptions import service as redemptions
 from voucherd.vouchers import service as vouchers
@@ -99,7 +98,7 @@ def _list_page(
 
 @router.post("/vouchers/find")
 async def find(request: Request) -> Response:
-    """A code (its check character catches a typo before any lookup), or a customer's
+    """A code (the core tells a typo from its check character before any lookup), or a customer's
     reference, e-mail or phone."""
     who, form = await posted(request, *LOOKERS)
     db, caller = console_of(request).db, who.operator.caller
@@ -107,10 +106,10 @@ async def find(request: Request) -> Response:
     values = {"q": query}
     if not query:
         return _list_page(request, who, values=values, errors={"q": "type a code or a customer"})
-    if is_mistyped(query):
-        return _list_page(request, who, values=values, errors={"q": MISTYPED})
     try:
         record = vouchers.get_voucher(db, caller, query)
+    except CodeMistyped:  # the core's judgement of the typed text, before any lookup
+        return _list_page(request, who, values=values, errors={"q": MISTYPED})
     except NotFound:
         record = None
     if record is not None:

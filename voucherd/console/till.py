@@ -17,11 +17,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from voucherd.codes.generator import is_mistyped
 from voucherd.console.schemas import SignedIn
 from voucherd.console.service import require_role
 from voucherd.console.web import console_of, posted, render, signed_in, validation_errors
-from voucherd.errors import DomainError
+from voucherd.errors import DomainError, ErrorCode
 from voucherd.idempotency.service import IdempotencyClaim, Replay
 from voucherd.money import to_minor
 from voucherd.redemptions import service as redemptions
@@ -44,10 +43,10 @@ def till(request: Request, who: SignedIn = Depends(signed_in)) -> Response:
 
 
 def _check(request: Request, who: SignedIn, code: str) -> ValidationResult | None:
-    if is_mistyped(code):
-        return None
     db, caller = console_of(request).db, who.operator.caller
     result = redemptions.validate(db, caller, ValidateRequest.model_validate({"code": code}))
+    if result.reason == ErrorCode.CODE_MISTYPED:
+        return None  # the core judged the typed text a typo (its check character fails)
     voucher = result.record.voucher if result.record else None
     # A balance asks "how much?"; "is it usable now?" is asked for all of it, which is what the
     # till shows before the cashier types an amount.
