@@ -88,6 +88,9 @@ class ErrorCode(StrEnum):
     ORDER_NOT_COMPLETED = "order_not_completed"
     OPERATION_PROCESSING = "operation_processing"
     OPERATION_FAILED = "operation_failed"
+    # The console's sign-in.
+    SIGN_IN_REFUSED = "sign_in_refused"
+    SIGN_IN_THROTTLED = "sign_in_throttled"
 
 
 def voucher_state(state: str) -> ErrorCode:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -109,7 +110,10 @@ def site(template: Template, settings: Settings) -> Iterator[Site]:
 
 
 def _wait(driver: WebDriver, check: Callable[[WebDriver], object], seconds: float = 30) -> None:
-    WebDriverWait(driver, seconds, poll_frequency=0.1).until(check)
+    # htmx swaps a fragment between finding an element and reading it: read it again.
+    WebDriverWait(
+        driver, seconds, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(check)
 
 
 def _text(driver: WebDriver, css: str) -> str:

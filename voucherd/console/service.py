@@ -26,7 +26,7 @@ from voucherd.console.models import ROLES, ConsoleEvent, ConsoleSession, Operato
 from voucherd.console.schemas import NewSession, OperatorView, SignedIn
 from voucherd.db.dialect import upsert
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from voucherd.errors import Conflict, DomainError, ErrorCode, Forbidden, InvalidInput, NotFound
 from voucherd.ids import new_id
 
 IDLE = timedelta(minutes=30)
@@ -53,11 +53,11 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 class SignInRefused(DomainError):
-    status, code, title = 401, "sign_in_refused", "Sign-in refused"
+    status, code, title = 401, ErrorCode.SIGN_IN_REFUSED, "Sign-in refused"
 
 
 class SignInThrottled(DomainError):
-    status, code, title = 429, "sign_in_throttled", "Too many failed sign-ins"
+    status, code, title = 429, ErrorCode.SIGN_IN_THROTTLED, "Too many failed sign-ins"
 
     def __init__(self, detail: str, *, retry_after: int) -> None:
         super().__init__(detail, field="password")
