@@ -58,14 +58,16 @@ def _kind(address: Address) -> str | None:
     """Why an address is not public, or None when it is."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return _kind(address.ipv4_mapped)
+    if address.is_multicast or address.is_unspecified:
+        return "not a unicast"
     if address.is_loopback:
         return "loopback"
     if address.is_link_local:
         return "link-local"
     if address.is_private:
         return "private"
-    if address.is_multicast or address.is_unspecified or address.is_reserved:
-        return "not a unicast"
+    if address.is_reserved:
+        return "a reserved"
     if not address.is_global:
         return "not a public"
     return None
