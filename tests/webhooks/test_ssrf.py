@@ -20,6 +20,7 @@ from tests.factories.vouchers import issue
 from tests.support.webhooks import Receiver, drain, register
 from voucherd.config import Settings
 from voucherd.db.engine import Database
+from voucherd.webhooks.urls import Target, resolve
 
 PUBLIC = "93.184.215.14"
 _real_getaddrinfo = socket.getaddrinfo
@@ -139,3 +140,18 @@ class TestLoopbackSettingAtSending:
 
         assert receiver.hooks == []
         assert receiver.forged == 0
+
+
+class TestTarget:
+    def test_the_request_goes_to_the_checked_address_under_the_name(
+        self, monkeypatch: pytest.MonkeyPatch, settings: Settings
+    ) -> None:
+        answer(monkeypatch, {"hooks.example": PUBLIC, "v6.example": "2606:4700::1"})
+
+        plain = resolve("https://hooks.example/in?x=1", settings)
+        other_port = resolve("https://v6.example:8443/in", settings)
+
+        assert plain == Target(f"https://{PUBLIC}:443/in?x=1", "hooks.example", "hooks.example")
+        assert other_port == Target(
+            "https://[2606:4700::1]:8443/in", "v6.example:8443", "v6.example"
+        )
