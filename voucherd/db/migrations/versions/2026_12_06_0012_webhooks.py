@@ -2,7 +2,7 @@
 triggers that write a message for every event a subscribed endpoint wants
 
 Revision ID: 0012
-Revises: 0009 (the integrator chains it after 0010 console and 0011 imports)
+Revises: 0010 (the integrator chains it after 0011 imports when that lands first)
 Create Date: 2026-12-06
 
 Why triggers: every event this feature sends is already a row the domain writes in the event's
@@ -24,7 +24,7 @@ from alembic import op
 import voucherd.db.base
 
 revision: str = "0012"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
