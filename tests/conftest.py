@@ -99,6 +99,9 @@ def settings() -> Settings:
         public_base_url="https://vouchers.example",
         key_cache_seconds=0,
         max_body_bytes=64 * 1024,
+        # The local webhook receivers listen on http://127.0.0.1; SSRF tests turn these off.
+        allow_http_webhooks=True,
+        allow_loopback_webhooks=True,
     )
 
 

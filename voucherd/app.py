@@ -35,6 +35,7 @@ from voucherd.publications.routes import router as publications_router
 from voucherd.redemptions.routes import router as redemptions_router
 from voucherd.tenants.routes import router as tenant_router
 from voucherd.vouchers.routes import router as vouchers_router
+from voucherd.webhooks.routes import router as webhooks_router
 from voucherd.worker.loop import BackgroundWorker
 
 
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
         imports_router,
         operations_router,
         orders_router,
+        webhooks_router,
         pages_router,
         yoyo.router,
         voucherify.router,

@@ -59,6 +59,9 @@ from voucherd.vouchers import models as vouchers_models
 from voucherd.vouchers import service as vouchers
 from voucherd.vouchers.schemas import present_voucher
 from voucherd.vouchers.tasks import MINT_KIND, mint_step
+from voucherd.webhooks import models as webhooks_models
+from voucherd.webhooks.routes import REPLAY_RENDERERS as WEBHOOK_RENDERERS
+from voucherd.webhooks.tasks import run_due_webhooks
 from voucherd.worker.jobs import Job
 
 __all__ = [
@@ -90,6 +93,7 @@ TABLE_MODULES = (
     redemptions_models,
     vouchers_limits,
     vouchers_models,
+    webhooks_models,
 )
 
 # --- (b) background work: operation handlers and the worker's jobs ----------------------------
@@ -108,7 +112,7 @@ def run_due_operations(db: Database, worker_id: str, stop: threading.Event) -> i
     return runner.run_due_operations(db, worker_id, stop, HANDLERS)
 
 
-JOBS: tuple[Job, ...] = (run_due_deliveries, run_due_operations)
+JOBS: tuple[Job, ...] = (run_due_deliveries, run_due_operations, run_due_webhooks)
 
 # --- (c) answers to idempotent replays whose stored response was lost --------------------------
 
@@ -152,6 +156,7 @@ RENDERERS: dict[str, Renderer] = _one_each(
     OPERATION_RENDERERS,
     ORDER_RENDERERS,
     PUBLICATION_RENDERERS,
+    WEBHOOK_RENDERERS,
 )
 
 # --- gauges read from the database at each scrape of /metrics ----------------------------------

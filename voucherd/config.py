@@ -152,6 +152,31 @@ class Settings(BaseSettings):
     delivery_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Connect and read timeout of one send to a provider."
     )
+    allow_http_webhooks: bool = Field(
+        default=False,
+        description="Let event webhook endpoints be plain http URLs (for tests, never production).",
+    )
+    allow_loopback_webhooks: bool = Field(
+        default=False,
+        description=(
+            "Let event webhook endpoints resolve to a loopback address (for tests); private, "
+            "link-local and other non-public addresses are refused whatever this says."
+        ),
+    )
+    webhook_max_attempts: int = Field(
+        default=30,
+        ge=1,
+        le=1000,
+        description=(
+            "Tries of one event message before it is FAILED; with the delivery backoff (doubling, "
+            "at most an hour apart) the default spans more than a day."
+        ),
+    )
+    webhook_disable_after_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="An endpoint whose every attempt has failed for this long is disabled.",
+    )
     twilio_base_url: str = Field(
         default="https://api.twilio.com", description="Base of Twilio's Messages API."
     )

@@ -304,7 +304,7 @@ _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
 
-def _pool(size: int) -> ThreadPoolExecutor:
+def sending_pool(size: int) -> ThreadPoolExecutor:
     with _pools_lock:
         pool = _pools.get(size)
         if pool is None:
@@ -342,7 +342,7 @@ def _send_and_record(db: Database, batch: list[Prepared], stop: threading.Event)
         for prepared in batch:
             _deliver(db, prepared, stop)
         return
-    pool = _pool(settings.delivery_concurrency)
+    pool = sending_pool(settings.delivery_concurrency)
     futures = [pool.submit(_deliver, db, prepared, stop) for prepared in batch]
     wait(futures)
     for future in futures:

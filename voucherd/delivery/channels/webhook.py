@@ -29,20 +29,26 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def _reason(response: httpx.Response) -> str:
+def signed_headers(secret: str, message_id: str, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers for ``body``, stamped now (real time: the receiver checks
+    the timestamp against its own clock). Event webhooks sign with the same function."""
+    timestamp = int(time.time())
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, message_id, timestamp, body),
+    }
+
+
+def reason(response: httpx.Response) -> str:
     return (response.text or response.reason_phrase)[:300]
 
 
 class WebhookChannel:
     def send(self, message: Message, provider: dict[str, Any], settings: Settings) -> Outcome:
         body = message.webhook_body or b"{}"
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "webhook-id": message.delivery_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(provider["secret"], message.delivery_id, timestamp, body),
-        }
+        headers = signed_headers(provider["secret"], message.delivery_id, body)
         return post(
             lambda: client().post(
                 provider["url"],
@@ -50,7 +56,7 @@ class WebhookChannel:
                 headers=headers,
                 timeout=settings.delivery_timeout_seconds,
             ),
-            reason=_reason,
+            reason=reason,
             message_id=lambda _: message.delivery_id,
             success="delivered",
         )
