@@ -18,7 +18,7 @@ from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.schemas import CampaignCreate, CampaignFields, CampaignUpdate
 from voucherd.campaigns.validity import localise
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, InvalidInput
+from voucherd.errors import Conflict, ErrorCode, InvalidInput
 from voucherd.ids import new_id
 from voucherd.pagination import Page, page_of
 from voucherd.vouchers.models import Voucher
@@ -133,7 +133,9 @@ def add_campaign(session: Session, campaign: Campaign) -> None:
         session.flush()
     except IntegrityError as exc:
         raise Conflict(
-            f"a campaign named {campaign.name!r} exists", field="name", code="duplicate_name"
+            f"a campaign named {campaign.name!r} exists",
+            field="name",
+            code=ErrorCode.DUPLICATE_NAME,
         ) from exc
 
 
@@ -170,7 +172,9 @@ def update_campaign(db: Database, caller: Caller, ref: str, body: CampaignUpdate
             session.flush()
         except IntegrityError as exc:
             raise Conflict(
-                f"a campaign named {body.name!r} exists", field="name", code="duplicate_name"
+                f"a campaign named {body.name!r} exists",
+                field="name",
+                code=ErrorCode.DUPLICATE_NAME,
             ) from exc
         session.commit()
         return campaign

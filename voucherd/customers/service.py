@@ -24,7 +24,7 @@ from voucherd.customers.schemas import (
 )
 from voucherd.db.dialect import upsert
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, NotFound
+from voucherd.errors import Conflict, ErrorCode, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
 from voucherd.pagination import Page, page_of
@@ -125,7 +125,7 @@ def create_customer(
         idempotency.claim(session, db, caller.tenant_id, idem)
         customer = add_customer(session, caller.tenant_id, body, now)
         if customer is None:
-            raise Conflict(_DUPLICATE, field="source_id", code="duplicate_source_id")
+            raise Conflict(_DUPLICATE, field="source_id", code=ErrorCode.DUPLICATE_SOURCE_ID)
         idempotency.bind_effect(session, caller.tenant_id, idem, "customer", customer.id)
         session.commit()
         return customer
@@ -189,7 +189,9 @@ def update_customer(db: Database, caller: Caller, ref: str, body: CustomerUpdate
     with db.unit_of_work() as session:
         customer = find_customer(session, caller.tenant_id, ref)
         if customer.erased_at is not None:
-            raise Conflict("this customer was erased", field="customer", code="customer_erased")
+            raise Conflict(
+                "this customer was erased", field="customer", code=ErrorCode.CUSTOMER_ERASED
+            )
         if not changes:
             return customer
         if changes.get("source_id") is not None and changes["source_id"] != customer.source_id:
@@ -200,7 +202,7 @@ def update_customer(db: Database, caller: Caller, ref: str, body: CustomerUpdate
                 )
             )
             if taken is not None:
-                raise Conflict(_DUPLICATE, field="source_id", code="duplicate_source_id")
+                raise Conflict(_DUPLICATE, field="source_id", code=ErrorCode.DUPLICATE_SOURCE_ID)
         try:
             session.execute(
                 update(_CUSTOMER)
@@ -208,7 +210,9 @@ def update_customer(db: Database, caller: Caller, ref: str, body: CustomerUpdate
                 .values(**changes, updated_at=now)
             )
         except IntegrityError as exc:  # the same source_id set concurrently
-            raise Conflict(_DUPLICATE, field="source_id", code="duplicate_source_id") from exc
+            raise Conflict(
+                _DUPLICATE, field="source_id", code=ErrorCode.DUPLICATE_SOURCE_ID
+            ) from exc
         session.commit()
         session.refresh(customer)
         return customer

@@ -20,7 +20,7 @@ from voucherd.auth.models import Tenant
 from voucherd.campaigns.models import Campaign
 from voucherd.delivery.schemas import DeliveryRequest, RequestedDelivery
 from voucherd.delivery.sql import INSERT_BUNDLE, insert_planned
-from voucherd.errors import InvalidInput
+from voucherd.errors import ErrorCode, InvalidInput
 from voucherd.fields import email_address
 from voucherd.ids import new_id
 
@@ -50,14 +50,14 @@ def plan_delivery(
             raise InvalidInput(
                 "this tenant has no SMS or WhatsApp provider configured (PATCH /api/v1/tenant)",
                 field=f"{field}.channel",
-                code="channel_not_configured",
+                code=ErrorCode.CHANNEL_NOT_CONFIGURED,
             )
         channel = phone_channel
     elif channel in ("email", "webhook") and channel not in configured:
         raise InvalidInput(
             f"this tenant has no {channel} provider configured (PATCH /api/v1/tenant)",
             field=f"{field}.channel",
-            code="channel_not_configured",
+            code=ErrorCode.CHANNEL_NOT_CONFIGURED,
         )
     # Nothing to send for "none": the row records that the issuer shows the code itself.
     state = "SENT" if channel == "none" else "PENDING"
@@ -100,7 +100,7 @@ def automatic_delivery(
             f"this campaign delivers every voucher by {channel}: give a recipient or a "
             "customer_ref holding the " + ("phone number" if channel == "phone" else "address"),
             field="customer_ref",
-            code="recipient_required",
+            code=ErrorCode.RECIPIENT_REQUIRED,
         )
     try:
         if channel == "phone":
@@ -111,7 +111,7 @@ def automatic_delivery(
         raise InvalidInput(
             f"this campaign delivers every voucher by {channel}: {exc}",
             field=field,
-            code="invalid_recipient",
+            code=ErrorCode.INVALID_RECIPIENT,
         ) from exc
     return DeliveryRequest(channel=channel, recipient=address)
 

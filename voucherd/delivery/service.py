@@ -13,7 +13,7 @@ from voucherd.delivery.enqueue import plan_delivery, tenant_settings
 from voucherd.delivery.models import Delivery, DeliveryEvent
 from voucherd.delivery.schemas import DeliveryFilters, DeliveryRecord, DeliveryRequest
 from voucherd.delivery.sql import insert_planned
-from voucherd.errors import Conflict, NotFound
+from voucherd.errors import Conflict, ErrorCode, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.pagination import Page, page_of
 from voucherd.vouchers.lookup import find_voucher
@@ -92,7 +92,7 @@ def resend_delivery(
             raise Conflict(
                 f"the delivery is {original.state}: it is still on its way",
                 field="delivery",
-                code="delivery_in_progress",
+                code=ErrorCode.DELIVERY_IN_PROGRESS,
             )
         channel = "phone" if original.channel in ("sms", "whatsapp") else original.channel
         request = DeliveryRequest.model_validate(

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from voucherd.config import Settings
 from voucherd.db.engine import Database
+from voucherd.errors import ErrorCode
 from voucherd.guard.counters import Pruner, add_counts
 from voucherd.guard.limits import RateLimited, TenantLimits
 from voucherd.guard.models import GUESS, GuardEvent
@@ -157,5 +158,5 @@ def _refuse(visit: Visit, retry_after: int, retry_at: int | None) -> None:
     raise RateLimited(
         f"too many failed voucher lookups; retry in {retry_after} seconds",
         retry_after=retry_after,
-        code="too_many_failed_lookups",
+        code=ErrorCode.TOO_MANY_FAILED_LOOKUPS,
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voucherd.config import Settings
-from voucherd.errors import DomainError, InvalidInput
+from voucherd.errors import DomainError, ErrorCode, InvalidInput
 
 # The tenant settings key that holds a tenant's own numbers (see TenantLimits).
 TENANT_SETTING = "rate_limits"
@@ -19,7 +19,7 @@ TENANT_SETTING = "rate_limits"
 class RateLimited(DomainError):
     """Too many requests, or too many failed code lookups: come back after ``retry_after`` s."""
 
-    status, code, title = 429, "rate_limited", "Too many requests"
+    status, code, title = 429, ErrorCode.RATE_LIMITED, "Too many requests"
 
     def __init__(self, detail: str, *, retry_after: int, code: str | None = None) -> None:
         super().__init__(detail, code=code)

@@ -178,7 +178,9 @@ def import_one(
         if summary.already_present or any(
             p.code == ErrorCode.DUPLICATE_CODE for p in summary.problems
         ):
-            raise Conflict("this code is already in use", field="code", code="duplicate_code")
+            raise Conflict(
+                "this code is already in use", field="code", code=ErrorCode.DUPLICATE_CODE
+            )
         if summary.problems:
             problem = summary.problems[0]
             raise InvalidInput(problem.reason, field=problem.column, code=problem.code)

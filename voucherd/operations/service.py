@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, InvalidInput, NotFound
+from voucherd.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from voucherd.ids import new_id
 from voucherd.operations.models import (
     COMPLETED,
@@ -199,13 +199,13 @@ def open_result(db: Database, caller: Caller, ref: str) -> ResultDownload:
         raise Conflict(
             "the operation is still Processing; its result is not ready yet",
             field="operation",
-            code="operation_processing",
+            code=ErrorCode.OPERATION_PROCESSING,
         )
     if operation.status == FAILED:
         raise Conflict(
             f"the operation Failed and has no result: {operation.last_error}",
             field="operation",
-            code="operation_failed",
+            code=ErrorCode.OPERATION_FAILED,
         )
     assert operation.status == COMPLETED
     result = operation.result or {}

@@ -17,7 +17,7 @@ from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.models import Campaign
 from voucherd.db.dialect import upsert
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, NotFound
+from voucherd.errors import Conflict, ErrorCode, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
 from voucherd.operations.service import record_completed
@@ -131,7 +131,7 @@ def create_client(
             raise Conflict(
                 f"a client with code {body.code!r} already exists",
                 field="code",
-                code="duplicate_client_code",
+                code=ErrorCode.DUPLICATE_CLIENT_CODE,
             )
         client = session.get_one(Client, client_id)
         _set_voucher_types(session, client, body.voucher_types)

@@ -25,7 +25,7 @@ from voucherd.auth.caller import Caller
 from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import plan_delivery, tenant_settings
 from voucherd.delivery.schemas import DeliveryRequest
-from voucherd.errors import Conflict, InvalidInput, NotFound
+from voucherd.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
 from voucherd.operations.models import COMPLETED, FAILED, Operation
@@ -75,7 +75,7 @@ def _promise(
             f"the order of item {item_id} is {status}: its vouchers can be distributed once "
             "it has Completed",
             field=item_field,
-            code="order_not_completed" if status != FAILED else "order_failed",
+            code=ErrorCode.ORDER_NOT_COMPLETED if status != FAILED else "order_failed",
         )
     taken = session.execute(
         update(_ITEM)
@@ -89,7 +89,7 @@ def _promise(
             f"item {item_id} has {left} of its {order_item.quantity} vouchers left to "
             f"distribute; this distribution asks for {count}",
             field=field,
-            code="not_enough_vouchers",
+            code=ErrorCode.NOT_ENOUGH_VOUCHERS,
         )
 
 

@@ -25,7 +25,7 @@ from voucherd.campaigns.lookup import find_campaign
 from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.validity import localise
 from voucherd.db.engine import Database
-from voucherd.errors import DomainError, InvalidInput, NotFound
+from voucherd.errors import DomainError, ErrorCode, InvalidInput, NotFound
 from voucherd.exports.rows import neutralise
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
@@ -115,7 +115,7 @@ def _plan_item(
         raise InvalidInput(
             _not_allowed(session, client, campaign.name),
             field=f"{field}.product",
-            code="product_not_allowed",
+            code=ErrorCode.PRODUCT_NOT_ALLOWED,
         )
     if item.quantity > db.settings.max_bulk_count:
         raise InvalidInput(

@@ -36,7 +36,7 @@ from voucherd.campaigns.models import Campaign
 from voucherd.db.dialect import upsert
 from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import request_bundle_delivery, tenant_settings
-from voucherd.errors import Conflict, NotFound
+from voucherd.errors import Conflict, ErrorCode, NotFound
 from voucherd.exports.rows import neutralise
 from voucherd.operations import steps
 from voucherd.operations.steps import Run
@@ -304,7 +304,7 @@ def _give_share(
             f"a share of {count}: some were cancelled, expired or published elsewhere since "
             "the distribution was created",
             field="distribution",
-            code="not_enough_vouchers",
+            code=ErrorCode.NOT_ENOUGH_VOUCHERS,
         )
     publication_id = create_publication(
         session,

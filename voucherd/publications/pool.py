@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from voucherd.customers.models import Customer
 from voucherd.db.dialect import upsert
-from voucherd.errors import Conflict
+from voucherd.errors import Conflict, ErrorCode
 from voucherd.ids import new_id
 from voucherd.publications.models import Publication, PublicationVoucher
 from voucherd.publications.sql import IN_POOL, INSERT_LINK, claim_from_pool, unexpired
@@ -158,7 +158,7 @@ def record_publications(
             if len(ids) == 1
             else "a voucher is unknown or was already published to another customer",
             field="voucher",
-            code="voucher_held_by_another_customer",
+            code=ErrorCode.VOUCHER_HELD_BY_ANOTHER_CUSTOMER,
         )
     session.execute(
         INSERT_LINK,

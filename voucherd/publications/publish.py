@@ -32,7 +32,7 @@ from voucherd.db.dialect import upsert
 from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import request_delivery, tenant_settings
 from voucherd.delivery.schemas import DeliveryRequest
-from voucherd.errors import Conflict, InvalidInput
+from voucherd.errors import Conflict, ErrorCode, InvalidInput, voucher_state
 from voucherd.idempotency import service as idempotency
 from voucherd.publications.models import CampaignHolder, Publication
 from voucherd.publications.pool import (
@@ -197,7 +197,9 @@ def _customer(
     if isinstance(given, str):
         customer = find_customer(session, tenant_id, given)
         if customer.erased_at is not None:
-            raise Conflict("this customer was erased", field="customer", code="customer_erased")
+            raise Conflict(
+                "this customer was erased", field="customer", code=ErrorCode.CUSTOMER_ERASED
+            )
         return customer
     return customer_for(session, tenant_id, given, now)
 
@@ -218,7 +220,7 @@ def _publish_voucher(
         raise Conflict(
             f"the voucher is {state}; only an ACTIVE voucher can be published",
             field="voucher",
-            code=f"voucher_{state.lower()}",
+            code=voucher_state(state),
         )
     publication = _new_publication(
         session, caller, body, voucher.campaign_id, customer, request_hash, now
@@ -267,7 +269,9 @@ def _publish_from_pool(
 ) -> PublicationRecord:
     campaign = find_campaign(session, caller.tenant_id, ref)
     if not campaign.active:
-        raise Conflict("the campaign is not active", field="campaign", code="campaign_inactive")
+        raise Conflict(
+            "the campaign is not active", field="campaign", code=ErrorCode.CAMPAIGN_INACTIVE
+        )
     count = body.count or 1
     publication = _new_publication(session, caller, body, campaign.id, customer, request_hash, now)
     publication_id = publication.id
@@ -331,7 +335,7 @@ def _mint_missing(
             f"this STATIC campaign's pool is {missing} code(s) short of the count asked for; "
             "nothing was published",
             field="count",
-            code="pool_exhausted",
+            code=ErrorCode.POOL_EXHAUSTED,
             extra={"missing": missing},
         )
     ids = mint_in_session(session, db, campaign, missing, actor=caller.key_id, now=now)
@@ -410,7 +414,7 @@ def _count_holding(
         raise Conflict(
             "this customer already has a voucher of this campaign (join_once)",
             field="customer",
-            code="already_joined",
+            code=ErrorCode.ALREADY_JOINED,
             extra={"publication_id": first},
         )
 
@@ -428,7 +432,7 @@ def _replay(session: Session, existing: Publication, request_hash: str) -> Publi
         raise Conflict(
             "this source_id was used for a different publication",
             field="source_id",
-            code="duplicate_source_id",
+            code=ErrorCode.DUPLICATE_SOURCE_ID,
             extra={"publication_id": existing.id},
         )
     return Published(load_publication(session, existing, with_voucher=True), created=False)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voucherd.campaigns.models import Campaign
-from voucherd.errors import InvalidInput, NotRedeemable
+from voucherd.errors import ErrorCode, InvalidInput, NotRedeemable, voucher_state
 from voucherd.redemptions.discounts import discount_for
 from voucherd.redemptions.schemas import Plan, RedeemableRequest
 from voucherd.vouchers.lookup import find_voucher
@@ -51,7 +51,7 @@ def refuse_if_unusable(target: Target, now: datetime) -> None:
         raise NotRedeemable(why.detail, field="code", code=why.code)
     if v.redemption_quantity is not None and v.redeemed_quantity >= v.redemption_quantity:
         raise NotRedeemable(
-            "the voucher has no redemptions left", field="code", code="quantity_exceeded"
+            "the voucher has no redemptions left", field="code", code=ErrorCode.QUANTITY_EXCEEDED
         )
 
 
@@ -74,7 +74,7 @@ def plan_redemption(target: Target, body: RedeemableRequest) -> Plan:
             raise NotRedeemable(
                 f"the order has no {discount['unit_type']} item for this unit discount",
                 field="order.items",
-                code="order_rules_violated",
+                code=ErrorCode.ORDER_RULES_VIOLATED,
             )
         return Plan(spend=None, discount_amount=amount)
     balance = v.balance or 0
@@ -96,7 +96,7 @@ def plan_redemption(target: Target, body: RedeemableRequest) -> Plan:
         raise NotRedeemable(
             f"the balance of {balance} does not cover {spend}",
             field="amount",
-            code="insufficient_balance",
+            code=ErrorCode.INSUFFICIENT_BALANCE,
             extra={"balance": balance},
         )
     return Plan(spend=spend, discount_amount=None)
@@ -109,16 +109,14 @@ def why_debit_failed(session: Session, voucher: Voucher, plan: Plan) -> NotRedee
         ).where(Voucher.id == voucher.id)
     ).one()
     if state != "ACTIVE":
-        return NotRedeemable(
-            f"the voucher is {state}", field="code", code=f"voucher_{state.lower()}"
-        )
+        return NotRedeemable(f"the voucher is {state}", field="code", code=voucher_state(state))
     if quantity is not None and redeemed >= quantity:
         return NotRedeemable(
-            "the voucher has no redemptions left", field="code", code="quantity_exceeded"
+            "the voucher has no redemptions left", field="code", code=ErrorCode.QUANTITY_EXCEEDED
         )
     return NotRedeemable(
         f"the balance of {balance} does not cover {plan.spend}",
         field="amount",
-        code="insufficient_balance",
+        code=ErrorCode.INSUFFICIENT_BALANCE,
         extra={"balance": balance},
     )

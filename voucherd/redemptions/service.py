@@ -17,7 +17,7 @@ from voucherd.campaigns.lookup import campaign_named
 from voucherd.campaigns.models import Campaign
 from voucherd.customers.models import Customer
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, NotFound
+from voucherd.errors import Conflict, ErrorCode, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
 from voucherd.observability import metrics
@@ -101,7 +101,7 @@ def rollback(
             raise Conflict(
                 "the redemption is already rolled back",
                 field="redemption",
-                code="already_rolled_back",
+                code=ErrorCode.ALREADY_ROLLED_BACK,
             )
         voucher_id, amount = rolled
         restored = session.execute(

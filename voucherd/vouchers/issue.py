@@ -13,7 +13,7 @@ from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import automatic_delivery, plan_delivery
 from voucherd.delivery.enqueue import tenant_settings as read_tenant_settings
 from voucherd.delivery.schemas import RequestedDelivery
-from voucherd.errors import Conflict, InvalidInput, LimitReached
+from voucherd.errors import Conflict, ErrorCode, InvalidInput, LimitReached
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id, new_public_tokens
 from voucherd.observability import metrics
@@ -90,7 +90,9 @@ def issue_voucher(
         if body.code is not None:
             row["code"] = body.code
             if not insert_issued(session, row, actor=caller.key_id, event=event, delivery=delivery):
-                raise Conflict("this code is already in use", field="code", code="duplicate_code")
+                raise Conflict(
+                    "this code is already in use", field="code", code=ErrorCode.DUPLICATE_CODE
+                )
         else:
             spec = terms.spec
             check_capacity(session, db, campaign, spec, 1)
@@ -102,7 +104,7 @@ def issue_voucher(
                 raise LimitReached(
                     "no free code could be drawn; the code space is nearly full",
                     field="campaign",
-                    code="code_space_exhausted",
+                    code=ErrorCode.CODE_SPACE_EXHAUSTED,
                 )
         idempotency.bind_effect(session, caller.tenant_id, idem, "voucher", row["id"])
         session.commit()

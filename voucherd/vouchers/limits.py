@@ -12,7 +12,7 @@ from voucherd.auth.models import Tenant
 from voucherd.campaigns.models import Campaign, CampaignCustomer
 from voucherd.db.base import Base, UTCDateTime
 from voucherd.db.dialect import upsert
-from voucherd.errors import LimitReached
+from voucherd.errors import ErrorCode, LimitReached
 from voucherd.vouchers.models import Voucher
 
 WEEK = timedelta(days=7)
@@ -68,7 +68,7 @@ def spend_weekly_value(
             f"issuing {value} would pass the weekly value limit of {limit} "
             f"({used} issued in the last 7 days)",
             field="value",
-            code="weekly_value_limit_reached",
+            code=ErrorCode.WEEKLY_VALUE_LIMIT_REACHED,
         )
     session.execute(
         upsert(session, IssuedValueBucket)
@@ -92,7 +92,7 @@ def spend_campaign_budget(session: Session, campaign: Campaign, value: int) -> N
         raise LimitReached(
             f"issuing {value} would pass the campaign budget of {campaign.budget}",
             field="value",
-            code="campaign_budget_exhausted",
+            code=ErrorCode.CAMPAIGN_BUDGET_EXHAUSTED,
         )
 
 
@@ -119,7 +119,7 @@ def count_customer_issue(session: Session, campaign: Campaign, customer_ref: str
         raise LimitReached(
             f"this customer already has {campaign.per_customer_limit} voucher(s) from this campaign",
             field="customer_ref",
-            code="customer_limit_reached",
+            code=ErrorCode.CUSTOMER_LIMIT_REACHED,
         )
 
 

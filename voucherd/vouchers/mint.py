@@ -21,7 +21,7 @@ from voucherd.campaigns.schemas import CampaignCreate
 from voucherd.campaigns.service import add_campaign, new_campaign
 from voucherd.codes.generator import CodeSpec
 from voucherd.db.engine import Database
-from voucherd.errors import InvalidInput, LimitReached
+from voucherd.errors import ErrorCode, InvalidInput, LimitReached
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_ids, new_public_tokens
 from voucherd.observability import metrics
@@ -163,7 +163,7 @@ class BulkMinter:
             pending = sql.not_moved(self.session)
         raise LimitReached(
             "no free codes could be drawn; the code space is nearly full",
-            code="code_space_exhausted",
+            code=ErrorCode.CODE_SPACE_EXHAUSTED,
         )
 
 

@@ -13,7 +13,7 @@ from voucherd.campaigns.lookup import campaign_named, find_campaign
 from voucherd.campaigns.models import Campaign
 from voucherd.customers.models import Customer
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, InvalidInput
+from voucherd.errors import Conflict, ErrorCode, InvalidInput, voucher_state
 from voucherd.pagination import Page, page_of
 from voucherd.publications.pool import publication_entries
 from voucherd.vouchers.lookup import find_voucher
@@ -173,7 +173,7 @@ def _transition(
             raise Conflict(
                 f"the voucher is {current}; it cannot be {kind}",
                 field="voucher",
-                code=f"voucher_{str(current).lower()}",
+                code=voucher_state(str(current)),
             )
         _event(session, voucher, caller, kind, now, reason=reason, data={"from": previous})
         session.commit()
@@ -258,7 +258,7 @@ def adjust_balance(
             raise Conflict(
                 "the balance would go below zero, or the voucher is cancelled",
                 field="amount",
-                code="insufficient_balance",
+                code=ErrorCode.INSUFFICIENT_BALANCE,
             )
         session.execute(
             insert(LedgerEntry).values(

@@ -22,7 +22,7 @@ from voucherd.campaigns.validity import localise
 from voucherd.codes.generator import CodeSpec, capacity, spec_from_config
 from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
-from voucherd.errors import Conflict, InvalidInput, LimitReached
+from voucherd.errors import Conflict, ErrorCode, InvalidInput, LimitReached
 from voucherd.money import MAX_MINOR_UNITS, to_minor
 from voucherd.vouchers.limits import spend_campaign_budget, spend_weekly_value
 from voucherd.vouchers.models import Voucher
@@ -98,7 +98,9 @@ def issue_terms(
 ) -> IssueTerms:
     """The terms of vouchers issued now from ``campaign``, or the first rule they break."""
     if not campaign.active:
-        raise Conflict("the campaign is not active", field="campaign", code="campaign_inactive")
+        raise Conflict(
+            "the campaign is not active", field="campaign", code=ErrorCode.CAMPAIGN_INACTIVE
+        )
     if campaign.type == "DISCOUNT":
         if value is not None:
             raise InvalidInput(
@@ -115,7 +117,7 @@ def issue_terms(
             raise InvalidInput(
                 f"{value} is above this campaign's maximum value of {campaign.max_value}",
                 field="value",
-                code="value_above_maximum",
+                code=ErrorCode.VALUE_ABOVE_MAXIMUM,
             )
     start = localise(overrides.start_date, campaign.timezone) or campaign.start_date
     expiry = localise(overrides.expiration_date, campaign.timezone) or expiry_at_issue(
@@ -128,7 +130,9 @@ def issue_terms(
         raise InvalidInput("expiration_date must be after start_date", field="expiration_date")
     if expiry is not None and expiry <= now:
         raise InvalidInput(
-            "the voucher would already be expired", field="expiration_date", code="campaign_expired"
+            "the voucher would already be expired",
+            field="expiration_date",
+            code=ErrorCode.CAMPAIGN_EXPIRED,
         )
     quantity = overrides.redemption_quantity or campaign.redemption_quantity
     if campaign.type == "CASH" and quantity != 1:
@@ -190,7 +194,7 @@ def check_capacity(
             f"its {spec.space_size} possible codes, so codes stay unguessable); "
             f"{existing} exist, {max(room - existing, 0)} remain",
             field="count" if count > 1 else "campaign",
-            code="code_space_exhausted",
+            code=ErrorCode.CODE_SPACE_EXHAUSTED,
         )
 
 

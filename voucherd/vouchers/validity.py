@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from voucherd.campaigns.validity import parse_duration
+from voucherd.errors import ErrorCode
 
 
 def end_of_local_day(moment: datetime, tz: ZoneInfo) -> datetime:
@@ -67,19 +68,20 @@ def refusal(
 ) -> Refusal | None:
     """Why a voucher cannot be used at ``now``, or None when it can."""
     if state == "CANCELLED":
-        return Refusal("voucher_cancelled", "the voucher has been cancelled")
+        return Refusal(ErrorCode.VOUCHER_CANCELLED, "the voucher has been cancelled")
     if state == "REDEEMED":
-        return Refusal("voucher_redeemed", "the voucher has been fully redeemed")
+        return Refusal(ErrorCode.VOUCHER_REDEEMED, "the voucher has been fully redeemed")
     if state == "DISABLED":
-        return Refusal("voucher_disabled", "the voucher is disabled")
+        return Refusal(ErrorCode.VOUCHER_DISABLED, "the voucher is disabled")
     if not campaign_active:
-        return Refusal("campaign_inactive", "the voucher's campaign is not active")
+        return Refusal(ErrorCode.CAMPAIGN_INACTIVE, "the voucher's campaign is not active")
     if start_date is not None and now < start_date:
         return Refusal(
-            "voucher_not_active_yet", f"the voucher is valid from {start_date:%Y-%m-%dT%H:%M:%SZ}"
+            ErrorCode.VOUCHER_NOT_ACTIVE_YET,
+            f"the voucher is valid from {start_date:%Y-%m-%dT%H:%M:%SZ}",
         )
     if expiration_date is not None and now > expiration_date:
-        return Refusal("voucher_expired", "the voucher has expired")
+        return Refusal(ErrorCode.VOUCHER_EXPIRED, "the voucher has expired")
     tz = ZoneInfo(timezone)
     local = now.astimezone(tz)
     if timeframe and start_date is not None:
@@ -90,10 +92,12 @@ def refusal(
         elapsed = local.replace(tzinfo=None) - start_date.astimezone(tz).replace(tzinfo=None)
         if elapsed % interval >= duration:
             return Refusal(
-                "outside_validity_timeframe", "the voucher is outside its validity window"
+                ErrorCode.OUTSIDE_VALIDITY_TIMEFRAME, "the voucher is outside its validity window"
             )
     if days_of_week and _sunday_first(local) not in days_of_week:
-        return Refusal("outside_validity_days", "the voucher is not valid on this day of the week")
+        return Refusal(
+            ErrorCode.OUTSIDE_VALIDITY_DAYS, "the voucher is not valid on this day of the week"
+        )
     if hours and hours.get("daily"):
         clock = local.strftime("%H:%M")
         day = _sunday_first(local)
@@ -102,5 +106,7 @@ def refusal(
             and window["start_time"] <= clock < window["expiration_time"]
             for window in hours["daily"]
         ):
-            return Refusal("outside_validity_hours", "the voucher is not valid at this time of day")
+            return Refusal(
+                ErrorCode.OUTSIDE_VALIDITY_HOURS, "the voucher is not valid at this time of day"
+            )
     return None
