@@ -105,3 +105,20 @@ def events(voucher: str, db: DB, caller: CallerDep) -> Response:
         for e in rows
     ]
     return json_response(list_payload(items, None))
+
+
+@router.get("/{voucher}/ledger", summary="A voucher's balance changes, oldest first")
+def ledger(voucher: str, db: DB, caller: CallerDep) -> Response:
+    rows = service.list_ledger(db, caller, voucher)
+    items = [
+        {
+            "id": e.id,
+            "object": "ledger_entry",
+            "kind": e.kind,
+            "delta": e.delta,
+            "redemption_id": e.redemption_id,
+            "created_at": e.created_at,
+        }
+        for e in rows
+    ]
+    return json_response(list_payload(items, None))
