@@ -3,6 +3,8 @@ an operation, manual distribution (channel ``Dashboard``), CSV export, publicati
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -356,10 +358,11 @@ async def export(request: Request, campaign_id: str) -> Response:
 
 
 def _recipients(text: str) -> list[dict[str, str]]:
-    """``email, phone, name`` per line (a pasted list or CSV); each line one customer."""
+    """``email, phone, name`` per line (pasted, or an uploaded CSV file: quoted cells may hold
+    commas); each line one customer, a header line skipped."""
     people = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        cells = [cell.strip() for cell in line.split(",")]
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].lower() == "email":
             continue
         cells += [""] * (3 - len(cells))
@@ -381,6 +384,10 @@ async def distribute(request: Request, campaign_id: str) -> Response:
     same form publishes nothing twice."""
     who, form = await posted(request, *MANAGERS)
     db, caller = console_of(request).db, who.operator.caller
+    if form.get("recipients_file"):
+        # An uploaded file wins over the text box, and is shown back in it if the form comes
+        # back with an error, so a fix needs no second upload.
+        form["recipients"] = form["recipients_file"]
     batch = form.get("batch", "")[:40] or secrets.token_urlsafe(9)
     send = form.get("send") or None
     try:
