@@ -13,7 +13,7 @@ from tests.support.delivery import configure
 from voucherd.db.engine import Database
 from voucherd.delivery import service as delivery
 from voucherd.delivery.schemas import DeliveryRequest
-from voucherd.publications import service as publications
+from voucherd.publications import publish
 from voucherd.publications.schemas import PublishRequest
 from voucherd.vouchers import service as vouchers
 
@@ -165,7 +165,7 @@ class TestCustomers:
         body = PublishRequest.model_validate(
             {"voucher": code, "customer": {"source_id": "c-9", "email": "zoe@x.example"}}
         )
-        publications.publish(db, tenant.caller, body)
+        publish.publish(db, tenant.caller, body)
         manager = make_operator(db, tenant, "manager")
         with browser(db) as client:
             csrf = sign_in(client, manager.email)
