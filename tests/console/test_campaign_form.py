@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.factories.tenants import Tenant
+from tests.support.clock import FakeClock
 from tests.support.console import browser, make_operator, sign_in
 from voucherd.campaigns import service as campaigns
 from voucherd.db.engine import Database
@@ -127,3 +128,36 @@ class TestMessagePreview:
         assert 'id="email-subject">Spring for you<' in shown.text
         assert 'id="sms-preview-error"' in broken.text
         assert "nobody" in broken.text
+
+
+class TestEdit:
+    def test_the_extra_fields_are_shown_changed_and_cleared(
+        self, db: Database, clock: FakeClock
+    ) -> None:
+        tenant = Tenant(db)
+        admin = make_operator(db, tenant)
+        with browser(db) as client:
+            csrf = sign_in(client, admin.email)
+            made = _create(
+                client, csrf, name="Lunch", currency="EUR", discount_type="AMOUNT",
+                amount_off="3.00", start_time="11:30", expiration_time="14:00",
+                metadata='{"team": "north"}', delivery_channel="email",
+            )  # fmt: skip
+            form = client.get(made.headers["location"] + "/edit")
+            values = dict(re.findall(r'name="([a-z_0-9]+)"[^>]*value="([^"]*)"', form.text))
+            assert values["start_time"] == "11:30"
+            assert 'id="f-discount_type"' not in form.text  # fixed since creation
+            assert '<option value="email" selected>' in form.text
+            clock.advance(seconds=1)
+            saved = client.post(
+                made.headers["location"] + "/edit",
+                data={**values, "csrf": csrf, "name": "Lunch", "metadata": "",
+                      "start_time": "12:00", "delivery_channel": "",
+                      **{f"dow_{d}": "1" for d in range(7)}},
+            )  # fmt: skip
+            assert "Saved." in saved.text, saved.text
+        lunch = _made(db, tenant, "Lunch")
+        assert lunch.metadata_ is None
+        assert lunch.delivery_channel is None
+        assert lunch.validity_hours["daily"][0]["start_time"] == "12:00"
+        assert lunch.discount == {"type": "AMOUNT", "amount_off": 300}

@@ -118,7 +118,10 @@ def more_values(campaign: Any) -> dict[str, str]:
     values["discount_type"] = discount.get("type", "")
     for name in DISCOUNT_MONEY:
         found = discount.get(name)
-        values[name] = "" if found is None else str(to_major(found, campaign.currency))
+        if found is None:
+            values[name] = ""
+        else:
+            values[name] = str(to_major(found, campaign.currency) if campaign.currency else found)
     for name in ("percent_off", "unit_off", "unit_type"):
         found = discount.get(name)
         values[name] = "" if found is None else str(found)
