@@ -22,6 +22,7 @@ import httpx
 import pytest
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -137,7 +138,9 @@ def _serving(db: Database) -> Iterator[str]:
 
 
 def _wait(driver: WebDriver, check: Callable[[WebDriver], object], seconds: float = 30) -> None:
-    WebDriverWait(driver, seconds, poll_frequency=0.1).until(check)
+    # htmx swaps parts of the page while a check reads them: a stale element is "not yet".
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    WebDriverWait(driver, seconds, poll_frequency=0.1, ignored_exceptions=ignored).until(check)
 
 
 def _text(driver: WebDriver, css: str) -> str:
