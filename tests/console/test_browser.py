@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -110,10 +111,9 @@ def site(template: Template, settings: Settings) -> Iterator[Site]:
 
 
 def _wait(driver: WebDriver, check: Callable[[WebDriver], object], seconds: float = 30) -> None:
-    # htmx swaps a fragment between finding an element and reading it: read it again.
-    WebDriverWait(
-        driver, seconds, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
-    ).until(check)
+    # htmx swaps parts of the page while a check reads them: a stale element is "not yet".
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    WebDriverWait(driver, seconds, poll_frequency=0.1, ignored_exceptions=ignored).until(check)
 
 
 def _text(driver: WebDriver, css: str) -> str:
@@ -151,7 +151,7 @@ def _fill(driver: WebDriver, field_id: str, value: str) -> None:
 
 
 def test_an_admin_creates_mints_and_distributes(
-    driver: WebDriver, site: Site, screens: Path
+    driver: WebDriver, site: Site, screens: Path, smtp: SmtpServer
 ) -> None:
     tenant = Tenant(site.db)
     admin = make_operator(site.db, tenant, "admin")
@@ -164,6 +164,8 @@ def test_an_admin_creates_mints_and_distributes(
     _fill(driver, "f-default_value", "25.00")
     _fill(driver, "f-pattern", "SUMMER-####-####")
     _wait(driver, lambda d: _text(d, "#sample-code").startswith("SUMMER-"))
+    _fill(driver, "f-sms", "Hi {{ customer_name }}, {{ value }}: {{ code }}")
+    _wait(driver, lambda d: _text(d, "#sms-preview").startswith("Hi Ada Lovelace, €25.00: SUMMER-"))
     _shoot(driver, screens, "campaign-new")
     driver.find_element(By.ID, "create-campaign").click()
     _wait(driver, lambda d: d.find_elements(By.ID, "campaign-name"))
@@ -187,6 +189,13 @@ def test_an_admin_creates_mints_and_distributes(
     codes = driver.find_elements(By.CSS_SELECTOR, "#publication-history a.code")
     assert all(c.text.startswith("SUMMER-") for c in codes)
     assert len({c.text for c in codes}) == 3
+    upload = screens / "people.csv"
+    upload.write_text('email,phone,name\ndee@x.example,,"Dee, D."\n', encoding="utf-8")
+    driver.find_element(By.ID, "f-recipients_file").send_keys(str(upload))
+    driver.find_element(By.ID, "distribute").click()
+    _wait(driver, lambda d: "Published 1 codes" in _text(d, "#notice"))
+    channels = driver.find_elements(By.CSS_SELECTOR, "#publication-history td.channel")
+    assert [c.text for c in channels] == ["Dashboard"] * 4
     _shoot(driver, screens, "campaign")
     driver.find_element(By.ID, "export").click()
     _wait(driver, lambda d: _text(d, "#op-status") == "Completed", seconds=120)
@@ -199,8 +208,21 @@ def test_an_admin_creates_mints_and_distributes(
     _shoot(driver, screens, "campaigns")
     driver.get(f"{site.url}/console/overview")
     assert _text(driver, "#fig-issued") == "1,000"
-    assert _text(driver, "#fig-published") == "3"
+    assert _text(driver, "#fig-published") == "4"
     _shoot(driver, screens, "overview-after")
+    configure(
+        site.db,
+        tenant,
+        email={"host": smtp.host, "port": smtp.port, "security": "starttls",
+               "username": SMTP_USER, "password": SMTP_PASSWORD,
+               "from_address": "vouchers@shop.example"},
+    )  # fmt: skip
+    driver.get(f"{site.url}/console/settings")
+    assert SMTP_PASSWORD not in driver.page_source
+    _fill(driver, "f-test-email", "ops@x.example")
+    driver.find_element(By.CSS_SELECTOR, "#test-email button").click()
+    _wait(driver, lambda d: "Test email message sent" in _text(d, "#notice"))
+    assert [envelope.rcpt_tos for envelope, _ in smtp.messages] == [["ops@x.example"]]
     for page in ("settings", "settings/operators", "settings/keys", "operations", "orders"):
         driver.get(f"{site.url}/console/{page}")
         _shoot(driver, screens, page.replace("/", "-"))
@@ -208,6 +230,28 @@ def test_an_admin_creates_mints_and_distributes(
         site.db, tenant.caller, PublicationFilters(), limit=10, cursor=None
     ).items
     assert {p.publication.actor for p in history} == {admin.id}
+
+
+def test_an_order_progresses_without_a_reload(driver: WebDriver, site: Site, screens: Path) -> None:
+    tenant = Tenant(site.db)
+    make_campaign(site.db, tenant, name="Cinema", type="GIFT", currency="NZD", default_value=1500)
+    client = {"code": "ACME", "name": "Acme", "voucher_types": ["Cinema"]}
+    api = f"{site.url}/api/v1"
+    assert httpx.post(f"{api}/clients", headers=tenant.headers, json=client).status_code == 201
+    body = {
+        "client": "ACME",
+        "reference": "PO-1",
+        "items": [{"product": "Cinema", "quantity": 300}],
+    }
+    order = httpx.post(f"{api}/orders", headers=tenant.headers, json=body).json()
+    manager = make_operator(site.db, tenant, "manager")
+    _sign_in(driver, site, manager)
+    driver.get(f"{site.url}/console/orders/{order['id']}")
+    driver.execute_script("window.__same_page = true;")
+    _wait(driver, lambda d: _text(d, "#order-status") == "Completed", seconds=120)
+    assert driver.execute_script("return window.__same_page === true;")  # no reload
+    assert _text(driver, "#order-minted") == "300"
+    _shoot(driver, screens, "order")
 
 
 def test_support_finds_a_voucher_and_resends_it(
@@ -258,6 +302,9 @@ def test_support_finds_a_voucher_and_resends_it(
     _wait(driver, lambda d: d.find_elements(By.ID, "notice"))
     _wait(driver, lambda d: states(d) == ["SENT", "SENT"])
     assert len(smtp.messages) == 2
+    assert support.email in _text(driver, "#deliveries tbody tr:first-child td.actor")
+    assert _text(driver, "#ledger tbody tr:first-child td.num") == "€30.00"
+    assert "Gift card" in _text(driver, "#page-preview")
     _shoot(driver, screens, "voucher")
     driver.get(f"{site.url}/console/deliveries")
     _shoot(driver, screens, "deliveries")

@@ -9,8 +9,11 @@ from tests.factories.redemptions import make_redemption
 from tests.factories.tenants import Tenant
 from tests.factories.vouchers import issue
 from tests.support.console import browser, make_operator, sign_in
+from tests.support.delivery import configure
 from voucherd.db.engine import Database
-from voucherd.publications import publish as publications
+from voucherd.delivery import service as delivery
+from voucherd.delivery.schemas import DeliveryRequest
+from voucherd.publications import publish
 from voucherd.publications.schemas import PublishRequest
 from voucherd.vouchers import service as vouchers
 
@@ -162,7 +165,7 @@ class TestCustomers:
         body = PublishRequest.model_validate(
             {"voucher": code, "customer": {"source_id": "c-9", "email": "zoe@x.example"}}
         )
-        publications.publish(db, tenant.caller, body)
+        publish.publish(db, tenant.caller, body)
         manager = make_operator(db, tenant, "manager")
         with browser(db) as client:
             csrf = sign_in(client, manager.email)
@@ -189,3 +192,64 @@ class TestHeaders:
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
         assert script.status_code == 200
         assert script.text.startswith("var htmx")
+
+
+class TestVoucherPage:
+    def test_ledger_preview_and_a_resend_naming_the_operator(self, db: Database) -> None:
+        tenant = Tenant(db)
+        voucher_id, code = _voucher(db, tenant)
+        make_redemption(db, tenant, code=code, amount=500)
+        configure(db, tenant, email={"host": "mail.example", "from_address": "v@shop.example"})
+        asked = delivery.deliver_voucher(
+            db,
+            tenant.caller,
+            voucher_id,
+            DeliveryRequest.model_validate({"channel": "email", "recipient": "zoe@x.example"}),
+        )
+        _finish(db, asked.delivery.id)
+        support = make_operator(db, tenant, "support")
+        with browser(db) as client:
+            csrf = sign_in(client, support.email)
+            client.post(
+                f"/console/vouchers/{voucher_id}/resend",
+                data={"csrf": csrf, "delivery": asked.delivery.id},
+            )
+            page = client.get(f"/console/vouchers/{voucher_id}")
+        assert page.status_code == 200
+        ledger = page.text[page.text.index('id="ledger"') :]
+        ledger = ledger[: ledger.index("</table>")]
+        assert "issue" in ledger
+        assert "redemption" in ledger
+        assert "-€5.00" in ledger
+        assert "€15.00" in ledger  # the balance after the redemption
+        preview = page.text[page.text.index('id="page-preview"') :]
+        assert "Gift card" in preview[: preview.index("</section>")]
+        rows = page.text[page.text.index('id="deliveries"') :]
+        rows = rows[: rows.index("</table>")]
+        assert ">resend<" in rows
+        assert support.email in rows  # who asked for the resend
+        resent = delivery.list_voucher_deliveries(db, tenant.caller, voucher_id)[0]
+        assert resent.delivery.origin == "resend"
+        assert resent.events[0].actor == support.id
+
+    def test_an_unknown_campaign_in_the_filter_is_named_on_the_form(self, db: Database) -> None:
+        tenant = Tenant(db)
+        _voucher(db, tenant)
+        support = make_operator(db, tenant, "support")
+        with browser(db) as client:
+            sign_in(client, support.email)
+            page = client.get("/console/vouchers?campaign=No+Such+Campaign")
+        assert page.status_code == 422
+        assert 'id="e-campaign"' in page.text
+        assert 'value="No Such Campaign"' in page.text
+
+
+def _finish(db: Database, delivery_id: str) -> None:
+    """The delivery sent, as a worker would leave it (the resend needs a finished one)."""
+    from sqlalchemy import update
+
+    from voucherd.delivery.models import Delivery
+
+    with db.unit_of_work() as session:
+        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(state="SENT"))
+        session.commit()

@@ -19,9 +19,10 @@ from voucherd.console.web import (
     signed_in,
     validation_errors,
 )
+from voucherd.delivery import probe
 from voucherd.delivery import service as delivery
 from voucherd.delivery.schemas import DeliveryFilters, mask_recipient
-from voucherd.delivery.settings import DeliverySettingsPatch
+from voucherd.delivery.settings import SECRET_FIELDS, DeliverySettingsPatch
 from voucherd.errors import DomainError, InvalidInput
 from voucherd.guard.service import list_guard_events
 from voucherd.operations import service as operations
@@ -129,6 +130,8 @@ def _settings_page(
         "t": tenant,
         "events": list_console_events(db, who.operator.caller),
         "limit_names": LIMITS,
+        "providers": PROVIDER_FIELDS,
+        "secret_fields": SECRET_FIELDS,
         "values": values or {},
         "errors": errors or {},
         "notice": notice,
@@ -163,14 +166,60 @@ async def save_limits(request: Request) -> Response:
     return redirect(request, "/settings?saved=1")
 
 
+PROVIDER_FIELDS = {
+    "sms": ("account_sid", "auth_token", "from_number", "messaging_service_sid"),
+    "whatsapp": ("phone_number_id", "access_token", "app_secret", "verify_token"),
+    "email": EMAIL,
+    "webhook": ("url", "secret"),
+}
+
+
 @router.post("/settings/email")
 async def save_email(request: Request) -> Response:
-    """The tenant's SMTP server; the password is written, never shown back (masked)."""
+    """The SMTP form's old address (bookmarked pages still post here)."""
+    return await save_provider(request, "email")
+
+
+@router.post("/settings/providers/{name}")
+async def save_provider(request: Request, name: str) -> Response:
+    """One provider block; a secret field left empty keeps the stored secret (the form never
+    shows it back), all of which tenants.save_delivery_provider decides."""
     who, form = await posted(request, "admin")
-    block = {name: form[name].strip() for name in EMAIL if form.get(name, "").strip()}
-    values = {k: v for k, v in form.items() if k != "password"}
+    if name not in PROVIDER_FIELDS:
+        raise InvalidInput("no such provider", field="provider")
+    block = {field: form[field].strip() for field in PROVIDER_FIELDS[name] if field in form}
+    secrets = SECRET_FIELDS.get(name, ())
+    values = {k: v for k, v in form.items() if k not in secrets}
     try:
-        patch = DeliverySettingsPatch.model_validate({"email": block})
+        tenants.save_delivery_provider(console_of(request).db, who.operator.caller, name, block)
+    except ValidationError as exc:
+        errors = validation_errors(exc)
+        return _settings_page(request, who, values=values, errors=errors, status=422)
+    except DomainError as exc:
+        return _settings_page(request, who, values=values, errors=errors_of(exc), status=422)
+    return redirect(request, "/settings?saved=1")
+
+
+@router.post("/settings/providers/{name}/remove")
+async def remove_provider(request: Request, name: str) -> Response:
+    who, _ = await posted(request, "admin")
+    if name not in PROVIDER_FIELDS:
+        raise InvalidInput("no such provider", field="provider")
+    patch = DeliverySettingsPatch.model_validate({name: None})
+    try:
+        tenants.update_tenant(console_of(request).db, who.operator.caller, delivery=patch)
+    except DomainError as exc:
+        return _settings_page(request, who, errors=errors_of(exc), status=422)
+    return redirect(request, "/settings?saved=1")
+
+
+@router.post("/settings/phone-channel")
+async def save_phone_channel(request: Request) -> Response:
+    """SMS or WhatsApp for phone numbers; refused (named) when that provider is not set up."""
+    who, form = await posted(request, "admin")
+    values = {"phone_channel": form.get("phone_channel", "")}
+    try:
+        patch = DeliverySettingsPatch.model_validate({"phone_channel": values["phone_channel"]})
         tenants.update_tenant(console_of(request).db, who.operator.caller, delivery=patch)
     except ValidationError as exc:
         errors = validation_errors(exc)
@@ -178,6 +227,25 @@ async def save_email(request: Request) -> Response:
     except DomainError as exc:
         return _settings_page(request, who, values=values, errors=errors_of(exc), status=422)
     return redirect(request, "/settings?saved=1")
+
+
+@router.post("/settings/test/{channel}")
+async def test_message(request: Request, channel: str) -> Response:
+    """Send one test message now and show the provider's answer (probe.send_test_message)."""
+    who, form = await posted(request, "admin")
+    values = {"test_channel": channel, "test_recipient": form.get("recipient", "")}
+    try:
+        result = probe.send_test_message(
+            console_of(request).db, who.operator.caller, channel, form.get("recipient")
+        )
+    except DomainError as exc:
+        errors = {f"test_{channel}": exc.detail}
+        return _settings_page(request, who, values=values, errors=errors, status=422)
+    if result.ok:
+        to = f" to {result.recipient}" if result.recipient else ""
+        return _settings_page(request, who, notice=f"Test {channel} message sent{to}.")
+    errors = {f"test_{channel}": f"the provider refused it: {result.error}"}
+    return _settings_page(request, who, values=values, errors=errors, status=200)
 
 
 @router.get("/settings/keys")

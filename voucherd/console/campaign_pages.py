@@ -3,6 +3,8 @@ an operation, manual distribution (channel ``Dashboard``), CSV export, publicati
 
 from __future__ import annotations
 
+import csv
+import io
 import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -16,6 +18,16 @@ from voucherd.campaigns import service as campaigns
 from voucherd.campaigns.schemas import CampaignCreate, CampaignUpdate
 from voucherd.codes.generator import CodeConfigError, capacity, spec_from_config
 from voucherd.codes.generator import validate_code_config as check_code_config
+from voucherd.console.campaign_form import (
+    CHANNELS,
+    DISCOUNT_TYPES,
+    MORE,
+    discount_of,
+    message_preview,
+    more_fields,
+    more_values,
+    shown_at,
+)
 from voucherd.console.schemas import SignedIn
 from voucherd.console.service import operator_names, require_role
 from voucherd.console.web import (
@@ -109,8 +121,10 @@ def _payload(form: dict[str, str]) -> dict[str, Any]:
     config = _code_config(form)
     if config:
         body["code_config"] = config
-    if form.get("percent_off", "").strip() and body["type"] == "DISCOUNT":
-        body["discount"] = {"type": "PERCENT", "percent_off": form["percent_off"].strip()}
+    discount = discount_of(form, currency)
+    if discount is not None:
+        body["discount"] = discount
+    body.update(more_fields(form))
     templates: dict[str, Any] = {}
     if form.get("sms_text", "").strip():
         templates["sms"] = {"text": form["sms_text"]}
@@ -147,10 +161,17 @@ def _form(
     request: Request, values: dict[str, str], errors: dict[str, str], status: int = 200
 ) -> Response:
     context = {"active": "campaigns", "types": TYPES, "values": values, "errors": errors}
+    base = console_of(request).settings.public_base_url
     return render(
         request,
         "campaign_new.html",
-        {**context, "preview": _preview(request, values)},
+        {
+            **context,
+            "preview": _preview(request, values),
+            "messages": message_preview(values, base),
+            "discount_types": DISCOUNT_TYPES,
+            "channels": CHANNELS,
+        },
         status=status,
     )
 
@@ -159,6 +180,14 @@ def _form(
 async def preview(request: Request) -> Response:
     _, form = await posted(request, *MANAGERS)
     return render(request, "_code_preview.html", {"preview": _preview(request, form)})
+
+
+@router.post("/campaigns/messages-preview")
+async def messages_preview(request: Request) -> Response:
+    """The SMS and e-mail as the form stands, redrawn by htmx while the operator types."""
+    _, form = await posted(request, *MANAGERS)
+    shown = message_preview(form, console_of(request).settings.public_base_url)
+    return render(request, "_message_preview.html", {"messages": shown})
 
 
 @router.post("/campaigns/new")
@@ -170,7 +199,7 @@ async def create(request: Request) -> Response:
     except CodeConfigError as exc:
         return _form(request, form, {exc.field.split(".")[-1]: exc.reason}, 422)
     except ValidationError as exc:
-        return _form(request, form, validation_errors(exc), 422)
+        return _form(request, form, shown_at(validation_errors(exc)), 422)
     except DomainError as exc:
         return _form(request, form, errors_of(exc), 422)
     return redirect(request, f"/campaigns/{made.id}")
@@ -211,7 +240,7 @@ EDITABLE = set(CampaignUpdate.model_fields)
 CLEARABLE = ("description", "category", "help_text", "store_finder_url", "start_date",
              "expiration_date", "lifetime_days", "redemption_quantity", "per_customer_limit",
              "budget", "max_value", "default_value", "validity_day_of_week",
-             "message_templates")  # fmt: skip
+             "message_templates", *MORE)  # fmt: skip
 
 
 def _values_of(campaign: Any) -> dict[str, str]:
@@ -240,7 +269,7 @@ def _values_of(campaign: Any) -> dict[str, str]:
     values["email_subject"] = (templates.get("email") or {}).get("subject", "")
     values["email_text"] = (templates.get("email") or {}).get("text", "")
     values["currency"] = campaign.currency or ""
-    return values
+    return {**values, **more_values(campaign)}
 
 
 @router.get("/campaigns/{campaign_id}/edit")
@@ -260,6 +289,7 @@ def _edit_form(
     status: int = 200,
 ) -> Response:
     context = {"active": "campaigns", "c": campaign, "values": values, "errors": errors}
+    context["channels"] = CHANNELS
     return render(request, "campaign_edit.html", context, status=status)
 
 
@@ -280,7 +310,7 @@ async def update(request: Request, campaign_id: str) -> Response:
         changes.update({k: None for k in CLEARABLE if k not in changes})
         campaigns.update_campaign(db, caller, campaign_id, CampaignUpdate.model_validate(changes))
     except ValidationError as exc:
-        return _edit_form(request, current, form, validation_errors(exc), 422)
+        return _edit_form(request, current, form, shown_at(validation_errors(exc)), 422)
     except DomainError as exc:
         return _edit_form(request, current, form, errors_of(exc), 422)
     return redirect(request, f"/campaigns/{campaign_id}?saved=1")
@@ -356,10 +386,11 @@ async def export(request: Request, campaign_id: str) -> Response:
 
 
 def _recipients(text: str) -> list[dict[str, str]]:
-    """``email, phone, name`` per line (a pasted list or CSV); each line one customer."""
+    """``email, phone, name`` per line (pasted, or an uploaded CSV file: quoted cells may hold
+    commas); each line one customer, a header line skipped."""
     people = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        cells = [cell.strip() for cell in line.split(",")]
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        cells = [cell.strip() for cell in row]
         if not any(cells) or cells[0].lower() == "email":
             continue
         cells += [""] * (3 - len(cells))
@@ -381,6 +412,10 @@ async def distribute(request: Request, campaign_id: str) -> Response:
     same form publishes nothing twice."""
     who, form = await posted(request, *MANAGERS)
     db, caller = console_of(request).db, who.operator.caller
+    if form.get("recipients_file"):
+        # An uploaded file wins over the text box, and is shown back in it if the form comes
+        # back with an error, so a fix needs no second upload.
+        form["recipients"] = form["recipients_file"]
     batch = form.get("batch", "")[:40] or secrets.token_urlsafe(9)
     send = form.get("send") or None
     try:

@@ -28,9 +28,11 @@ from voucherd.console.web import (
 from voucherd.customers import service as customers
 from voucherd.customers.schemas import CustomerFilters
 from voucherd.delivery import service as delivery
-from voucherd.delivery.schemas import DeliveryFilters, DeliveryRequest
+from voucherd.delivery.schemas import DeliveryRequest
 from voucherd.errors import CodeMistyped, DomainError, InvalidInput, NotFound
 from voucherd.money import to_minor
+from voucherd.pages.schemas import present_page
+from voucherd.pages.service import preview_voucher_page
 from voucherd.redemptions import service as redemptions
 from voucherd.vouchers import service as vouchers
 from voucherd.vouchers.schemas import VoucherFilters
@@ -77,7 +79,15 @@ def _list_page(
     state = request.query_params.get("state", "")
     campaign = request.query_params.get("campaign", "").strip()[:200] or None
     wanted = VoucherFilters(campaign=campaign, state=state if state in STATES else None)  # type: ignore[arg-type]
-    recent = vouchers.list_vouchers(db, who.operator.caller, wanted, limit=50, cursor=None).items
+    errors = dict(errors or {})
+    recent: list[Any] = []
+    try:
+        recent = vouchers.list_vouchers(
+            db, who.operator.caller, wanted, limit=50, cursor=None
+        ).items
+    except NotFound as exc:
+        # A campaign the tenant does not have: the filter form says so by its field.
+        errors["campaign"] = exc.detail
     return render(
         request,
         "vouchers.html",
@@ -88,11 +98,12 @@ def _list_page(
             "now": db.now(),
             "state_of": effective_state,
             "values": values or {},
-            "errors": errors or {},
+            "errors": errors,
             "found": found,
             "states": STATES,
             "filters": {"state": state, "campaign": campaign or ""},
         },
+        status=422 if "campaign" in errors else 200,
     )
 
 
@@ -142,10 +153,14 @@ def _voucher_page(
     spent = redemptions.list_redemptions(
         db, caller, voucher=voucher_id, limit=50, cursor=None
     ).items
-    sent = delivery.list_deliveries(
-        db, caller, DeliveryFilters(voucher=voucher_id), limit=50, cursor=None
-    ).items
-    names = operator_names(db, caller, {e.actor or "" for e in events})
+    sent = delivery.list_voucher_deliveries(db, caller, voucher_id)
+    asked = {d.delivery.id: d.events[0].actor for d in sent if d.events}
+    names = operator_names(
+        db, caller, {e.actor or "" for e in events} | {a or "" for a in asked.values()}
+    )
+    # The holder's page cannot be framed (its CSP says frame-ancestors 'none', so no link
+    # leaks into another page), so the console draws the same view the page is drawn from.
+    preview = present_page(preview_voucher_page(db, caller, voucher_id), now=db.now())
     return render(
         request,
         "voucher.html",
@@ -161,6 +176,9 @@ def _voucher_page(
             "names": names,
             "redemptions": spent,
             "deliveries": sent,
+            "asked": asked,
+            "ledger": vouchers.list_ledger(db, caller, voucher_id),
+            "preview": preview,
             "page_url": f"{db.settings.public_base_url}/v/{record.voucher.public_token}",
             "errors": errors or {},
             "values": values or {},

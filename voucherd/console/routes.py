@@ -49,6 +49,7 @@ def create_console(db: Database, settings: Settings) -> FastAPI:
         admin_pages,
         campaign_pages,
         lookup,
+        order_pages,
         overview,
         redemption_pages,
         till,
@@ -68,6 +69,7 @@ def create_console(db: Database, settings: Settings) -> FastAPI:
         overview.router,
         redemption_pages.router,
         admin_pages.router,
+        order_pages.router,
     ):
         app.include_router(part)
     return app

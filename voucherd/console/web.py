@@ -24,7 +24,7 @@ from voucherd.config import Settings
 from voucherd.console import service
 from voucherd.console.schemas import SignedIn
 from voucherd.db.engine import Database
-from voucherd.errors import DomainError, Forbidden
+from voucherd.errors import DomainError, Forbidden, InvalidInput
 from voucherd.formatting import format_value
 from voucherd.guard import service as guard
 
@@ -123,11 +123,25 @@ def caller_of(request: Request) -> Caller:
 
 
 async def form_of(request: Request) -> dict[str, str]:
-    """An urlencoded form (htmx and plain forms both send one); the last value of a name."""
+    """An urlencoded form (htmx and plain forms both send one), or a multipart one with a file
+    (the CSV upload): the last value of a name, a file as its text (UTF-8, a BOM dropped)."""
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
         raise DomainError("the form is too large", field="form")
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    found: dict[str, str] = {}
+    async with request.form(max_files=2, max_fields=50) as parts:
+        for name, value in parts.multi_items():
+            if isinstance(value, str):
+                found[name] = value
+                continue
+            data = await value.read()
+            try:
+                found[name] = data.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput("the file is not UTF-8 text", field=name) from exc
+    return found
 
 
 async def posted(request: Request, *roles: str) -> tuple[SignedIn, dict[str, str]]:

@@ -150,3 +150,29 @@ def list_deliveries(
         rows = session.execute(query.order_by(Delivery.id.desc()).limit(limit + 1)).all()
     records = [DeliveryRecord(d, code) for d, code in rows]
     return page_of(records, limit, records[limit - 1].delivery.id if len(records) > limit else None)
+
+
+def list_voucher_deliveries(
+    db: Database, caller: Caller, voucher_ref: str, *, limit: int = 50
+) -> list[DeliveryRecord]:
+    """A voucher's deliveries, newest first, each with its events: the first event's actor is
+    who asked for it (a key, or an operator of the console), so a resend names its sender."""
+    with db.unit_of_work(write=False) as session:
+        voucher = find_voucher(session, caller.tenant_id, voucher_ref).voucher
+        found = list(
+            session.scalars(
+                select(Delivery)
+                .where(Delivery.tenant_id == caller.tenant_id, Delivery.voucher_id == voucher.id)
+                .order_by(Delivery.id.desc())
+                .limit(limit)
+            )
+        )
+        events: dict[str, list[DeliveryEvent]] = {d.id: [] for d in found}
+        if found:
+            for event in session.scalars(
+                select(DeliveryEvent)
+                .where(DeliveryEvent.delivery_id.in_(list(events)))
+                .order_by(DeliveryEvent.id)
+            ):
+                events[event.delivery_id].append(event)
+        return [DeliveryRecord(d, voucher.code, tuple(events[d.id])) for d in found]

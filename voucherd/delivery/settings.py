@@ -175,3 +175,21 @@ def masked(stored: dict[str, Any] | None) -> dict[str, Any]:
         else:
             shown[name] = value
     return shown
+
+
+# A stored secret is kept only while the field it goes with is still given (an e-mail login
+# without a user name has no password).
+_KEPT_ONLY_WITH = {("email", "password"): "username"}
+
+
+def kept_secrets(stored: dict[str, Any] | None, name: str, block: dict[str, Any]) -> dict[str, Any]:
+    """``block`` (a form's fields for provider ``name``) with each secret left empty filled in
+    from the stored block: a form never shows a secret back, so an empty secret field means
+    "keep the one you have", never "set it to nothing"."""
+    result = {k: v for k, v in block.items() if v not in (None, "")}
+    before = (stored or {}).get(name) or {}
+    for secret in SECRET_FIELDS.get(name, ()):
+        needs = _KEPT_ONLY_WITH.get((name, secret))
+        if secret not in result and before.get(secret) and (needs is None or needs in result):
+            result[secret] = before[secret]
+    return result

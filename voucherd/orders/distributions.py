@@ -39,6 +39,7 @@ from voucherd.orders.models import (
     DistributionShare,
 )
 from voucherd.orders.schemas import DistributionCreate, DistributionRecord, Share
+from voucherd.orders.service import find_order
 from voucherd.publications.models import PublicationVoucher
 from voucherd.vouchers.models import Voucher
 
@@ -275,3 +276,25 @@ def distribution_item_of(session: Session, tenant_id: str, item_id: str) -> dict
         raise NotFound("the distribution item no longer exists", field="distribution")
     item, distribution, order_item = row
     return {"item": item, "distribution": distribution, "order_item": order_item}
+
+
+def list_order_distributions(
+    db: Database, caller: Caller, order_ref: str, *, limit: int = 100
+) -> list[DistributionRecord]:
+    """The distributions that handed out codes of ``order_ref``'s items, newest first."""
+    with db.unit_of_work(write=False) as session:
+        order = find_order(session, caller.tenant_id, order_ref)
+        ids = session.scalars(
+            select(Distribution.id)
+            .where(
+                Distribution.tenant_id == caller.tenant_id,
+                Distribution.id.in_(
+                    select(DistributionItem.distribution_id)
+                    .join(ClientOrderItem, ClientOrderItem.id == DistributionItem.order_item_id)
+                    .where(ClientOrderItem.order_id == order.id)
+                ),
+            )
+            .order_by(Distribution.created_at.desc(), Distribution.id.desc())
+            .limit(limit)
+        ).all()
+        return [distribution_record(session, caller.tenant_id, i) for i in ids]

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from voucherd.auth.caller import Caller
 from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
 from voucherd.errors import NotFound
@@ -95,4 +96,20 @@ def read_voucher_page(db: Database, token: str) -> VoucherPageFacts:
     if row is None:
         guard.failed_lookup()
         raise NotFound("no such voucher page")
+    return VoucherPageFacts(*row)
+
+
+def preview_voucher_page(db: Database, caller: Caller, voucher_id: str) -> VoucherPageFacts:
+    """What the holder's page shows, for an operator of the voucher's tenant (the console's
+    preview). Scoped by tenant, so it asks no token and counts nothing against the guard: the
+    operator is signed in and already looking at this voucher."""
+    query = (
+        select(*_COLUMNS)
+        .join(Campaign, Campaign.id == Voucher.campaign_id)
+        .where(Voucher.tenant_id == caller.tenant_id, Voucher.id == voucher_id)
+    )
+    with db.unit_of_work(write=False) as session:
+        row = session.execute(query).first()
+    if row is None:
+        raise NotFound("no such voucher", field="voucher")
     return VoucherPageFacts(*row)

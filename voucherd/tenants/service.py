@@ -13,7 +13,13 @@ from sqlalchemy.orm import Session
 from voucherd.auth.caller import Caller
 from voucherd.auth.models import Tenant
 from voucherd.db.engine import Database
-from voucherd.delivery.settings import DeliverySettingsPatch, masked, merged
+from voucherd.delivery.settings import (
+    SECRET_FIELDS,
+    DeliverySettingsPatch,
+    kept_secrets,
+    masked,
+    merged,
+)
 from voucherd.errors import Conflict, InvalidInput, NotFound
 from voucherd.guard import service as guard
 from voucherd.guard.limits import TENANT_SETTING, patched_limits
@@ -146,6 +152,24 @@ def update_tenant(
             tenant.settings = {**current, TENANT_SETTING: limits}
         session.commit()
     guard.tenant_changed(caller.tenant_id)
+    return _tenant_view(tenant)
+
+
+def save_delivery_provider(
+    db: Database, caller: Caller, name: str, block: dict[str, Any]
+) -> TenantView:
+    """Replace one provider block from a form that never shows secrets back: a secret left
+    empty keeps the stored one (delivery/settings.py ``kept_secrets``); the block is then
+    checked as a PATCH's would be (pydantic's ValidationError names the field)."""
+    caller.require("manage")
+    if name not in SECRET_FIELDS:
+        raise InvalidInput(f"one of {', '.join(SECRET_FIELDS)}", field="provider")
+    with db.unit_of_work() as session:
+        tenant = _locked(session, caller.tenant_id)
+        stored = dict(tenant.settings or {}).get("delivery")
+        patch = DeliverySettingsPatch.model_validate({name: kept_secrets(stored, name, block)})
+        _apply_delivery(tenant, patch)
+        session.commit()
     return _tenant_view(tenant)
 
 

@@ -306,7 +306,8 @@ def list_events(db: Database, caller: Caller, ref: str) -> list[VoucherEvent]:
 
 
 def list_ledger(db: Database, caller: Caller, ref: str) -> list[LedgerEntry]:
-    """A voucher's balance changes, oldest first: ``voucher.balance`` is their sum."""
+    """Every change of the voucher's balance, oldest first: their sum is ``voucher.balance``,
+    so an operator can see how a balance came to be (issued, spent, rolled back, adjusted)."""
     with db.unit_of_work(write=False) as session:
         voucher = find_voucher(session, caller.tenant_id, ref).voucher
         return list(
