@@ -51,6 +51,9 @@ from voucherd.orders.schemas import ClientCreate, DistributionCreate, OrderCreat
 from voucherd.orders.service import place_order
 from voucherd.publications.publish import publish
 from voucherd.publications.schemas import PublishRequest
+from voucherd.webhooks.models import WebhookMessage
+from voucherd.webhooks.schemas import EndpointCreate
+from voucherd.webhooks.service import create_endpoint
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class Objects:
     order_id: str
     order_item_id: int
     distribution_id: str
+    endpoint_id: str
+    event_id: str  # of a message the endpoint holds
 
     def references(self, placeholder: str) -> list[str]:
         return {
@@ -86,6 +91,7 @@ class Objects:
             "client": [self.client_id, self.client_code],
             "order": [self.order_id],
             "distribution": [self.distribution_id],
+            "endpoint": [self.endpoint_id],
         }[placeholder]
 
 
@@ -93,6 +99,12 @@ def make_objects(db: Database, tenant: Tenant) -> Objects:
     campaign = make_campaign(
         db, tenant, name=f"Spring {secrets.token_hex(3)}", type="GIFT", default_value=5000
     )
+    # Subscribed before the voucher is issued, so its issue is a message the endpoint holds.
+    endpoint = create_endpoint(
+        db,
+        tenant.caller,
+        EndpointCreate(url="http://127.0.0.1:9/hooks", events=["voucher.issued"]),
+    ).endpoint
     voucher = issue(db, tenant, campaign, customer_ref="alice").voucher
     redemption = make_redemption(db, tenant, code=voucher.code, amount=1000).redemption
     source_id = f"alice-{secrets.token_hex(3)}"
@@ -128,6 +140,13 @@ def make_objects(db: Database, tenant: Tenant) -> Objects:
     )
     run_due_operations(db, "isolation", threading.Event())
     delivery = deliver_voucher(db, tenant.caller, voucher.id, DeliveryRequest(channel="none"))
+    with db.unit_of_work(write=False) as session:
+        event_id = session.scalars(
+            select(WebhookMessage.event_id)
+            .where(WebhookMessage.endpoint_id == endpoint.id)
+            .order_by(WebhookMessage.id)
+        ).first()
+    assert event_id is not None, "issuing the voucher above wrote no webhook message"
     return Objects(
         campaign.id,
         campaign.name,
@@ -145,6 +164,8 @@ def make_objects(db: Database, tenant: Tenant) -> Objects:
         order.order.id,
         order_item_id,
         distribution.distribution.id,
+        endpoint.id,
+        event_id,
     )
 
 
@@ -160,6 +181,7 @@ PLACEHOLDERS = (
     "client",
     "order",
     "distribution",
+    "endpoint",
 )
 
 
@@ -176,7 +198,8 @@ class Route:
             token = "{" + placeholder + "}"
             if token in self.path:
                 ref = reference if reference is not None else objects.references(placeholder)[0]
-                return self.path.replace(token, ref)
+                # A message is named by its endpoint and its event: the event is the owner's.
+                return self.path.replace(token, ref).replace("{event}", objects.event_id)
         return self.path
 
     @property
@@ -282,6 +305,32 @@ ROUTES = [
         None,
         lambda o: {"tokens": [o.operation_token]},
     ),
+    Route(
+        "POST",
+        "/api/v1/campaigns/{campaign}/imports",
+        "issue",
+        lambda o: {"code": f"IMP{secrets.token_hex(4)}", "value": 100},
+        202,
+    ),
+    Route(
+        "POST",
+        "/api/v1/webhook-endpoints",
+        "manage",
+        lambda o: {"url": "http://127.0.0.1:9/other", "events": ["voucher.redeemed"]},
+        201,
+    ),
+    Route("GET", "/api/v1/webhook-endpoints", None),
+    Route("GET", "/api/v1/webhook-endpoints/{endpoint}", None),
+    Route(
+        "PATCH", "/api/v1/webhook-endpoints/{endpoint}", "manage", lambda o: {"description": "x"}
+    ),
+    Route("GET", "/api/v1/webhook-endpoints/{endpoint}/events", None),
+    Route("GET", "/api/v1/webhook-endpoints/{endpoint}/events/{event}", None),
+    Route(
+        "POST", "/api/v1/webhook-endpoints/{endpoint}/events/{event}/replay", "manage", None, 202
+    ),
+    # Last: it removes the endpoint the routes above address.
+    Route("DELETE", "/api/v1/webhook-endpoints/{endpoint}", "manage", None, 204),
 ]
 OBJECT_ROUTES = [r for r in ROUTES if r.placeholder is not None]
 SCOPED_ROUTES = [r for r in ROUTES if r.scope is not None]
@@ -296,6 +345,7 @@ NOT_FOUND_FIELD = {
     "client": "client",
     "order": "order",
     "distribution": "distribution",
+    "endpoint": "endpoint",
 }
 
 
