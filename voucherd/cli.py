@@ -110,8 +110,13 @@ def serve(
         f"voucherd on http://{host or settings.host}:{port or settings.port} "
         f"({db.engine.dialect.name}); console at {settings.public_base_url}/console",
         highlight=False,
+        soft_wrap=True,  # a URL cut in two by the terminal's width cannot be clicked or copied
     )
-    console.print(f"links in pages and messages use {settings.public_base_url}", highlight=False)
+    console.print(
+        f"links in pages and messages use {settings.public_base_url}",
+        highlight=False,
+        soft_wrap=True,
+    )
     try:
         uvicorn.run(
             "voucherd.cli:served_app",
