@@ -18,24 +18,9 @@ from voucherify import models as m
 
 from tests.factories.tenants import Tenant
 from tests.support.serving import serving
+from tests.support.voucherify_sdk import Sdk
 from voucherd.composition import run_due_operations
 from voucherd.db.engine import Database
-
-
-class Sdk:
-    def __init__(self, host: str, tenant: Tenant) -> None:
-        configuration = voucherify.Configuration(
-            host=host,
-            api_key={"X-App-Id": tenant.key.key_id, "X-App-Token": tenant.key.secret},
-        )
-        self.client = voucherify.ApiClient(configuration)
-        self.campaigns = voucherify.CampaignsApi(self.client)
-        self.async_actions = voucherify.AsyncActionsApi(self.client)
-        self.publications = voucherify.PublicationsApi(self.client)
-        self.validations = voucherify.ValidationsApi(self.client)
-        self.redemptions = voucherify.RedemptionsApi(self.client)
-        self.customers = voucherify.CustomersApi(self.client)
-        self.vouchers = voucherify.VouchersApi(self.client)
 
 
 @pytest.fixture

@@ -22,27 +22,19 @@ from voucherify import models as m
 
 from tests.factories.tenants import Tenant
 from tests.support.serving import serving
+from tests.support.voucherify_sdk import Sdk as PlainSdk
 from voucherd.composition import run_due_operations
 from voucherd.db.engine import Database
 
 M = TypeVar("M", bound=BaseModel)
 
 
-class Sdk:
+class Sdk(PlainSdk):
+    """The SDK's clients, and bodies built in one of the SDK's two styles."""
+
     def __init__(self, host: str, tenant: Tenant, style: str) -> None:
-        configuration = voucherify.Configuration(
-            host=host,
-            api_key={"X-App-Id": tenant.key.key_id, "X-App-Token": tenant.key.secret},
-        )
+        super().__init__(host, tenant)
         self.style = style
-        self.client = voucherify.ApiClient(configuration)
-        self.campaigns = voucherify.CampaignsApi(self.client)
-        self.async_actions = voucherify.AsyncActionsApi(self.client)
-        self.publications = voucherify.PublicationsApi(self.client)
-        self.validations = voucherify.ValidationsApi(self.client)
-        self.redemptions = voucherify.RedemptionsApi(self.client)
-        self.customers = voucherify.CustomersApi(self.client)
-        self.vouchers = voucherify.VouchersApi(self.client)
 
     def body(self, model: type[M], data: dict[str, Any]) -> M:
         """``data`` as ``model``, built in this run's style."""

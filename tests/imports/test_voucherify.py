@@ -16,7 +16,8 @@ from tests.factories.campaigns import make_campaign
 from tests.factories.redemptions import make_redemption
 from tests.factories.tenants import Tenant, make_tenant
 from tests.support.imports import run_worker
-from tests.support.voucherify_sdk import Sdk, serving
+from tests.support.serving import serving
+from tests.support.voucherify_sdk import Sdk
 from voucherd.db.engine import Database
 
 
