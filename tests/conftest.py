@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from tests.factories.tenants import Tenant, make_tenant
+from tests.support.browser import require_chromium
 from tests.support.clock import FakeClock
 from tests.support.databases import BACKENDS, PG_URL, REQUIRE_PG, Template, pg_admin, pg_url_for
 from tests.support.delivery import Provider, SmtpServer, running_provider, running_smtp
@@ -167,3 +168,9 @@ def tenant(db: Database) -> Tenant:
     """A tenant with a full-scope key. A module that needs more (a campaign, delivery settings)
     overrides this fixture and asks for this one by the same name."""
     return make_tenant(db)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium for the browser tests (the page, the offline docs)."""
+    return require_chromium()

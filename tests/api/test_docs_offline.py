@@ -11,12 +11,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support.browser import DESKTOP, browse, chromium
+from tests.support.browser import DESKTOP, browse
 from tests.support.pages import ParsedPage, read_png
 from tests.support.serving import serving
 from voucherd.db.engine import Database
-
-__all__ = ["chromium"]  # a fixture, used by name
 
 ASSET = re.compile(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""")
 

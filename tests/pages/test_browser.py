@@ -10,9 +10,6 @@ Without Chromium the tests skip, unless VOUCHERD_REQUIRE_CHROMIUM=1 (CI) makes t
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,24 +20,14 @@ from tests.factories.campaigns import make_campaign
 from tests.factories.redemptions import make_redemption
 from tests.factories.tenants import Tenant
 from tests.factories.vouchers import issue
+from tests.support.browser import browse
 from tests.support.pages import Image, NotCode128, ParsedPage, decode_code128, read_png, runs_of
 from tests.support.serving import serving
 from voucherd.db.engine import Database
 from voucherd.vouchers import service as vouchers
 from voucherd.vouchers.schemas import VoucherRecord
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PHONE = (412, 915)  # CSS pixels of a common Android phone
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    if CHROMIUM is None:
-        message = "chromium is not installed (apt-get install chromium); browser tests skipped"
-        if os.environ.get("VOUCHERD_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(message + ", but VOUCHERD_REQUIRE_CHROMIUM=1 forbids skipping them")
-        pytest.skip(message)
-    return CHROMIUM
 
 
 @dataclass
@@ -59,39 +46,7 @@ def site(fresh_database: Callable[..., Database]) -> Iterator[Site]:
 
 
 def _browse(chromium: str, profile: Path, url: str, *action: str) -> str:
-    result = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-extensions",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-            # Console messages to stderr, where a refused style or script would show.
-            "--enable-logging=stderr",
-            "--v=0",
-            f"--window-size={PHONE[0]},{PHONE[1]}",
-            f"--user-data-dir={profile}",
-            *action,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,  # a guard against a hung browser, not a measurement
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    # The Content-Security-Policy allows everything the page needs and nothing more.
-    refused = [line for line in result.stderr.splitlines() if "Content Security Policy" in line]
-    assert refused == []
-    return result.stdout
+    return browse(chromium, profile, url, *action, size=PHONE, strict_csp=True)
 
 
 def _screenshot(chromium: str, tmp_path: Path, url: str, name: str) -> Image:

@@ -17,15 +17,13 @@ from tests.factories.campaigns import make_campaign
 from tests.factories.redemptions import make_redemption
 from tests.factories.tenants import Tenant
 from tests.factories.vouchers import issue
-from tests.support.browser import DESKTOP, PHONE, browse, chromium
+from tests.support.browser import DESKTOP, PHONE, browse
 from tests.support.languages import LABELS, LOCALE_OF
 from tests.support.pages import ParsedPage, read_png
 from tests.support.serving import serving
 from voucherd.db.engine import Database
 from voucherd.pages.i18n import LANGUAGES
 from voucherd.vouchers import service as vouchers
-
-__all__ = ["chromium"]  # a fixture, used by name
 
 SHOTS = Path(__file__).parent.parent.parent / "build" / "screenshots"
 

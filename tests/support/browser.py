@@ -26,8 +26,8 @@ OFFLINE = (
 )
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
+def require_chromium() -> str:
+    """Debian's chromium, or a skip that says so (a failure under VOUCHERD_REQUIRE_CHROMIUM=1)."""
     if CHROMIUM is None:
         message = "chromium is not installed (apt-get install chromium); browser tests skipped"
         if os.environ.get("VOUCHERD_REQUIRE_CHROMIUM") == "1":
@@ -44,6 +44,7 @@ def browse(
     size: tuple[int, int] = PHONE,
     offline: bool = False,
     wait_ms: int = 0,
+    strict_csp: bool = False,
 ) -> str:
     """Load ``url`` and do ``action`` (``--dump-dom``, ``--screenshot=PATH``); its stdout.
 
@@ -80,4 +81,8 @@ def browse(
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    if strict_csp:
+        # The Content-Security-Policy allows everything the page needs and nothing more.
+        refused = [line for line in result.stderr.splitlines() if "Content Security Policy" in line]
+        assert refused == []
     return result.stdout
