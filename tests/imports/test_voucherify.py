@@ -72,6 +72,45 @@ class TestImportVouchers:
         assert answer.json()["key"] == "invalid_payload"
         assert "[0].type" in answer.json()["details"]
 
+    def test_a_list_mixing_types_is_refused_naming_the_first_of_another_type(
+        self, api: TestClient, db: Database
+    ) -> None:
+        tenant = make_tenant(db)
+        body = [
+            {"code": "VF-M-1", "gift": {"amount": 100}},
+            {"code": "VF-M-2", "gift": {"amount": 200}},
+            {"code": "VF-M-3", "loyalty_card": {"points": 10}},
+        ]
+        answer = api.post("/v1/vouchers/import", headers=tenant.headers, json=body)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["key"] == "invalid_payload"
+        assert "[2].type" in answer.json()["details"]
+        assert "LOYALTY" in answer.json()["details"]
+
+    def test_a_csv_mixing_types_is_refused_naming_the_line(
+        self, api: TestClient, db: Database
+    ) -> None:
+        tenant = make_tenant(db)
+        csv = "Code,Voucher Type,Value\nC-1,GIFT_VOUCHER,100\nC-2,LOYALTY_CARD,5\n"
+        answer = api.post(
+            "/v1/vouchers/importCSV",
+            headers=tenant.headers,
+            files={"file": ("vouchers.csv", csv.encode(), "text/csv")},
+        )
+        assert answer.status_code == 400, answer.text
+        assert "line 3: Voucher Type" in answer.json()["details"]
+
+    def test_create_voucher_without_campaign_as_a_discount_is_refused(
+        self, api: TestClient, db: Database
+    ) -> None:
+        tenant = make_tenant(db)
+        answer = api.post(
+            "/v1/vouchers/D-1", headers=tenant.headers, json={"type": "DISCOUNT_VOUCHER"}
+        )
+        assert answer.status_code == 400, answer.text
+        assert "type" in answer.json()["details"]
+        assert api.get("/v1/vouchers/D-1", headers=tenant.headers).status_code == 404
+
     def test_csv_with_voucherifys_headers(self, api: TestClient, db: Database) -> None:
         tenant = make_tenant(db)
         csv = (

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import IO, Any
 
@@ -191,15 +191,60 @@ def import_one(
 STANDALONE_DESCRIPTION = (
     "Vouchers imported or created without a campaign (Voucherify's standalone vouchers)"
 )
+STANDALONE_TYPES = ("GIFT", "CASH", "LOYALTY")
 
 
-def standalone_campaign(db: Database, caller: Caller, voucher_type: str, currency: str) -> str:
+def _type_field(_: int) -> str:
+    return "type"
+
+
+def standalone_campaign(
+    db: Database,
+    caller: Caller,
+    voucher_types: Sequence[str],
+    currency: str,
+    *,
+    field: Callable[[int], str] = _type_field,
+) -> str:
     """The tenant's campaign for vouchers that come without one, created on first use.
 
-    Every voucherd voucher belongs to a campaign (its rules, its time zone, its page). A voucher
-    Voucherify calls standalone goes into ``standalone-<type>``; creating it takes the
+    Every voucherd voucher belongs to a campaign (its rules, its time zone, its page). Vouchers
+    another platform calls standalone go into ``standalone-<type>``; creating it takes the
     ``manage`` scope, as creating any campaign does.
+
+    ``voucher_types`` holds each voucher's type, in order; ``field(i)`` names the type of the
+    i-th in an error, in the caller's terms. The rules live here, not in a face, so every way
+    in says the same:
+
+    * one standalone campaign holds one type, so vouchers of several types are refused, naming
+      the first of another type (import each type on its own);
+    * a DISCOUNT voucher is refused: voucherd keeps a discount on its campaign (what it takes
+      off, on what, its limits), and a campaign made up for standalone vouchers would have no
+      discount to give. Voucherify lets a standalone discount voucher carry its own discount;
+      voucherd would need one campaign per distinct discount to follow, so it asks for the
+      campaign that carries it instead.
     """
+    if not voucher_types:
+        raise InvalidInput("there are no vouchers to place", field=field(0))
+    voucher_type = voucher_types[0]
+    for index, other in enumerate(voucher_types):
+        if other != voucher_type:
+            raise InvalidInput(
+                f"vouchers without a campaign are placed one type at a time: this one is "
+                f"{other}, the first is {voucher_type}; import each type on its own",
+                field=field(index),
+            )
+    if voucher_type not in (*STANDALONE_TYPES, "DISCOUNT"):
+        raise InvalidInput(
+            f"{voucher_type} is not a voucher type: GIFT, LOYALTY or DISCOUNT", field=field(0)
+        )
+    if voucher_type not in STANDALONE_TYPES:
+        raise InvalidInput(
+            f"a {voucher_type} voucher needs a campaign: voucherd keeps a discount on its "
+            "campaign, so name a campaign that carries it (or import discount codes with "
+            "POST /api/v1/campaigns/{campaign}/imports)",
+            field=field(0),
+        )
     name = f"standalone-{voucher_type.lower()}"
     for _ in range(2):
         try:

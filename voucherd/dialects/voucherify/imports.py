@@ -7,12 +7,13 @@ Where voucherd differs, and why:
 
 * Voucherify's imported and created vouchers may have no campaign ("standalone"); every voucherd
   voucher has one, so they go into the tenant's ``standalone-gift`` or ``standalone-loyalty``
-  campaign, created on first use (which takes the ``manage`` scope). A DISCOUNT_VOUCHER without
-  a campaign is refused naming ``type``: voucherd keeps a discount on its campaign, so discount
-  codes are imported into a campaign that carries their discount (``POST
-  /api/v1/campaigns/{campaign}/imports``, or Create Voucher with ``campaign``).
-* One import is one type: a list mixing gift vouchers and loyalty cards is refused, naming the
-  first item of another type.
+  campaign, created on first use (which takes the ``manage`` scope). The core's rules for that
+  (``voucherd.imports.service.standalone_campaign``) apply as they are, in Voucherify's error
+  shape: a DISCOUNT_VOUCHER without a campaign is refused naming its ``type`` (voucherd keeps a
+  discount on its campaign, so discount codes are imported into a campaign that carries their
+  discount: ``POST /api/v1/campaigns/{campaign}/imports``, or Create Voucher with
+  ``campaign``), and one import is one type (a list mixing gift vouchers and loyalty cards is
+  refused, naming the first item of another type; a CSV, the line of that row).
 * A row the core refuses (a code in use, a balance above its amount) does not fail the request:
   the async action completes with the rows it could import, and the native operation
   (``/api/v1/operations/{id}``, the same id after ``op_``) names each refused row by line.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Annotated, Any, Literal
@@ -129,14 +131,11 @@ def _row(code: str, body: VoucherFields) -> dict[str, Any]:
     return {k: v for k, v in row.items() if v is not None}
 
 
-def _standalone(db: Database, caller: Caller, kind: str, field: str) -> str:
-    if kind == "DISCOUNT":
-        raise InvalidInput(
-            "voucherd keeps a discount on its campaign: give a campaign that carries it "
-            "(or import discount codes with POST /api/v1/campaigns/{campaign}/imports)",
-            field=field,
-        )
-    return imports.standalone_campaign(db, caller, kind, db.settings.voucherify_currency)
+def _standalone(db: Database, caller: Caller, kinds: list[str], field: Callable[[int], str]) -> str:
+    """The core's standalone campaign for these types; its refusals keep the core's words and
+    name the field as Voucherify's request has it."""
+    currency = db.settings.voucherify_currency
+    return imports.standalone_campaign(db, caller, kinds, currency, field=field)
 
 
 def _accepted(db: Database, caller: Caller, idem: Any, operation_id: str) -> Response:
@@ -154,13 +153,8 @@ def _accepted(db: Database, caller: Caller, idem: Any, operation_id: str) -> Res
 def import_vouchers(
     db: DB, caller: Vf, idem: Idem, body: Annotated[list[ImportItem], Body(min_length=1)]
 ) -> Response:
-    kind = _type(body[0])
-    for index, item in enumerate(body):
-        if _type(item) != kind:
-            raise InvalidInput(
-                f"one import takes one voucher type ({kind})", field=f"[{index}].type"
-            )
-    campaign = _standalone(db, caller, kind, "[0].type")
+    kinds = [_type(item) for item in body]
+    campaign = _standalone(db, caller, kinds, lambda index: f"[{index}].type")
     lines = b"".join(json.dumps(_row(i.code, i)).encode() + b"\n" for i in body)
     operation = imports.start_import(
         db, caller, campaign, io.BytesIO(lines), file_format=FileFormat.JSONL, idem=idem
@@ -181,11 +175,11 @@ _CSV_COLUMNS = {
 }
 
 
-def _native_csv(data: bytes) -> tuple[bytes, str]:
-    """Voucherify's CSV as the core's, line for line; and the voucher type it holds."""
+def _native_csv(data: bytes) -> tuple[bytes, list[str]]:
+    """Voucherify's CSV as the core's, line for line; and each row's voucher type."""
     reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
     header = [name.strip() for name in next(reader, [])]
-    kinds: set[str] = set()
+    kinds: list[str] = []
     out = io.StringIO(newline="")
     writer: csv.DictWriter[str] | None = None
     for values in reader:
@@ -202,7 +196,7 @@ def _native_csv(data: bytes) -> tuple[bytes, str]:
             elif key != "discount type" and value != "":
                 row[f"metadata.{name}"] = value
         kind = _TYPES.get(row.get("type", "").upper(), row.get("type", "").upper() or "DISCOUNT")
-        kinds.add(kind)
+        kinds.append(kind)
         if redeemed_amount and row.get("value", "").isdigit() and redeemed_amount.isdigit():
             row["balance"] = str(max(int(row["value"]) - int(redeemed_amount), 0))
         if active is not None and active.strip().lower() in ("false", "0", "no"):
@@ -213,9 +207,7 @@ def _native_csv(data: bytes) -> tuple[bytes, str]:
             writer = csv.DictWriter(out, fields)
             writer.writeheader()
         writer.writerow(row)
-    if len(kinds) > 1:
-        raise InvalidInput("one import takes one voucher type", field="Voucher Type")
-    return out.getvalue().encode(), (kinds.pop() if kinds else "GIFT")
+    return out.getvalue().encode(), kinds or ["GIFT"]
 
 
 _KNOWN_CSV = {*_CSV_COLUMNS, "redeemed amount", "active", "discount type"}
@@ -238,10 +230,11 @@ def _import_csv(
     db: Database, caller: Caller, idem: Any, content_type: str, body: bytes
 ) -> Response:
     try:
-        data, kind = _native_csv(_file_part(content_type, body))
+        data, kinds = _native_csv(_file_part(content_type, body))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InvalidInput(f"not a UTF-8 CSV file: {exc}", field="file") from None
-    campaign = _standalone(db, caller, kind, "Voucher Type")
+    # The file's line: the header is line 1, its first row line 2.
+    campaign = _standalone(db, caller, kinds, lambda index: f"line {index + 2}: Voucher Type")
     operation = imports.start_import(
         db, caller, campaign, io.BytesIO(data), file_format=FileFormat.CSV, idem=idem
     )
@@ -283,7 +276,11 @@ def create_voucher(
     code: str, db: DB, caller: Vf, idem: Idem, body: CreateVoucher | None = None
 ) -> Response:
     body = body or CreateVoucher()
-    campaign = body.campaign_id or body.campaign or _standalone(db, caller, _type(body), "type")
+    campaign = (
+        body.campaign_id
+        or body.campaign
+        or _standalone(db, caller, [_type(body)], lambda _: "type")
+    )
     row = _row(code, body)
     if body.type is None and body.gift is None and body.loyalty_card is None:
         row.pop("type")  # the campaign's type, whatever it is
