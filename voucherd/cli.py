@@ -28,6 +28,7 @@ from voucherd.orders.cli import orders
 from voucherd.publications.cli import publications
 from voucherd.redemptions.cli import redemptions
 from voucherd.vouchers.cli import vouchers
+from voucherd.webhooks.cli import webhooks
 
 app = typer.Typer(help="voucherd: a self-hosted voucher platform.", no_args_is_help=True)
 tenants = typer.Typer(help="Tenants: the businesses this deployment serves.", no_args_is_help=True)
@@ -42,6 +43,7 @@ app.add_typer(customers, name="customers")
 app.add_typer(publications, name="publications")
 app.add_typer(orders, name="orders")
 app.add_typer(deliveries, name="deliveries")
+app.add_typer(webhooks, name="webhooks")
 guard = typer.Typer(help="The guard: callers caught guessing codes.", no_args_is_help=True)
 app.add_typer(guard, name="guard")
 app.add_typer(operators, name="operators")

@@ -60,6 +60,7 @@ from voucherd.vouchers import service as vouchers
 from voucherd.vouchers.schemas import present_voucher
 from voucherd.vouchers.tasks import MINT_KIND, mint_step
 from voucherd.webhooks import models as webhooks_models
+from voucherd.webhooks.gauges import webhook_gauges
 from voucherd.webhooks.routes import REPLAY_RENDERERS as WEBHOOK_RENDERERS
 from voucherd.webhooks.tasks import run_due_webhooks
 from voucherd.worker.jobs import Job
@@ -161,7 +162,7 @@ RENDERERS: dict[str, Renderer] = _one_each(
 
 # --- gauges read from the database at each scrape of /metrics ----------------------------------
 
-GAUGES: tuple[GaugeReader, ...] = (outbox_gauges, operation_gauges)
+GAUGES: tuple[GaugeReader, ...] = (outbox_gauges, operation_gauges, webhook_gauges)
 
 # --- (d) the database a CLI command runs against -----------------------------------------------
 

@@ -1,9 +1,10 @@
 """The process's counters, and the text ``/metrics`` answers.
 
-The core calls :func:`vouchers_issued`, :func:`redemption` and :func:`delivery_recorded` once,
-right after the use case committed: a refused or rolled-back attempt counts nothing. Labels are
-small closed sets (method, route template, status, channel, outcome); no tenant, customer or
-code ever becomes a label, which would leak data and grow the series without bound.
+The core calls :func:`vouchers_issued`, :func:`redemption`, :func:`delivery_recorded` and
+:func:`webhook_recorded` once, right after the use case committed: a refused or rolled-back
+attempt counts nothing. Labels are small closed sets (method, route template, status, channel,
+event type, outcome); no tenant, endpoint, customer or code ever becomes a label, which would
+leak data and grow the series without bound.
 
 This module imports nothing of voucherd's, so any service can import it.
 """
@@ -47,6 +48,14 @@ DELIVERIES = Counter(
     ["channel", "outcome"],
 )
 
+WEBHOOK_MESSAGES = Counter(
+    "voucherd_webhook_messages",
+    "Event webhook attempts recorded by workers, by event type and outcome: DELIVERED, RETRY "
+    "(failed, to be tried again after a backoff), FAILED (given up: a permanent refusal or too "
+    "many attempts) and RELEASED (the worker stopped before sending).",
+    ["event_type", "outcome"],
+)
+
 
 def vouchers_issued(how: str, count: int = 1) -> None:
     VOUCHERS_ISSUED.labels(how).inc(count)
@@ -64,6 +73,10 @@ def redemption(action: str) -> None:
 
 def delivery_recorded(channel: str, outcome: str) -> None:
     DELIVERIES.labels(channel, outcome).inc()
+
+
+def webhook_recorded(event_type: str, outcome: str) -> None:
+    WEBHOOK_MESSAGES.labels(event_type, outcome).inc()
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

@@ -40,6 +40,7 @@ from voucherd.delivery.channels.webhook import reason, signed_headers
 from voucherd.delivery.outbox import backoff_seconds, sending_pool
 from voucherd.delivery.schemas import present_delivery
 from voucherd.errors import DomainError
+from voucherd.observability import metrics
 from voucherd.operations import service as operations
 from voucherd.operations.schemas import present_operation
 from voucherd.orders.models import ClientOrder
@@ -399,6 +400,7 @@ def record_outcome(db: Database, claim: Claim, outcome: Outcome) -> bool:
         elif failed:
             _endpoint_failed(session, claim.endpoint_id, now, outcome.error, settings)
         session.commit()
+    metrics.webhook_recorded(claim.event_type, result)
     log.log(
         logging.WARNING if result == "FAILED" else logging.DEBUG,
         "webhook message %s attempt %d (%s): %s",
