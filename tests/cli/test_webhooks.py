@@ -10,9 +10,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from click.testing import Result
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import Tenant, make_tenant
@@ -83,14 +82,16 @@ def test_list_show_events_and_replay(
     listed = run("webhooks", "list", "--tenant", name, "--json")
     assert json.loads(listed.stdout) == _api(api, tenant, "")
     table = run("webhooks", "list", "--tenant", name).stdout
-    assert eid in table and "ENABLED" in table
+    assert eid in table
+    assert "ENABLED" in table
     _fits(table)
 
     shown = run("webhooks", "show", eid, "--tenant", name, "--json")
     assert json.loads(shown.stdout) == _api(api, tenant, f"/{eid}")
     assert "secret" not in json.loads(shown.stdout)
     details = run("webhooks", "show", eid, "--tenant", name).stdout
-    assert "voucher.published" in details and endpoint["secret"] not in details
+    assert "voucher.published" in details
+    assert endpoint["secret"] not in details
 
     events = run("webhooks", "events", eid, "--tenant", name, "--json")
     assert json.loads(events.stdout) == _api(api, tenant, f"/{eid}/events")
@@ -108,7 +109,8 @@ def test_list_show_events_and_replay(
     one = run("webhooks", "events", eid, retried["id"], "--tenant", name, "--json")
     assert json.loads(one.stdout) == _api(api, tenant, f"/{eid}/events/{retried['id']}")
     attempts = run("webhooks", "events", eid, retried["id"], "--tenant", name).stdout
-    assert "attempt 1 RETRY" in attempts and "HTTP 500" in attempts
+    assert "attempt 1 RETRY" in attempts
+    assert "HTTP 500" in attempts
 
     delivered = next(m for m in messages if m["state"] == "DELIVERED")
     replayed = run("webhooks", "replay", eid, delivered["id"], "--tenant", name, "--json")
@@ -122,7 +124,8 @@ def test_list_show_events_and_replay(
 def test_bad_input_is_named(db: Database, run: Run) -> None:
     tenant = make_tenant(db)
     missing = run("webhooks", "show", "whe_nope", "--tenant", tenant.name, ok=False)
-    assert "no such webhook endpoint" in missing.output and "Traceback" not in missing.output
+    assert "no such webhook endpoint" in missing.output
+    assert "Traceback" not in missing.output
     state = run(
         "webhooks", "events", "whe_nope", "--tenant", tenant.name, "--state", "LOST", ok=False
     )
