@@ -21,12 +21,14 @@ outbox's own functions, not copies.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from concurrent.futures import wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import httpx
 from sqlalchemy import Table, and_, case, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
@@ -323,18 +325,42 @@ def _attempt(db: Database, claim: Claim, stop: threading.Event) -> Outcome:
     headers = signed_headers(endpoint.secret, claim.event_id, body)
     headers["Host"] = target.host
     extensions = {"sni_hostname": target.server_name} if target.server_name else {}
-    return post(
-        lambda: client().post(
-            target.url,
-            content=body,
-            headers=headers,
-            extensions=extensions,
-            timeout=db.settings.delivery_timeout_seconds,
-        ),
-        reason=reason,
-        message_id=lambda _: claim.event_id,
-        success="delivered",
-    )
+
+    def send() -> httpx.Response:
+        try:
+            return client().post(
+                target.url,
+                content=body,
+                headers=headers,
+                extensions=extensions,
+                timeout=db.settings.delivery_timeout_seconds,
+            )
+        except httpx.ConnectError as exc:
+            refusal = _certificate_refusal(exc)
+            if refusal is None:
+                raise
+            raise _CertificateRefused(refusal) from exc
+
+    try:
+        return post(send, reason=reason, message_id=lambda _: claim.event_id, success="delivered")
+    except _CertificateRefused as exc:
+        # Retried as any connection failure is (a certificate gets fixed), but saying why: a
+        # tenant reading "ConnectError" could not tell a wrong certificate from a down server.
+        return Outcome.transient(f"TLS: the server's certificate was refused: {exc}")
+
+
+class _CertificateRefused(Exception):
+    """Not an httpx error, so that it passes the shared reading of answers with its reason."""
+
+
+def _certificate_refusal(exc: BaseException) -> str | None:
+    """Why the TLS handshake refused the server's certificate, when that is what failed."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason or seen)[:500]
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def deliver(db: Database, claim: Claim, stop: threading.Event) -> None:
