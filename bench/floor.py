@@ -35,7 +35,15 @@ class FloorClient:
 
 # One transaction of the floor, on an autocommit connection (so the body says where BEGIN and
 # COMMIT are). A module-level function, so that it can be sent to the client processes.
-FloorBody = Callable[[psycopg.Connection[Any], FloorClient], None]
+FloorBody = Callable[[Any, FloorClient], None]
+# How a floor client opens its connection, given the URL: a module-level function too. The
+# default is psycopg on PostgreSQL; bench.sqlite passes one that opens a SQLite file.
+FloorConnect = Callable[[str], Any]
+
+
+def connect_postgresql(url: str) -> psycopg.Connection[Any]:
+    """An autocommit psycopg connection (the body writes its own transactions)."""
+    return psycopg.connect(libpq_url(url), autocommit=True)
 
 
 @dataclass
@@ -59,9 +67,15 @@ def run_floor(
     seconds: float,
     params: Mapping[str, Any],
     meter: CpuMeter,
+    connect: FloorConnect = connect_postgresql,
+    failures: tuple[type[Exception], ...] = (psycopg.Error,),
 ) -> FloorResult:
     """Run ``body`` in a loop in ``clients`` processes (no GIL between them, as with pgbench)
-    for ``warmup + seconds``, counting the transactions completed inside the last ``seconds``."""
+    for ``warmup + seconds``, counting the transactions completed inside the last ``seconds``.
+
+    ``connect`` opens each client's connection from ``url``; an exception of ``failures``
+    raised by ``body`` is counted as a failed transaction (any of them fails the benchmark).
+    """
     # forkserver: the benchmark module is imported once, not once per client.
     context = multiprocessing.get_context("forkserver")
     ready: multiprocessing.Queue[tuple[int, str | None]] = context.Queue()
@@ -72,7 +86,7 @@ def run_floor(
     processes = [
         context.Process(
             target=_floor_client,
-            args=(body, libpq_url(url), i, dict(params), ready, go, finish, window, results),
+            args=(body, connect, url, failures, i, dict(params), ready, go, finish, window, results),
             daemon=True,
         )
         for i in range(clients)
@@ -111,7 +125,9 @@ def run_floor(
 
 def _floor_client(
     body: FloorBody,
-    conninfo: str,
+    connect: FloorConnect,
+    url: str,
+    failures: tuple[type[Exception], ...],
     index: int,
     params: dict[str, Any],
     ready: multiprocessing.Queue[tuple[int, str | None]],
@@ -125,8 +141,8 @@ def _floor_client(
     errors: Counter[str] = Counter()
     done = 0
     try:
-        conn = psycopg.connect(conninfo, autocommit=True)
-    except psycopg.Error as exc:
+        conn = connect(url)
+    except (*failures, OSError) as exc:
         ready.put((index, repr(exc)))
         return
     with conn:
@@ -137,7 +153,7 @@ def _floor_client(
             try:
                 body(conn, client)
                 ok = True
-            except psycopg.Error as exc:
+            except failures as exc:
                 errors[type(exc).__name__] += 1
                 ok = False
             now = time.time()
