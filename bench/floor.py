@@ -86,7 +86,19 @@ def run_floor(
     processes = [
         context.Process(
             target=_floor_client,
-            args=(body, connect, url, failures, i, dict(params), ready, go, finish, window, results),
+            args=(
+                body,
+                connect,
+                url,
+                failures,
+                i,
+                dict(params),
+                ready,
+                go,
+                finish,
+                window,
+                results,
+            ),
             daemon=True,
         )
         for i in range(clients)
@@ -140,9 +152,10 @@ def _floor_client(
     client = FloorClient(index, params)
     errors: Counter[str] = Counter()
     done = 0
+    refused: tuple[type[Exception], ...] = (*failures, OSError)
     try:
         conn = connect(url)
-    except (*failures, OSError) as exc:
+    except refused as exc:
         ready.put((index, repr(exc)))
         return
     with conn:

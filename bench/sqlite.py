@@ -181,7 +181,9 @@ def _reset(url: str) -> None:
         conn.close()
 
 
-def _cards(url: str, tenant: common.BenchTenant, campaign: str, count: int) -> list[tuple[str, str]]:
+def _cards(
+    url: str, tenant: common.BenchTenant, campaign: str, count: int
+) -> list[tuple[str, str]]:
     """``count`` fresh GIFT vouchers on emptied tables: their ids and codes."""
     _reset(url)
     db = common.open_database(url)
