@@ -465,15 +465,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{verdict}")
             common.require(ok, verdict)
     common.print_runs(
-        ["HTTP /s", "after", "flat", "p99 ms", "floor /s", "after", "flat", "ratio"]
-        + ["ratio after", "others"],
+        ["HTTP /s", "HTTP after", "HTTP flat", "p99 ms", "floor /s", "floor after"]
+        + ["floor flat", "ratio", "ratio after", "others"],
         runs,
         key="claim",
     )
     print("HTTP /s = voucherd publications of one code per second over HTTP, after a vacuum;")
-    print(
-        f"after = the same once {args.after:,} codes were claimed since the vacuum; flat = after / first"
-    )
+    print(f"after = the same once {args.after:,} codes were claimed since the vacuum;")
+    print("flat = after / first (1.0: flat; a claim walking over dead index entries falls)")
     print("floor /s = raw claims per second (FOR UPDATE SKIP LOCKED from the head of the pool)")
     print("ratio = voucherd / floor, first measurements (target >= 0.7); ratio after: the second")
     print("others = most cores used by other processes during a phase (a shared machine's noise)")

@@ -259,11 +259,8 @@ def rows(records: dict[str, Record], args: argparse.Namespace) -> list[list[str]
         )
     if (r := records.get("claim")) is not None:
         m = r["median"]
-        headers = r["headers"]
-        # Two "after" and two "flat" columns: voucherd's first, then the floor's.
-        medians = [common.median([run[i] for run in r["runs"]]) for i in range(len(headers))]
-        v_after, v_flat = medians[1], medians[2]
-        f_after, f_flat = medians[5], medians[6]
+        v_after, v_flat = m["HTTP after"], m["HTTP flat"]
+        f_after, f_flat = m["floor after"], m["floor flat"]
         table.append(
             [
                 f"pool claim over HTTP, 16 connections, {args.pool:,}-code pool",
