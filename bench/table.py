@@ -387,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated subset of: {', '.join(names)}",
     )
     command.add_argument("--output", type=Path, help="also write the markdown table to this file")
+    command.add_argument(
+        "--results",
+        type=Path,
+        help="keep the benchmarks' recorded runs (JSON lines) in this file (default: a scratch "
+        "file, removed)",
+    )
     args = command.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -397,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     took: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="voucherd_bench_table_") as scratch:
-        results = Path(scratch, "results.jsonl")
+        results = args.results or Path(scratch, "results.jsonl")
+        if args.results is not None and results.exists():
+            results.unlink()  # this run's records only
         for benchmark in BENCHMARKS:
             if benchmark.name not in chosen:
                 continue
