@@ -13,7 +13,17 @@ statement shape voucherd uses:
 
 All phases drain the same pool, one after the other; nothing is truncated between them (the pool
 is the point), only vacuumed. Afterwards no code may be in two publications, and every
-publication answered must hold exactly one code.
+publication answered must hold exactly the codes it said.
+
+Flatness (issue 13: "flat from the first claim to the 100,000th, no walk over dead index
+entries"). Each side is measured twice per run: right after a vacuum (the pool's index clean),
+then again once ``--after`` (100,000) codes have been claimed since that vacuum, with no vacuum
+in between, so every claimed code's entry is still dead in the pool's partial index (autovacuum
+leaves a 1,000,000-row table alone until about 200,000 dead rows). voucherd gets there through
+its own claim: ``POST /api/v1/publications`` of 1,000 codes at a time (the same ``claim_pool``
+as a one-code publication); the floor through its own statement with ``LIMIT 1000``. ``flat`` =
+the rate after / the rate first: 1.0 is flat; a claim that walks over the dead entries from the
+head of the index slows down as they pile up. ``--after 0`` measures only the first.
 
 voucherd runs with its production defaults (the guard, metrics, JSON access logs) and the
 tenant's own rate limits raised. Any answer but a 201 publishing one code of the campaign (a 429
@@ -21,6 +31,7 @@ included), a failed claim, or a publication that does not add up stops the bench
 status 1 and no ratio.
 
     python -m bench.claim [--seconds 20] [--connections 16] [--clients 16] [--pool 1000000]
+                          [--after 100000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -31,7 +42,11 @@ import json
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +73,69 @@ WHERE id = (
 """
 
 
+ADVANCE_BATCH = 1000  # codes per publication while advancing (the API's most per request)
+_CLAIM_MANY = """
+UPDATE voucher SET published_count = 1, updated_at = now()
+WHERE id IN (
+    SELECT id FROM voucher
+    WHERE campaign_id = %(campaign)s AND published_count = 0 AND state = 'ACTIVE'
+    ORDER BY id LIMIT %(count)s FOR UPDATE SKIP LOCKED
+) AND published_count = 0
+"""
+
+
 def claim_one(conn: psycopg.Connection[Any], client: common.FloorClient) -> None:
     with conn.transaction():
         if conn.execute(_CLAIM, client.params).rowcount != 1:
             raise psycopg.errors.NoDataFound("the pool ran dry")
+
+
+def _advance_floor(url: str, campaign: str, codes: int) -> None:
+    """Claim ``codes`` more with the floor's own statement, ``ADVANCE_BATCH`` per transaction,
+    from the head of the pool as the floor claims: the dead entries pile up as they would."""
+    with psycopg.connect(common.libpq_url(url), autocommit=True) as conn:
+        while codes > 0:
+            count = min(codes, ADVANCE_BATCH)
+            with conn.transaction():
+                done = conn.execute(_CLAIM_MANY, {"campaign": campaign, "count": count}).rowcount
+            common.require(done == count, f"the pool ran dry while advancing ({done} of {count})")
+            codes -= count
+
+
+def _advance_voucherd(
+    server: common.Server, token: str, campaign: str, codes: int
+) -> tuple[int, int]:
+    """Publish ``codes`` more through voucherd's own API, ``ADVANCE_BATCH`` per publication,
+    on two connections; (publications, codes) answered. Any answer but a 201 publishing
+    exactly the count asked for fails the benchmark."""
+    counts = [ADVANCE_BATCH] * (codes // ADVANCE_BATCH)
+    counts += [codes % ADVANCE_BATCH] if codes % ADVANCE_BATCH else []
+
+    def publish(count: int) -> int:
+        request = urllib.request.Request(
+            f"http://{server.host}:{server.port}/api/v1/publications",
+            data=json.dumps({"campaign": campaign, "count": count}).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                status, body = answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as refused:
+            raise common.BenchFailed(
+                f"advancing: POST /api/v1/publications answered {refused.code}: "
+                f"{refused.read()[:300]!r}"
+            ) from None
+        published = len(body.get("vouchers") or [])
+        common.require(
+            status == 201 and body.get("count") == count and published == count,
+            f"advancing: a publication of {count} answered {status} with {published} codes",
+        )
+        return published
+
+    with ThreadPoolExecutor(2) as pool:
+        done = sum(pool.map(publish, counts))
+    return len(counts), done
 
 
 def _vacuum(url: str) -> None:
@@ -88,7 +162,19 @@ def _fill_pool(url: str, tenant: common.BenchTenant, count: int) -> str:
     return campaign
 
 
-def _check(url: str, campaign: str) -> tuple[bool, str, int]:
+def _published(url: str, campaign: str) -> int:
+    """Codes of the campaign claimed so far, by any phase."""
+    with psycopg.connect(common.libpq_url(url)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM voucher WHERE campaign_id = %s AND published_count > 0",
+            (campaign,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _check(url: str, campaign: str, publications: int, links: int) -> tuple[bool, str]:
+    """No code in two publications, and the database holds the publications and links that
+    voucherd answered 201 for (``publications`` of them, ``links`` codes in all)."""
     with psycopg.connect(common.libpq_url(url)) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM publication_voucher),"
@@ -99,14 +185,15 @@ def _check(url: str, campaign: str) -> tuple[bool, str, int]:
             (campaign, campaign),
         ).fetchone()
     assert row is not None
-    links, distinct, publications, published, left = row
-    ok = links == distinct == publications
+    stored_links, distinct, stored, published, left = row
+    ok = stored_links == distinct == links and stored == publications and left > 0
     verdict = "every code in one publication" if ok else "MISMATCH"
     report = (
-        f"{verdict}: {publications:,} publications, {links:,} links, {distinct:,} distinct "
-        f"codes; {published:,} codes published in all phases, {left:,} left in the pool"
+        f"{verdict}: {stored:,} publications ({publications:,} answered 201), "
+        f"{stored_links:,} links ({links:,} codes answered), {distinct:,} distinct codes; "
+        f"{published:,} codes published in all phases, {left:,} left in the pool"
     )
-    return ok, report, publications
+    return ok, report
 
 
 def _published_one(campaign: str) -> common.BodyCheck:
@@ -175,8 +262,9 @@ def _http_phase(
     url: str,
     tenant: common.BenchTenant,
     campaign: str,
+    label: str,
     args: argparse.Namespace,
-) -> tuple[float, float]:
+) -> common.HttpResult:
     body = json.dumps({"campaign": campaign, "count": 1}).encode()
     result = common.drive_http(
         server,
@@ -196,15 +284,17 @@ def _http_phase(
     )
     result.require_clean(201, "POST /api/v1/publications")
     rate = result.count(201) / args.seconds
-    print(f"  voucherd over HTTP, {args.connections} connections: {rate:,.0f} publications/s")
+    print(
+        f"  voucherd over HTTP, {label}, {args.connections} connections: {rate:,.0f} publications/s"
+    )
     print(f"    {result.cpu.describe(result.count(201), 'publication')}")
     print(f"    p50 {result.latency_ms(0.5):.1f} ms, p99 {result.latency_ms(0.99):.1f} ms")
-    return rate, result.cpu.others
+    return result
 
 
 def _floor_phase(
-    url: str, tenant: common.BenchTenant, campaign: str, args: argparse.Namespace
-) -> tuple[float, float]:
+    url: str, campaign: str, label: str, args: argparse.Namespace
+) -> common.FloorResult:
     result = common.run_floor(
         claim_one,
         url,
@@ -215,9 +305,81 @@ def _floor_phase(
         meter=common.CpuMeter({"postgres": common.postgres_serving(url)}),
     )
     common.require(not result.errors, f"floor, claim with SKIP LOCKED: {dict(result.errors)}")
-    print(f"  floor, claim one code with SKIP LOCKED: {result.rate:,.0f} tx/s")
+    print(f"  floor, claim one code with SKIP LOCKED, {label}: {result.rate:,.0f} tx/s")
     print(f"    {result.cpu.describe(result.transactions, 'transaction')}")
-    return result.rate, result.cpu.others
+    return result
+
+
+class _Sides:
+    """The two sides' phases for :func:`_phase_pair`, keeping what the final check needs (the
+    publications and codes voucherd answered 201 for) and the run's noise and latency."""
+
+    def __init__(
+        self,
+        server: common.Server,
+        url: str,
+        tenant: common.BenchTenant,
+        campaign: str,
+        args: argparse.Namespace,
+    ) -> None:
+        self.server, self.url, self.tenant, self.campaign, self.args = (
+            server,
+            url,
+            tenant,
+            campaign,
+            args,
+        )
+        self.publications = self.links = 0
+        self.counted = True
+        self.noise = 0.0
+        self.p99: list[float] = []
+
+    def voucherd(self, label: str) -> float:
+        result = _http_phase(self.server, self.url, self.tenant, self.campaign, label, self.args)
+        self.publications += result.everything[201]
+        self.links += result.everything[201]
+        self.noise = max(self.noise, result.cpu.others)
+        self.p99.append(result.latency_ms(0.99))
+        return result.count(201) / self.args.seconds
+
+    def advance_voucherd(self, codes: int) -> None:
+        made, published = _advance_voucherd(self.server, self.tenant.token, self.campaign, codes)
+        self.publications += made
+        self.links += published
+
+    def floor(self, label: str) -> float:
+        result = _floor_phase(self.url, self.campaign, label, self.args)
+        self.noise = max(self.noise, result.cpu.others)
+        return result.rate
+
+    def advance_floor(self, codes: int) -> None:
+        _advance_floor(self.url, self.campaign, codes)
+
+
+def _phase_pair(
+    args: argparse.Namespace,
+    url: str,
+    campaign: str,
+    first: Callable[[str], float],
+    advance: Callable[[int], None],
+) -> tuple[float, float]:
+    """The rate right after a vacuum, then (``--after``) the rate once that many codes have
+    been claimed since it, with no vacuum between."""
+    _vacuum(url)
+    before = _published(url, campaign)
+    rate_first = first("first claims")
+    if not args.after:
+        return rate_first, float("nan")
+    remaining = args.after - (_published(url, campaign) - before)
+    started = time.perf_counter()
+    if remaining > 0:
+        advance(remaining)
+    claimed = _published(url, campaign) - before
+    print(
+        f"    advanced to {claimed:,} codes claimed since the vacuum "
+        f"({time.perf_counter() - started:,.0f} s, no vacuum)"
+    )
+    return rate_first, first(f"after {claimed:,} claims")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,10 +388,25 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--connections", type=int, default=16, help="HTTP connections")
     command.add_argument("--clients", type=int, default=16, help="floor client processes")
     command.add_argument(
+        "--after",
+        type=int,
+        default=100_000,
+        help="measure each side again once this many codes were claimed since its vacuum "
+        "(0: only the first measurement)",
+    )
+    command.add_argument(
         "--threads", type=int, default=0, help="also N in-process threads calling publish()"
     )
     command.add_argument("--workers", type=int, default=2, help="voucherd worker processes")
     args = command.parse_args(argv)
+    # Each side of each run claims --after codes plus what its last phase takes; the check at
+    # the end says whether the pool lasted (a pool run dry measures minting, not claiming).
+    needed = int(args.runs * 2 * args.after * 1.2)
+    common.require(
+        args.pool >= needed or not args.after,
+        f"--pool {args.pool:,} is too small for {args.runs} run(s) of --after {args.after:,}: "
+        f"give at least {needed:,}, or a smaller --after",
+    )
     runs: list[list[float]] = []
     origin = common.voucherd_origin()
     with common.bench_database() as url:
@@ -246,24 +423,58 @@ def main(argv: list[str] | None = None) -> int:
             f"connections{f', {args.threads} threads' if args.threads else ''}; floor: "
             f"{args.clients} psycopg clients; {args.seconds:g} s measured after "
             f"{args.warmup:g} s warm-up"
+            + (
+                f"; each side measured first and again after {args.after:,} claims"
+                if args.after
+                else ""
+            )
         )
         with common.voucherd_server(url, workers=args.workers) as server:
             common.raise_rate_limits(server, tenant.token)
+            sides = _Sides(server, url, tenant, campaign, args)
             for run in range(1, args.runs + 1):
                 print(f"\nrun {run}:")
                 if args.threads:
                     _vacuum(url)
                     _service_phase(url, tenant, campaign, args)
-                _vacuum(url)
-                http, noise = _http_phase(server, url, tenant, campaign, args)
-                _vacuum(url)
-                floor, others = _floor_phase(url, tenant, campaign, args)
-                runs.append([http, floor, http / floor, max(noise, others)])
-        ok, verdict, _ = _check(url, campaign)
-        print(f"\n{verdict}")
-        common.require(ok, verdict)
-    common.print_runs(["HTTP publications/s", "floor claims/s", "ratio", "others"], runs)
-    print("ratio = voucherd publications/s over HTTP / raw claims/s, same pool, same run")
+                    sides.counted = False  # publish() in threads: its publications are not
+                sides.noise, sides.p99 = 0.0, []
+                v_first, v_after = _phase_pair(
+                    args, url, campaign, sides.voucherd, sides.advance_voucherd
+                )
+                f_first, f_after = _phase_pair(
+                    args, url, campaign, sides.floor, sides.advance_floor
+                )
+                runs.append(
+                    [
+                        v_first,
+                        v_after,
+                        v_after / v_first,
+                        sides.p99[0],
+                        f_first,
+                        f_after,
+                        f_after / f_first,
+                        v_first / f_first,
+                        v_after / f_after,
+                        sides.noise,
+                    ]
+                )
+        publications, links = sides.publications, sides.links
+        if sides.counted:
+            ok, verdict = _check(url, campaign, publications, links)
+            print(f"\n{verdict}")
+            common.require(ok, verdict)
+    common.print_runs(
+        ["HTTP /s", "HTTP after", "HTTP flat", "p99 ms", "floor /s", "floor after"]
+        + ["floor flat", "ratio", "ratio after", "others"],
+        runs,
+        key="claim",
+    )
+    print("HTTP /s = voucherd publications of one code per second over HTTP, after a vacuum;")
+    print(f"after = the same once {args.after:,} codes were claimed since the vacuum;")
+    print("flat = after / first (1.0: flat; a claim walking over dead index entries falls)")
+    print("floor /s = raw claims per second (FOR UPDATE SKIP LOCKED from the head of the pool)")
+    print("ratio = voucherd / floor, first measurements (target >= 0.7); ratio after: the second")
     print("others = most cores used by other processes during a phase (a shared machine's noise)")
     return 0
 

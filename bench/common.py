@@ -62,6 +62,8 @@ from voucherd.tenants.service import create_tenant
 from voucherd.vouchers.mint import create_campaign
 
 URL_VARIABLE = "VOUCHERD_BENCH_DATABASE_URL"
+# Where a benchmark appends its runs as JSON lines for bench.table (see record_runs).
+RESULTS_VARIABLE = "BENCH_RESULTS"
 # The checkout these benchmarks belong to: its voucherd is what every child process must run.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # How many requests per window a benchmark's tenant may make: far above what one machine can
@@ -352,13 +354,37 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def print_runs(headers: Sequence[str], runs: Sequence[Sequence[float]]) -> None:
-    """One row per run, numbered, then the medians when there were several."""
+def print_runs(
+    headers: Sequence[str], runs: Sequence[Sequence[float]], *, key: str | None = None
+) -> None:
+    """One row per run, numbered, then the medians when there were several; with ``key``, also
+    recorded for ``bench.table`` (:func:`record_runs`)."""
+    if key is not None:
+        record_runs(key, headers, runs)
     rows: list[list[object]] = [[n, *figures] for n, figures in enumerate(runs, 1)]
     if len(runs) > 1:
         rows.append(["median", *(median([r[i] for r in runs]) for i in range(len(runs[0])))])
     print()
     print_table(["run", *headers], rows)
+
+
+def record_runs(key: str, headers: Sequence[str], runs: Sequence[Sequence[float]]) -> None:
+    """Append a benchmark's runs and their medians as one JSON line to ``$BENCH_RESULTS`` when
+    it is set: how ``python -m bench.table`` collects the figures of the benchmarks it starts,
+    without parsing their printed tables. Recorded only once every check of the run passed
+    (a failed benchmark raises before it prints its summary)."""
+    path = os.environ.get(RESULTS_VARIABLE)
+    if not path:
+        return
+    columns = list(headers)
+    line = {
+        "key": key,
+        "headers": columns,
+        "runs": [list(map(float, run)) for run in runs],
+        "median": {h: median([float(r[i]) for r in runs]) for i, h in enumerate(columns)},
+    }
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(line) + "\n")
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

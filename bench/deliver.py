@@ -425,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     common.print_runs(
         ["voucherd msg/s", "floor msg/s", "provider req/s", "vs floor", "vs provider", "others"],
         runs,
+        key="deliver",
     )
     print("vs floor = voucherd messages/s / raw claim+record messages/s (no sending)")
     print("vs provider = voucherd messages/s / the provider's own request rate (no database)")

@@ -22,6 +22,10 @@ def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# How long the floor clients may take to connect, on a machine as busy as a shared one gets.
+_START_SECONDS = 600
+
+
 @dataclass
 class FloorClient:
     """What one floor transaction needs: the client's number, the ids the benchmark set up,
@@ -35,7 +39,15 @@ class FloorClient:
 
 # One transaction of the floor, on an autocommit connection (so the body says where BEGIN and
 # COMMIT are). A module-level function, so that it can be sent to the client processes.
-FloorBody = Callable[[psycopg.Connection[Any], FloorClient], None]
+FloorBody = Callable[[Any, FloorClient], None]
+# How a floor client opens its connection, given the URL: a module-level function too. The
+# default is psycopg on PostgreSQL; bench.sqlite passes one that opens a SQLite file.
+FloorConnect = Callable[[str], Any]
+
+
+def connect_postgresql(url: str) -> psycopg.Connection[Any]:
+    """An autocommit psycopg connection (the body writes its own transactions)."""
+    return psycopg.connect(libpq_url(url), autocommit=True)
 
 
 @dataclass
@@ -59,11 +71,22 @@ def run_floor(
     seconds: float,
     params: Mapping[str, Any],
     meter: CpuMeter,
+    connect: FloorConnect = connect_postgresql,
+    failures: tuple[type[Exception], ...] = (psycopg.Error,),
 ) -> FloorResult:
     """Run ``body`` in a loop in ``clients`` processes (no GIL between them, as with pgbench)
-    for ``warmup + seconds``, counting the transactions completed inside the last ``seconds``."""
-    # forkserver: the benchmark module is imported once, not once per client.
+    for ``warmup + seconds``, counting the transactions completed inside the last ``seconds``.
+
+    ``connect`` opens each client's connection from ``url``; an exception of ``failures``
+    raised by ``body`` is counted as a failed transaction (any of them fails the benchmark).
+    """
+    # forkserver, with the body's module (the benchmark, and voucherd with it) imported by the
+    # server before it forks: each client starts without importing anything. Importing it in
+    # each of 32 clients took over two minutes on a machine with a load average of 40.
     context = multiprocessing.get_context("forkserver")
+    module = getattr(body, "__module__", None)
+    if module and module != "__main__":
+        context.set_forkserver_preload([module])
     ready: multiprocessing.Queue[tuple[int, str | None]] = context.Queue()
     results: multiprocessing.Queue[tuple[int, int, dict[str, int]]] = context.Queue()
     go = context.Event()
@@ -72,7 +95,19 @@ def run_floor(
     processes = [
         context.Process(
             target=_floor_client,
-            args=(body, libpq_url(url), i, dict(params), ready, go, finish, window, results),
+            args=(
+                body,
+                connect,
+                url,
+                failures,
+                i,
+                dict(params),
+                ready,
+                go,
+                finish,
+                window,
+                results,
+            ),
             daemon=True,
         )
         for i in range(clients)
@@ -81,7 +116,7 @@ def run_floor(
         for process in processes:
             process.start()
         for _ in processes:
-            _, failure = ready.get(timeout=120)
+            _, failure = ready.get(timeout=_START_SECONDS)
             if failure is not None:
                 raise RuntimeError(f"a floor client could not start: {failure}")
         measure_from = time.time() + warmup
@@ -111,7 +146,9 @@ def run_floor(
 
 def _floor_client(
     body: FloorBody,
-    conninfo: str,
+    connect: FloorConnect,
+    url: str,
+    failures: tuple[type[Exception], ...],
     index: int,
     params: dict[str, Any],
     ready: multiprocessing.Queue[tuple[int, str | None]],
@@ -124,9 +161,10 @@ def _floor_client(
     client = FloorClient(index, params)
     errors: Counter[str] = Counter()
     done = 0
+    refused: tuple[type[Exception], ...] = (*failures, OSError)
     try:
-        conn = psycopg.connect(conninfo, autocommit=True)
-    except psycopg.Error as exc:
+        conn = connect(url)
+    except refused as exc:
         ready.put((index, repr(exc)))
         return
     with conn:
@@ -137,7 +175,7 @@ def _floor_client(
             try:
                 body(conn, client)
                 ok = True
-            except psycopg.Error as exc:
+            except failures as exc:
                 errors[type(exc).__name__] += 1
                 ok = False
             now = time.time()

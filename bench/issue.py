@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         ["voucherd req/s", "p50 ms", "p99 ms", "anchor req/s", "anchor p99", "floor tx/s"]
         + ["floor CTE/s", "ratio", "vs anchor", "anchor ratio", "vs CTE", "others"],
         runs,
+        key="issue",
     )
     print(f"ratio = voucherd requests/s / floor (3 INSERTs) transactions/s (target >= {TARGET})")
     print("vs anchor = voucherd requests/s / the bare FastAPI anchor's requests/s (same server)")

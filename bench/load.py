@@ -489,6 +489,14 @@ def check(url: str, result: LoadResult, seeded: int) -> list[tuple[bool, str]]:
             "        JOIN voucher v ON v.id = r.voucher_id WHERE v.type = 'GIFT'),"
             " (SELECT coalesce(-sum(delta), 0) FROM ledger_entry WHERE kind = 'REDEMPTION')",
         )
+        negative, overspent, codes, distinct_codes = _one_row(
+            conn,
+            "SELECT (SELECT count(*) FROM voucher WHERE balance < 0),"
+            " (SELECT count(*) FROM voucher v WHERE v.type = 'GIFT' AND v.amount <"
+            "  (SELECT coalesce(sum(r.amount), 0) FROM redemption r WHERE r.voucher_id = v.id"
+            "   AND r.status = 'SUCCEEDED')),"
+            " (SELECT count(*) FROM voucher), (SELECT count(DISTINCT code) FROM voucher)",
+        )
         (reused,) = _one_row(
             conn,
             "SELECT count(*) FROM (SELECT r.voucher_id FROM redemption r"
@@ -511,6 +519,17 @@ def check(url: str, result: LoadResult, seeded: int) -> list[tuple[bool, str]]:
             redemptions,
         ),
         (reused == 0, f"{reused:,} single-use DISCOUNT codes redeemed more than once"),
+        (
+            negative == 0 and overspent == 0,
+            (
+                f"no overspend: {negative:,} balances below 0, {overspent:,} GIFT vouchers "
+                "whose redemptions took more than their value"
+            ),
+        ),
+        (
+            codes == distinct_codes,
+            f"no code twice: {codes:,} vouchers, {distinct_codes:,} distinct codes",
+        ),
         (
             vouchers == seeded + issued,
             f"{vouchers:,} vouchers = {seeded:,} seeded + {issued:,} answered 201 to an issue",
@@ -695,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     common.print_runs(
         ["req/s", "validate/s", "redeem/s", "issue/s", "p50 ms", "p99 ms", "5xx+drops", "others"],
         runs,
+        key="load",
     )
     print("others = cores used by other processes during the window (a shared machine's noise)")
     return 0

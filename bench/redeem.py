@@ -387,11 +387,15 @@ def main(argv: list[str] | None = None) -> int:
     if "hot" in runs:
         print("\none hot card:")
         headers = ["HTTP /s", "p99 ms", "floor tx/s", "ratio", "others"]
-        common.print_runs((["redeem() /s"] if args.threads else []) + headers, runs["hot"])
+        common.print_runs(
+            (["redeem() /s"] if args.threads else []) + headers, runs["hot"], key="redeem.hot"
+        )
         print(f"ratio = HTTP redemptions/s / floor tx/s on one row (target >= {TARGETS['hot']})")
     if "many" in runs:
         print(f"\nmany cards ({args.cards:,}, drawn at random):")
-        common.print_runs(["HTTP /s", "p99 ms", "floor tx/s", "ratio", "others"], runs["many"])
+        common.print_runs(
+            ["HTTP /s", "p99 ms", "floor tx/s", "ratio", "others"], runs["many"], key="redeem.many"
+        )
         print(
             f"ratio = HTTP redemptions/s / floor tx/s on random rows (target >= {TARGETS['many']})"
         )

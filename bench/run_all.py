@@ -29,11 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         ["bench.issue", *timing],
         ["bench.redeem", *timing, "--cards", str(args.count)],
         ["bench.mint", "--count", str(args.count)],
-        ["bench.claim", *timing, "--pool", str(args.count)],
+        ["bench.claim", *timing, "--pool", str(args.count), "--after", str(args.count // 5)],
         ["bench.deliver", *timing],
         ["bench.export", "--count", str(args.count)],
         ["bench.order", "--count", str(args.count)],
         ["bench.load", *timing, "--vouchers", str(min(args.count, 20_000))],
+        ["bench.sqlite", *timing, "--cards", str(min(args.count, 20_000))],
     ]
     root = Path(__file__).resolve().parent.parent
     failed = []
