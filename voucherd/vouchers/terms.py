@@ -8,10 +8,10 @@ order), so each checks the same rules before it writes anything.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Table, and_, bindparam, func, inspect, null, or_, select, text
 from sqlalchemy.orm import Session
@@ -80,16 +80,18 @@ _CAMPAIGN_LIMIT_AND_SETTINGS = (
     .join_from(_CAMPAIGN_TABLE, _TENANT_TABLE, _TENANT_TABLE.c.id == _CAMPAIGN_TABLE.c.tenant_id)
     .where(_CAMPAIGN_MATCH)
 )
-_CAMPAIGN_MANAGER = manager_of_class(Campaign)
+_CAMPAIGN_KEYS = tuple(key for key, _ in _CAMPAIGN_ATTRIBUTES)
+_Entity = TypeVar("_Entity")
 
 
-def _detached_campaign(row: Sequence[Any]) -> Campaign:
-    """A :class:`Campaign` holding ``row``'s columns, outside any session: what the issue path
-    reads (attributes only; its writes to the campaign are Core statements). Its attributes are
-    set as a load sets them, without the change events a constructor would fire."""
-    campaign: Campaign = _CAMPAIGN_MANAGER.new_instance()
-    campaign.__dict__.update(zip([key for key, _ in _CAMPAIGN_ATTRIBUTES], row, strict=False))
-    return campaign
+def detached(cls: type[_Entity], values: Mapping[str, Any]) -> _Entity:
+    """An instance of the mapped ``cls`` holding ``values`` (attribute names), outside any
+    session, its attributes set as a load sets them: without the change events a constructor
+    fires for each. For what a use case wrote with Core statements and hands back to be read
+    (the issued voucher, the campaign it was issued from); never added to a session."""
+    instance: _Entity = manager_of_class(cls).new_instance()
+    instance.__dict__.update(values)
+    return instance
 
 
 def campaign_and_tenant(
@@ -103,7 +105,8 @@ def campaign_and_tenant(
     # An id match wins over a campaign that happens to be named like another's id.
     row = next((r for r in rows if r[0] == ref), rows[0])
     width = len(_CAMPAIGN_ATTRIBUTES)
-    return _detached_campaign(row), row[width], row[width + 1]
+    campaign = detached(Campaign, dict(zip(_CAMPAIGN_KEYS, row, strict=False)))
+    return campaign, row[width], row[width + 1]
 
 
 def requested_value(body: IssueVoucher, campaign: Campaign) -> int | None:
