@@ -81,11 +81,19 @@ class Settings(BaseSettings):
         description="Rate limits and the guessing guard; false turns both off (benchmarks).",
     )
     rate_limit_window_seconds: int = Field(default=10, ge=1, le=3600)
+    # A key is often shared by a whole till network (every till of a chain validating and
+    # redeeming through one credential), so the per-key limit is set for that peak, not for one
+    # client: 500/s sustained, well above a national chain's busiest hour (10,000 tills at one
+    # validate + redeem a minute is ~330/s) and about what one API host serves, so it stops a
+    # runaway loop or a leaked key without ever refusing an honest till. The tenant's limit is
+    # the deployment's share for one tenant: four such keys at full speed.
     rate_limit_per_key: int = Field(
-        default=1000, ge=1, description="Requests one API key may make per window (100/s)."
+        default=5000, ge=1, description="Requests one API key may make per window (500/s)."
     )
     rate_limit_per_tenant: int = Field(
-        default=5000, ge=1, description="Requests all of one tenant's keys may make per window."
+        default=20000,
+        ge=1,
+        description="Requests all of one tenant's keys may make per window (2,000/s).",
     )
     rate_limit_page_per_address: int = Field(
         default=100,

@@ -60,19 +60,37 @@ class KeyCache:
 # the guard counts the request against the key and tenant there (429 past a limit). Set per
 # request by the guard's middleware, so authentication needs no import of the guard.
 CallerWatcher = Callable[[Caller], None]
-_WATCHER: ContextVar[CallerWatcher | None] = ContextVar("voucherd_caller_watcher", default=None)
+# The same announcement when the watcher can take it without waiting on I/O (its counts and the
+# tenant's limits in memory): True when taken, False (nothing counted) when only
+# :func:`identified` can, off the event loop.
+QuickWatcher = Callable[[Caller], bool]
+_Watchers = tuple[CallerWatcher, QuickWatcher | None]
+_WATCHER: ContextVar[_Watchers | None] = ContextVar("voucherd_caller_watcher", default=None)
 
 
-def watch_callers(watcher: CallerWatcher) -> Token[CallerWatcher | None]:
-    return _WATCHER.set(watcher)
+def watch_callers(
+    watcher: CallerWatcher, quick: QuickWatcher | None = None
+) -> Token[_Watchers | None]:
+    return _WATCHER.set((watcher, quick))
 
 
-def stop_watching(token: Token[CallerWatcher | None]) -> None:
+def stop_watching(token: Token[_Watchers | None]) -> None:
     _WATCHER.reset(token)
 
 
 def identified(caller: Caller) -> None:
     """Authentication's announcement: this request acts as ``caller`` (may raise a 429)."""
-    watcher = _WATCHER.get()
-    if watcher is not None:
-        watcher(caller)
+    watchers = _WATCHER.get()
+    if watchers is not None:
+        watchers[0](caller)
+
+
+def identified_without_waiting(caller: Caller) -> bool:
+    """:func:`identified`, on the event loop: False, announcing nothing, when the watcher would
+    have to wait (read the tenant's limits, share its counts); then call :func:`identified` in
+    the threadpool. May raise a 429 like it."""
+    watchers = _WATCHER.get()
+    if watchers is None:
+        return True
+    quick = watchers[1]
+    return quick is not None and quick(caller)

@@ -2,8 +2,10 @@
 
 **Rate limits.** Every authenticated request counts against its API key and its tenant, and every
 voucher page request against the client's address, in fixed windows of
-``rate_limit_window_seconds`` (10 s; 1,000 per key, 5,000 per tenant, 100 per page address by
-default, so 100 requests a second per key with bursts). Past a limit the answer is 429 in the
+``rate_limit_window_seconds`` (10 s; 5,000 per key, 20,000 per tenant, 100 per page address by
+default, so 500 requests a second per key with bursts: a key is often one till network's, shared
+by every till, and its peak is what the default must admit; config.py says why). Past a limit
+the answer is 429 in the
 face's own error shape with ``Retry-After`` (seconds) and ``X-Rate-Limit-Retry`` (the Unix time
 the window ends); every counted answer carries Voucherify's ``X-Rate-Limit-Limit`` and
 ``X-Rate-Limit-Remaining`` (of the key or the tenant, whichever has less left). A request is
@@ -18,8 +20,8 @@ subject and window.
 in one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` (PostgreSQL and SQLite alike) and
 learns the totals of all processes; the other requests never wait for it. A process judges a
 request by the last shared total plus its own increments since, so N processes may together
-admit up to what N-1 of them admit in one sync interval beyond a limit (at 100 req/s per key and
-0.2 s, about 20 requests per other process): a small, bounded overshoot, accepted. With
+admit up to what N-1 of them admit in one sync interval beyond a limit (at 500 req/s per key and
+0.2 s, about 100 requests per other process): a small, bounded overshoot, accepted. With
 ``rate_limit_sync_seconds=0`` every request writes through and the totals are exact (tests).
 If the database does not answer, each process falls back on its own counts. Windows are wall
 clock; the guard's ``clock`` is the seam tests move.

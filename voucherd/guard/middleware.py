@@ -35,6 +35,9 @@ class GuardRequests:
         def admit(caller: Caller) -> None:
             guard.admit(visit, caller.tenant_id, caller.key_id)
 
+        def admit_without_waiting(caller: Caller) -> bool:
+            return guard.admit_without_waiting(visit, caller.tenant_id, caller.key_id)
+
         async def guarded_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 if visit.failures:
@@ -50,7 +53,7 @@ class GuardRequests:
             await send(message)
 
         token = service.enter(guard, visit)
-        watching = watch_callers(admit)
+        watching = watch_callers(admit, admit_without_waiting)
         try:
             await self.app(scope, receive, guarded_send)
         finally:

@@ -83,6 +83,13 @@ class RequestRates:
                 retry_after=visit.retry_after,
             )
 
+    def sync_due(self, now: float) -> bool:
+        """Whether counting a request at ``now`` would share the counts (a database write)."""
+        every = self.settings.rate_limit_sync_seconds
+        if every <= 0:
+            return True
+        return self._last_sync != -math.inf and now - self._last_sync >= every
+
     def _maybe_sync(self, now: float, window: int) -> None:
         every = self.settings.rate_limit_sync_seconds
         if every > 0 and self._last_sync == -math.inf:

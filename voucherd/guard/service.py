@@ -115,13 +115,33 @@ class Guard:
         """Count an authenticated request against its key and tenant; refuse it past either."""
         if visit.admitted:
             return
+        self._count(visit, tenant_id, key_id, self.limits_for(tenant_id), self.clock())
+
+    def admit_without_waiting(self, visit: Visit, tenant_id: str, key_id: str) -> bool:
+        """:meth:`admit` from memory, for the event loop: False, counting nothing, when it would
+        read the tenant's limits or share the counts with the database (then :meth:`admit`, in
+        the threadpool, does both)."""
+        if visit.admitted:
+            return True
+        cached = self._limits.get(tenant_id)
+        if cached is None or cached[0] <= time.monotonic():
+            return False
+        now = self.clock()
+        if self.rates.sync_due(now):
+            return False
+        self._count(visit, tenant_id, key_id, cached[1], now)
+        return True
+
+    def _count(
+        self, visit: Visit, tenant_id: str, key_id: str, limits: TenantLimits, now: float
+    ) -> None:
         visit.admitted = True
         visit.tenant_id, visit.key_id = tenant_id, key_id
-        limits = visit.limits = self.limits_for(tenant_id)
+        visit.limits = limits
         self.rates.count(
             visit,
-            [(f"key:{key_id}", limits.per_key), (f"tenant:{tenant_id}", limits.per_tenant)],
-            self.clock(),
+            [("key:" + key_id, limits.per_key), ("tenant:" + tenant_id, limits.per_tenant)],
+            now,
         )
 
     def admit_page(self, visit: Visit) -> None:

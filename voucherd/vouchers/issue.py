@@ -25,6 +25,7 @@ from voucherd.vouchers.terms import (
     REDRAWS,
     campaign_and_tenant,
     check_capacity,
+    detached,
     issue_terms,
     requested_value,
     spend_limits,
@@ -112,4 +113,5 @@ def issue_voucher(
     requested = None
     if delivery is not None:
         requested = RequestedDelivery(delivery["id"], delivery["channel"], delivery["state"])
-    return VoucherRecord(Voucher(**row), campaign.name, delivery=requested, campaign=campaign)
+    voucher = detached(Voucher, row)
+    return VoucherRecord(voucher, campaign.name, delivery=requested, campaign=campaign)
