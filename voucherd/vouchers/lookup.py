@@ -8,7 +8,9 @@ counted against the caller's key and address, once per code asked of the databas
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, or_, select
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, Row, Select, Table, bindparam, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from voucherd.campaigns.models import Campaign
@@ -52,3 +54,78 @@ def find_voucher(
         raise query.miss(field)
     voucher, campaign = found[0]
     return VoucherRecord(voucher, campaign.name, campaign=campaign)
+
+
+# --- the redemption path's lookup: one prebuilt Core row, not two ORM entities ---------------
+#
+# Redeeming and validating read a voucher and its campaign on every request. Loading them as two
+# ORM entities through a statement built per call cost a third of a redemption's CPU; the same
+# columns as one row of a statement built once, with bind parameters, cost a fraction of it. The
+# entities are made from the row only where a caller needs them (a face showing the whole
+# voucher), by :func:`voucher_of` and :func:`campaign_of`.
+
+_VOUCHER_ATTRS = tuple((p.key, p.columns[0]) for p in inspect(Voucher).column_attrs)
+_CAMPAIGN_ATTRS = tuple((p.key, p.columns[0]) for p in inspect(Campaign).column_attrs)
+# The campaign's columns are labelled with this prefix in the row (both tables have ``id``...).
+CAMPAIGN_PREFIX = "c__"
+_V = cast(Table, Voucher.__table__).c
+_C = cast(Table, Campaign.__table__).c
+
+
+def _target_query(condition: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(
+            *(column.label(key) for key, column in _VOUCHER_ATTRS),
+            *(column.label(CAMPAIGN_PREFIX + key) for key, column in _CAMPAIGN_ATTRS),
+        )
+        .join_from(Voucher.__table__, Campaign.__table__, _C.id == _V.campaign_id)
+        .where(_V.tenant_id == bindparam("tenant_id"), condition)
+    )
+
+
+_EXACT = or_(_V.id == bindparam("exact"), _V.code == bindparam("exact"))
+_DRAWN = _V.code == bindparam("drawn")
+# One statement per shape of CodeQuery, built once (and compiled once per dialect).
+_BY_EXACT = _target_query(_EXACT)
+_BY_DRAWN = _target_query(_DRAWN)
+_BY_EITHER = _target_query(or_(_EXACT, _DRAWN))
+
+
+def find_voucher_row(session: Session, tenant_id: str, ref: str, *, field: str = "voucher") -> Row[Any]:
+    """:func:`find_voucher`'s answer as one row: the voucher's attributes by their names, its
+    campaign's prefixed with :data:`CAMPAIGN_PREFIX`. Same matching, same guard, same errors."""
+    query = code_query(ref, field=field)
+    guard.before_lookup()
+    exact, drawn = query.exact, query.drawn
+    if drawn is None:
+        statement = _BY_EXACT
+    elif exact is None:
+        statement = _BY_DRAWN
+    else:
+        statement = _BY_EITHER
+    rows = session.execute(
+        statement, {"tenant_id": tenant_id, "exact": exact, "drawn": drawn}
+    ).all()
+    for row in rows:  # the text as typed wins, as in find_voucher
+        if exact is not None and exact in (row.id, row.code):
+            return row
+    for row in rows:
+        if row.code == drawn and not row.c__code_config:
+            return row
+    for _ in query.candidates:
+        guard.failed_lookup()
+    raise query.miss(field)
+
+
+def voucher_of(row: Row[Any], **changed: Any) -> Voucher:
+    """The voucher of a :func:`find_voucher_row` row as a detached entity, with ``changed``
+    attributes as a statement left them (never added to a session: it is only shown)."""
+    values = {key: row[index] for index, (key, _) in enumerate(_VOUCHER_ATTRS)}
+    values.update(changed)
+    return Voucher(**values)
+
+
+def campaign_of(row: Row[Any]) -> Campaign:
+    """The campaign of a :func:`find_voucher_row` row as a detached entity (only shown)."""
+    start = len(_VOUCHER_ATTRS)
+    return Campaign(**{key: row[start + i] for i, (key, _) in enumerate(_CAMPAIGN_ATTRS)})
