@@ -47,9 +47,10 @@ class Target:
         return self._campaign
 
 
-def find_target(session: Session, tenant_id: str, code: str) -> Target:
-    """The voucher a redemption names (by code or id), NotFound naming ``code``."""
-    return Target(find_voucher_row(session, tenant_id, code, field="code"))
+def find_target(session: Session, tenant_id: str, code: str, *, whole: bool = True) -> Target:
+    """The voucher a redemption names (by code or id), NotFound naming ``code``. Without
+    ``whole``, only the columns the rules read: ``voucher`` and ``campaign`` cannot be made."""
+    return Target(find_voucher_row(session, tenant_id, code, field="code", whole=whole))
 
 
 def refuse_if_unusable(target: Target, now: datetime) -> None:

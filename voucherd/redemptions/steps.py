@@ -51,11 +51,22 @@ def judge(
     return ValidationResult(True, None, None, shown, plan, order_amount, record)
 
 
-def spend(session: Session, caller: Caller, body: RedeemRequest, now: datetime) -> RedemptionRecord:
+def spend(
+    session: Session,
+    caller: Caller,
+    body: RedeemRequest,
+    now: datetime,
+    *,
+    show_voucher: bool = True,
+) -> RedemptionRecord:
     """Judge the voucher, then spend it and record the redemption with one conditional
     statement (``sql.debit``): the lookup and that statement are the round trips before the
-    COMMIT, and the voucher's row is locked only from that statement on."""
-    target = find_target(session, caller.tenant_id, body.code)
+    COMMIT, and the voucher's row is locked only from that statement on.
+
+    ``show_voucher``: read the whole voucher and campaign, so that the record's ``voucher`` can
+    show them (the faces answering with the whole voucher); without it, the narrow row the rules
+    need, and ``voucher`` is None."""
+    target = find_target(session, caller.tenant_id, body.code, whole=show_voucher)
     refuse_if_unusable(target, now)
     plan = plan_redemption(target, body)
     row = target.row
@@ -90,5 +101,12 @@ def spend(session: Session, caller: Caller, body: RedeemRequest, now: datetime) 
         return VoucherRecord(changed, row.c__name, campaign=target.campaign)
 
     return RedemptionRecord(
-        redemption, row.code, state, balance, redeemed, row.currency, voucher_source=shown
+        redemption,
+        row.code,
+        state,
+        balance,
+        redeemed,
+        row.currency,
+        voucher_type=row.type,
+        voucher_source=shown if show_voucher else None,
     )
