@@ -24,7 +24,7 @@ class Target:
     (``vouchers/lookup.find_voucher_row``): the rules read the row's columns; the entities
     are made only for a caller that shows them (validation, the faces' whole voucher)."""
 
-    __slots__ = ("row", "_voucher", "_campaign")
+    __slots__ = ("_campaign", "_voucher", "row")
 
     def __init__(self, row: Row[Any]) -> None:
         # The voucher's attributes by their names, the campaign's prefixed ``c__``.

@@ -14,10 +14,9 @@ Column lists come from the tables.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, bindparam, case, insert, or_, text, update
+from sqlalchemy import BigInteger, ColumnElement, Table, bindparam, case, insert, or_, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
@@ -26,7 +25,6 @@ from voucherd.db.dialect import is_postgresql
 from voucherd.redemptions.models import Redemption
 from voucherd.redemptions.schemas import Plan
 from voucherd.vouchers.sql import EVENT, EVENT_COLUMNS, LEDGER, VOUCHER, names
-
 
 _REDEMPTION_TABLE = cast(Table, Redemption.__table__)
 _R = _REDEMPTION_TABLE.c
@@ -89,7 +87,7 @@ _GRANT_AND_RECORD_ON_POSTGRESQL = _spend_and_record_on_postgresql(spending=False
 def _debit_on_sqlite(*, spending: bool) -> Any:
     """The same conditional UPDATE as a Core statement (SQLite)."""
     spend = bindparam("spend", type_=BigInteger())
-    used_up = (_V.redemption_quantity.is_not(None)) & (
+    used_up: ColumnElement[bool] = (_V.redemption_quantity.is_not(None)) & (
         _V.redeemed_quantity + 1 >= _V.redemption_quantity
     )
     conditions = [
@@ -130,9 +128,7 @@ def debit(
     if is_postgresql(session):
         params = _redemption_parameters(redemption, campaign_id=campaign_id, actor=actor)
         params["spend"] = spend
-        statement = (
-            _SPEND_AND_RECORD_ON_POSTGRESQL if spending else _GRANT_AND_RECORD_ON_POSTGRESQL
-        )
+        statement = _SPEND_AND_RECORD_ON_POSTGRESQL if spending else _GRANT_AND_RECORD_ON_POSTGRESQL
         row: Debited | None = session.execute(statement, params).first()
         return row
     row = session.execute(
@@ -187,9 +183,9 @@ def record_redemption(
     """Write the redemption, the ledger entry for what it took, and its event, after a spend
     already made (:func:`debit` calls it on SQLite; on PostgreSQL it writes them itself)."""
     if is_postgresql(session):
-        params = _redemption_parameters(redemption, campaign_id=campaign_id, actor=actor)
-        params["spend"] = spend
-        session.execute(_RECORD_ON_POSTGRESQL, params)
+        recorded = _redemption_parameters(redemption, campaign_id=campaign_id, actor=actor)
+        recorded["spend"] = spend
+        session.execute(_RECORD_ON_POSTGRESQL, recorded)
         return
     params: dict[str, Any] = {
         column: getattr(redemption, "metadata_" if column == "metadata" else column)

@@ -86,9 +86,7 @@ def spend(
         created_at=now,
     )
     # Called through the module so the concurrency tests can swap in a racy spend.
-    debited = sql.debit(
-        session, redemption, plan, campaign_id=row.campaign_id, actor=caller.key_id
-    )
+    debited = sql.debit(session, redemption, plan, campaign_id=row.campaign_id, actor=caller.key_id)
     if debited is None:
         raise why_debit_failed(session, row.id, plan)
     balance, redeemed, state = debited
