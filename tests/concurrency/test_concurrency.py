@@ -9,7 +9,6 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -77,28 +76,30 @@ class TestHotCard:
 
 
 def _racy_debit(
-    session: Session, voucher: Voucher, plan: Plan, now: datetime
+    session: Session, redemption: Redemption, plan: Plan, *, campaign_id: str, actor: str
 ) -> Row[int | None, int, str] | None:
     """Read the balance, decide in Python, write it back: the lost update STYLE.md forbids.
 
     The read is a short transaction of its own on a second connection and the write a plain
-    UPDATE to the value computed from it. redeem's transaction is ended first (it has only read
-    so far: no Idempotency-Key here): on SQLite a unit of work holds the write lock from its
+    UPDATE to the value computed from it, then the redemption is recorded as the real spend
+    records it. redeem's transaction is ended first (it has only read so far: no
+    Idempotency-Key here): on SQLite a unit of work holds the write lock from its
     ``BEGIN IMMEDIATE``, so a read inside it is always current and could not race; a redeem
     that reads in one unit of work and writes in the next can, on both databases.
     """
     spend = plan.spend or 0
+    now = redemption.created_at
     session.commit()
     engine = session.get_bind().engine
     with engine.connect().execution_options(**{WRITE_OPTION: False}) as reader:
-        balance = reader.scalar(select(Voucher.balance).where(Voucher.id == voucher.id))
+        balance = reader.scalar(select(Voucher.balance).where(Voucher.id == redemption.voucher_id))
     time.sleep(0.001)  # widen the window between the read and the write
     if balance is None or balance < spend:
         return None
     left = balance - spend
     row: Row[int | None, int, str] | None = session.execute(
         update(Voucher)
-        .where(Voucher.id == voucher.id)
+        .where(Voucher.id == redemption.voucher_id)
         .values(
             balance=left,
             redeemed_quantity=Voucher.redeemed_quantity + 1,
@@ -108,6 +109,9 @@ def _racy_debit(
         .returning(Voucher.balance, Voucher.redeemed_quantity, Voucher.state)
         .execution_options(synchronize_session=False)
     ).first()
+    redemptions.record_redemption(
+        session, redemption, spend=spend, campaign_id=campaign_id, actor=actor
+    )
     return row
 
 

@@ -37,7 +37,8 @@ def validate(body: ValidateRequest, db: DB, caller: CallerDep) -> Response:
 
 @router.post("/redemptions", status_code=201, summary="Redeem a voucher, whole or in part")
 def redeem(body: RedeemRequest, db: DB, caller: CallerDep, idem: Idem) -> Response:
-    record = service.redeem(db, caller, body, idem=idem)
+    # The native answer shows the voucher's state and balance only, never the whole voucher.
+    record = service.redeem(db, caller, body, idem=idem, show_voucher=False)
     return respond_created(db, caller, idem, present_redemption(record))
 
 

@@ -4,47 +4,66 @@ answers exactly what a redemption would do."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from voucherd.campaigns.models import Campaign
 from voucherd.errors import ErrorCode, InvalidInput, NotRedeemable, voucher_state
 from voucherd.redemptions.discounts import discount_for
 from voucherd.redemptions.schemas import Plan, RedeemableRequest
-from voucherd.vouchers.lookup import find_voucher
+from voucherd.vouchers.lookup import campaign_of, find_voucher_row, voucher_of
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.validity import refusal
 
 
-@dataclass(frozen=True)
 class Target:
-    """A voucher with the campaign rules needed to judge it."""
+    """A voucher with the campaign rules needed to judge it, read as one row
+    (``vouchers/lookup.find_voucher_row``): the rules read the row's columns; the entities
+    are made only for a caller that shows them (validation, the faces' whole voucher)."""
 
-    voucher: Voucher
-    campaign: Campaign
+    __slots__ = ("_campaign", "_voucher", "row")
+
+    def __init__(self, row: Row[Any]) -> None:
+        # The voucher's attributes by their names, the campaign's prefixed ``c__``.
+        self.row = row
+        self._voucher: Voucher | None = None
+        self._campaign: Campaign | None = None
+
+    @property
+    def voucher(self) -> Voucher:
+        """The voucher as it was read (a detached entity, made once)."""
+        if self._voucher is None:
+            self._voucher = voucher_of(self.row)
+        return self._voucher
+
+    @property
+    def campaign(self) -> Campaign:
+        """Its campaign (a detached entity, made once)."""
+        if self._campaign is None:
+            self._campaign = campaign_of(self.row)
+        return self._campaign
 
 
-def find_target(session: Session, tenant_id: str, code: str) -> Target:
-    """The voucher a redemption names (by code or id), NotFound naming ``code``."""
-    found = find_voucher(session, tenant_id, code, field="code")
-    assert found.campaign is not None  # the lookup reads the campaign with the voucher
-    return Target(found.voucher, found.campaign)
+def find_target(session: Session, tenant_id: str, code: str, *, whole: bool = True) -> Target:
+    """The voucher a redemption names (by code or id), NotFound naming ``code``. Without
+    ``whole``, only the columns the rules read: ``voucher`` and ``campaign`` cannot be made."""
+    return Target(find_voucher_row(session, tenant_id, code, field="code", whole=whole))
 
 
 def refuse_if_unusable(target: Target, now: datetime) -> None:
-    v, c = target.voucher, target.campaign
+    v = target.row
     why = refusal(
         state=v.state,
         start_date=v.start_date,
         expiration_date=v.expiration_date,
-        campaign_active=c.active,
-        timezone=c.timezone,
-        timeframe=c.validity_timeframe,
-        days_of_week=c.validity_day_of_week,
-        hours=c.validity_hours,
+        campaign_active=v.c__active,
+        timezone=v.c__timezone,
+        timeframe=v.c__validity_timeframe,
+        days_of_week=v.c__validity_day_of_week,
+        hours=v.c__validity_hours,
         now=now,
     )
     if why is not None:
@@ -56,7 +75,7 @@ def refuse_if_unusable(target: Target, now: datetime) -> None:
 
 
 def plan_redemption(target: Target, body: RedeemableRequest) -> Plan:
-    v = target.voucher
+    v = target.row
     order = body.order
     order_amount = order.amount if order else None
     if v.type == "DISCOUNT":
@@ -64,7 +83,7 @@ def plan_redemption(target: Target, body: RedeemableRequest) -> Plan:
             raise InvalidInput(
                 "a DISCOUNT voucher takes no amount; send order.amount", field="amount"
             )
-        discount = target.campaign.discount or {}
+        discount = v.c__discount or {}
         amount = discount_for(
             discount,
             order_amount,
@@ -102,11 +121,11 @@ def plan_redemption(target: Target, body: RedeemableRequest) -> Plan:
     return Plan(spend=spend, discount_amount=None)
 
 
-def why_debit_failed(session: Session, voucher: Voucher, plan: Plan) -> NotRedeemable:
+def why_debit_failed(session: Session, voucher_id: str, plan: Plan) -> NotRedeemable:
     state, balance, redeemed, quantity = session.execute(
         select(
             Voucher.state, Voucher.balance, Voucher.redeemed_quantity, Voucher.redemption_quantity
-        ).where(Voucher.id == voucher.id)
+        ).where(Voucher.id == voucher_id)
     ).one()
     if state != "ACTIVE":
         return NotRedeemable(f"the voucher is {state}", field="code", code=voucher_state(state))

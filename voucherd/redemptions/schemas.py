@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -99,12 +101,18 @@ class RedemptionRecord:
     voucher_balance: int | None
     redeemed_quantity: int
     currency: str | None
-    # The voucher as the redemption left it, where the use case had it at hand (redeem): faces
-    # that answer with the whole voucher (Voucherify) need no second read.
-    voucher: VoucherRecord | None = None
     # The voucher's type (GIFT, CASH, DISCOUNT, LOYALTY) where ``voucher`` is not loaded (reads):
     # faces whose redemption shape depends on it (Voucherify's ``gift``) need no second read.
     voucher_type: str | None = None
+    # Makes ``voucher`` where the use case had it at hand (redeem), on first use only: the
+    # native answer never shows it, and making the entities costs CPU on every redemption.
+    voucher_source: Callable[[], VoucherRecord] | None = field(default=None, repr=False)
+
+    @cached_property
+    def voucher(self) -> VoucherRecord | None:
+        """The voucher as the redemption left it, where the use case had it at hand (redeem):
+        faces that answer with the whole voucher (Voucherify) need no second read."""
+        return self.voucher_source() if self.voucher_source is not None else None
 
 
 @dataclass(frozen=True)

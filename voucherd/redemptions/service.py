@@ -49,12 +49,17 @@ def redeem(
     body: RedeemRequest,
     *,
     idem: idempotency.IdempotencyClaim | None = None,
+    show_voucher: bool = True,
 ) -> RedemptionRecord:
+    """Spend the voucher ``body`` names and record the redemption, in one transaction.
+
+    ``show_voucher=False`` for callers that never show the record's whole ``voucher`` (the
+    native answer): the lookup then reads only the columns the rules need."""
     caller.require("redeem")
     now = db.now()
     with db.unit_of_work() as session:
         idempotency.claim(session, db, caller.tenant_id, idem)
-        record = steps.spend(session, caller, body, now)
+        record = steps.spend(session, caller, body, now, show_voucher=show_voucher)
         idempotency.bind_effect(session, caller.tenant_id, idem, "redemption", record.redemption.id)
         session.commit()
     metrics.redemption("redeem")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from voucherd.auth.caller import Caller
 from voucherd.errors import InvalidInput, NotFound, NotRedeemable
@@ -29,6 +28,7 @@ from voucherd.redemptions.schemas import (
     ValidateRequest,
     ValidationResult,
 )
+from voucherd.vouchers.lookup import voucher_of
 from voucherd.vouchers.schemas import VoucherRecord, present_voucher
 
 
@@ -41,7 +41,7 @@ def judge(
         target = find_target(session, caller.tenant_id, body.code)
     except NotFound as exc:  # not_found, or code_mistyped for a typo of a default code
         return ValidationResult(False, exc.code, exc.detail, None, None, order_amount)
-    record = VoucherRecord(target.voucher, target.campaign.name, campaign=target.campaign)
+    record = VoucherRecord(target.voucher, target.row.c__name, campaign=target.campaign)
     shown = present_voucher(record, now=now, base_url=base_url)
     try:
         refuse_if_unusable(target, now)
@@ -51,43 +51,60 @@ def judge(
     return ValidationResult(True, None, None, shown, plan, order_amount, record)
 
 
-def spend(session: Session, caller: Caller, body: RedeemRequest, now: datetime) -> RedemptionRecord:
-    """Judge the voucher, spend it with one conditional UPDATE, and record the redemption."""
-    target = find_target(session, caller.tenant_id, body.code)
+def spend(
+    session: Session,
+    caller: Caller,
+    body: RedeemRequest,
+    now: datetime,
+    *,
+    show_voucher: bool = True,
+) -> RedemptionRecord:
+    """Judge the voucher, then spend it and record the redemption with one conditional
+    statement (``sql.debit``): the lookup and that statement are the round trips before the
+    COMMIT, and the voucher's row is locked only from that statement on.
+
+    ``show_voucher``: read the whole voucher and campaign, so that the record's ``voucher`` can
+    show them (the faces answering with the whole voucher); without it, the narrow row the rules
+    need, and ``voucher`` is None."""
+    target = find_target(session, caller.tenant_id, body.code, whole=show_voucher)
     refuse_if_unusable(target, now)
     plan = plan_redemption(target, body)
-    voucher = target.voucher
-    # Called through the module so the concurrency tests can slow the debit down.
-    debited = sql.debit(session, voucher, plan, now)
-    if debited is None:
-        raise why_debit_failed(session, voucher, plan)
+    row = target.row
+    order = body.order
     redemption = Redemption(
         id=new_id("r"),
         tenant_id=caller.tenant_id,
-        voucher_id=voucher.id,
+        voucher_id=row.id,
         status="SUCCEEDED",
         amount=plan.spend if plan.spend is not None else plan.discount_amount,
-        order_amount=body.order.amount if body.order else None,
-        order_reference=body.order.reference if body.order else None,
+        order_amount=order.amount if order else None,
+        order_reference=order.reference if order else None,
         merchant_ref=body.merchant_ref,
         store_ref=body.store_ref,
         customer_ref=body.customer_ref,
         metadata_=body.metadata,
         created_at=now,
     )
-    sql.record_redemption(
-        session,
-        redemption,
-        spend=plan.spend or 0,
-        campaign_id=voucher.campaign_id,
-        actor=caller.key_id,
-    )
+    # Called through the module so the concurrency tests can swap in a racy spend.
+    debited = sql.debit(session, redemption, plan, campaign_id=row.campaign_id, actor=caller.key_id)
+    if debited is None:
+        raise why_debit_failed(session, row.id, plan)
     balance, redeemed, state = debited
-    # The UPDATE bypassed the loaded voucher; show it as the spend left it, without a re-read.
-    changed = {"balance": balance, "redeemed_quantity": redeemed, "state": state, "updated_at": now}
-    for name, value in changed.items():
-        set_committed_value(voucher, name, value)
-    shown = VoucherRecord(voucher, target.campaign.name, campaign=target.campaign)
+
+    def shown() -> VoucherRecord:
+        # The voucher as the spend left it, without a re-read; made only for a face showing it.
+        changed = voucher_of(
+            row, balance=balance, redeemed_quantity=redeemed, state=state, updated_at=now
+        )
+        return VoucherRecord(changed, row.c__name, campaign=target.campaign)
+
     return RedemptionRecord(
-        redemption, voucher.code, state, balance, redeemed, voucher.currency, voucher=shown
+        redemption,
+        row.code,
+        state,
+        balance,
+        redeemed,
+        row.currency,
+        voucher_type=row.type,
+        voucher_source=shown if show_voucher else None,
     )
