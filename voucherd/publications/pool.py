@@ -116,7 +116,7 @@ def claim_pool(
     claimed: list[ClaimedCode] = []
     after = POOL_CURSOR.start(campaign_id)
     wrapped = after is None
-    event = PublishedEvent(
+    event: PublishedEvent | None = PublishedEvent(
         tenant_id=tenant_id,
         campaign_id=campaign_id,
         publication_id=publication_id,
