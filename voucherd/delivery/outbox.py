@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.api.responses import dumps
@@ -35,6 +35,7 @@ from voucherd.campaigns.models import Campaign
 from voucherd.config import Settings
 from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
+from voucherd.db.leases import lease_due
 from voucherd.delivery.channels.base import Message, Outcome
 from voucherd.delivery.channels.registry import channel_for
 from voucherd.delivery.enqueue import delivery_settings
@@ -89,37 +90,61 @@ def run_due_deliveries(db: Database, worker_id: str, stop: threading.Event) -> i
 # --- claiming -----------------------------------------------------------------------------------
 
 
+_CLAIMED = (
+    _DELIVERY.c.id,
+    _DELIVERY.c.tenant_id,
+    _DELIVERY.c.voucher_id,
+    _DELIVERY.c.attempt,
+    _DELIVERY.c.failures,
+    _DELIVERY.c.channel,
+    _DELIVERY.c.recipient,
+    _DELIVERY.c.recipient_name,
+    _DELIVERY.c.message,
+    _DELIVERY.c.lease_owner,
+)
+_DUE = select(_DELIVERY.c.id, _DELIVERY.c.state, _DELIVERY.c.failures)
+
+
 def claim_due(db: Database, worker_id: str) -> list[Prepared]:
+    """Lease due deliveries (``voucherd.db.leases``), write their claim events, and prepare
+    their messages, in one short transaction."""
     settings = db.settings
     now = db.now()
-    lease_until = now + timedelta(seconds=settings.delivery_lease_seconds)
+    why = (
+        f"gave up: the worker sending it was lost {settings.delivery_max_attempts} times "
+        "(its lease ran out each time)"
+    )
     with db.unit_of_work() as session:
-        due = session.execute(
-            select(_DELIVERY.c.id, _DELIVERY.c.state, _DELIVERY.c.failures)
-            .where(_DELIVERY.c.state.in_(("PENDING", "SENDING")), _DELIVERY.c.due_at <= now)
-            .order_by(_DELIVERY.c.due_at)
-            .limit(settings.delivery_batch_size)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not due:
-            return []
-        lost = [r for r in due if r.state == "SENDING"]
-        hopeless = {r.id for r in lost if r.failures + 1 >= settings.delivery_max_attempts}
-        events: list[dict[str, Any]] = []
-        if hopeless:
-            _give_up(session, hopeless, now, worker_id, settings, events)
-        claims = _claim(
-            session, [r.id for r in due if r.id not in hopeless], now, lease_until, worker_id
+        leased = lease_due(
+            session,
+            _DELIVERY,
+            _DUE,
+            now=now,
+            lease_until=now + timedelta(seconds=settings.delivery_lease_seconds),
+            worker_id=worker_id,
+            limit=settings.delivery_batch_size,
+            max_attempts=settings.delivery_max_attempts,
+            give_up_reason=why,
+            returning=_CLAIMED,
         )
-        previous = {r.id: r.state for r in due}
+        if not leased.previous:
+            return []
+        events: list[dict[str, Any]] = []
+        for row in leased.given_up:
+            delivery_id, tenant_id, attempt = row.id, row.tenant_id, row.attempt
+            events.append(
+                _event(tenant_id, delivery_id, attempt, "SENDING", "FAILED", worker_id, now, why)
+            )
+            log.warning("delivery %s FAILED: its workers were lost too often", delivery_id)
+        claims = [Claim(*tuple(row)) for row in leased.claimed]
         for claim in claims:
-            expired = previous[claim.id] == "SENDING"
+            expired = leased.previous[claim.id] == "SENDING"
             events.append(
                 _event(
                     claim.tenant_id,
                     claim.id,
                     claim.attempt,
-                    previous[claim.id],
+                    leased.previous[claim.id],
                     "SENDING",
                     worker_id,
                     now,
@@ -131,73 +156,6 @@ def claim_due(db: Database, worker_id: str) -> list[Prepared]:
         prepared = _prepare_all(session, claims, settings, now)
         session.commit()
     return prepared
-
-
-def _claim(
-    session: Session, ids: list[str], now: datetime, lease_until: datetime, worker_id: str
-) -> list[Claim]:
-    if not ids:
-        return []
-    c = _DELIVERY.c
-    rows = session.execute(
-        update(_DELIVERY)
-        .where(c.id.in_(ids))
-        .values(
-            state="SENDING",
-            attempt=c.attempt + 1,
-            # A lease that ran out means the worker died mid-send: that counts as a failure.
-            failures=c.failures + case((c.state == "SENDING", 1), else_=0),
-            lease_owner=worker_id,
-            due_at=lease_until,
-            updated_at=now,
-        )
-        .returning(
-            c.id,
-            c.tenant_id,
-            c.voucher_id,
-            c.attempt,
-            c.failures,
-            c.channel,
-            c.recipient,
-            c.recipient_name,
-            c.message,
-            c.lease_owner,
-        )
-    ).all()
-    return [Claim(*row) for row in rows]
-
-
-def _give_up(
-    session: Session,
-    ids: set[str],
-    now: datetime,
-    worker_id: str,
-    settings: Settings,
-    events: list[dict[str, Any]],
-) -> None:
-    c = _DELIVERY.c
-    reason = (
-        f"gave up: the worker sending it was lost {settings.delivery_max_attempts} times "
-        "(its lease ran out each time)"
-    )
-    rows = session.execute(
-        update(_DELIVERY)
-        .where(c.id.in_(ids))
-        .values(
-            state="FAILED",
-            failures=c.failures + 1,
-            due_at=None,
-            lease_owner=None,
-            last_error=reason,
-            updated_at=now,
-        )
-        .returning(c.id, c.tenant_id, c.attempt)
-    ).all()
-    for delivery_id, tenant_id, attempt in rows:
-        events.append(
-            _event(tenant_id, delivery_id, attempt, "SENDING", "FAILED", worker_id, now, reason)
-        )
-        log.warning("delivery %s FAILED: its workers were lost too often", delivery_id)
 
 
 def _prepare_all(
