@@ -19,7 +19,7 @@ from voucherd.db.engine import Database
 from voucherd.publications.models import Publication, PublicationVoucher
 from voucherd.publications.pool import pool_size
 from voucherd.vouchers.mint import mint_vouchers
-from voucherd.vouchers.models import Voucher
+from voucherd.vouchers.models import Voucher, VoucherEvent
 from voucherd.vouchers.schemas import MintVouchers
 
 
@@ -231,6 +231,46 @@ class TestPublishFromPool:
         with db.unit_of_work(write=False) as session:
             assert session.scalar(select(func.count()).select_from(Publication)) == 0
         assert _published(api, tenant, campaign=campaign.id, count=3)["count"] == 3
+
+    def test_claims_go_on_from_the_last_and_wrap_round_to_codes_returned(
+        self, api: TestClient, db: Database
+    ) -> None:
+        """A claim starts after the last code claimed from the campaign; codes a rolled-back
+        claim returned to the pool behind that point are found by wrapping round to the head,
+        and each publication writes one ``published`` event counting its codes."""
+        tenant = make_tenant(db)
+        campaign = _campaign_with(db, tenant, 5)
+        with db.unit_of_work(write=False) as session:
+            codes = list(
+                session.scalars(
+                    select(Voucher.code)
+                    .where(Voucher.campaign_id == campaign.id)
+                    .order_by(Voucher.id)
+                )
+            )
+
+        first = _published(api, tenant, campaign=campaign.id, count=2)
+        _problem(
+            _publish(api, tenant, campaign=campaign.id, count=4), 409, "pool_exhausted", "count"
+        )
+        second = _published(api, tenant, campaign=campaign.id)
+        third = _published(api, tenant, campaign=campaign.id, count=2)
+
+        assert first["vouchers"] == codes[:2]
+        assert second["vouchers"] == codes[2:3]
+        assert third["vouchers"] == codes[3:]
+        _problem(_publish(api, tenant, campaign=campaign.id), 409, "pool_exhausted", "count")
+        with db.unit_of_work(write=False) as session:
+            events = session.execute(
+                select(VoucherEvent.data)
+                .where(VoucherEvent.campaign_id == campaign.id, VoucherEvent.kind == "published")
+                .order_by(VoucherEvent.id)
+            ).scalars()
+            assert [(e["publication_id"], e["count"]) for e in events] == [
+                (first["id"], 2),
+                (second["id"], 1),
+                (third["id"], 2),
+            ]
 
     def test_an_auto_update_campaign_mints_what_is_missing(
         self, api: TestClient, db: Database

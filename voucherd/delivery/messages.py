@@ -122,6 +122,13 @@ def _uses_message(source: str) -> bool:
         return False
 
 
+# Babel's formatting is most of what rendering a message costs, and a campaign's vouchers share
+# their values and expiry dates: remembered per (value, currency, locale) and (moment, zone,
+# locale). Pure functions of their arguments, so nothing here can go stale.
+_value = lru_cache(maxsize=4096)(format_value)
+_moment = lru_cache(maxsize=4096)(format_moment)
+
+
 def variables(
     voucher: Voucher,
     campaign: Campaign,
@@ -146,8 +153,8 @@ def variables(
     listed: list[dict[str, Any]] = [
         {
             "code": v.code,
-            "value": format_value(v.amount, v.currency, locale),
-            "expiry": format_moment(v.expiration_date, campaign.timezone, locale),
+            "value": _value(v.amount, v.currency, locale),
+            "expiry": _moment(v.expiration_date, campaign.timezone, locale),
             "page_url": url,
         }
         for v, url in sent
@@ -157,10 +164,10 @@ def variables(
         "vouchers": listed,
         "codes": [v.code for v, _ in sent],
         "code": ", ".join(v.code for v, _ in sent),
-        "value": format_value(voucher.amount, voucher.currency, locale),
-        "balance": format_value(voucher.balance, voucher.currency, locale),
+        "value": _value(voucher.amount, voucher.currency, locale),
+        "balance": _value(voucher.balance, voucher.currency, locale),
         "currency": voucher.currency,
-        "expiry": format_moment(voucher.expiration_date, campaign.timezone, locale),
+        "expiry": _moment(voucher.expiration_date, campaign.timezone, locale),
         "customer_name": customer_name or voucher.holder_name,
         "page_url": page_url,
         "campaign": campaign.name,

@@ -20,24 +20,28 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.api.responses import dumps
 from voucherd.auth.models import Tenant
 from voucherd.campaigns.models import Campaign
 from voucherd.config import Settings
+from voucherd.db.dialect import is_postgresql
 from voucherd.db.engine import Database
+from voucherd.db.leases import lease_due
 from voucherd.delivery.channels.base import Message, Outcome
 from voucherd.delivery.channels.registry import channel_for
 from voucherd.delivery.enqueue import delivery_settings
 from voucherd.delivery.messages import MessageError, compose, variables
 from voucherd.delivery.models import Delivery, DeliveryEvent, DeliveryVoucher
+from voucherd.delivery.sql import RECORD_OUTCOMES
 from voucherd.observability import metrics
 from voucherd.pages.urls import page_url
 from voucherd.vouchers.models import Voucher
@@ -86,37 +90,61 @@ def run_due_deliveries(db: Database, worker_id: str, stop: threading.Event) -> i
 # --- claiming -----------------------------------------------------------------------------------
 
 
+_CLAIMED = (
+    _DELIVERY.c.id,
+    _DELIVERY.c.tenant_id,
+    _DELIVERY.c.voucher_id,
+    _DELIVERY.c.attempt,
+    _DELIVERY.c.failures,
+    _DELIVERY.c.channel,
+    _DELIVERY.c.recipient,
+    _DELIVERY.c.recipient_name,
+    _DELIVERY.c.message,
+    _DELIVERY.c.lease_owner,
+)
+_DUE = select(_DELIVERY.c.id, _DELIVERY.c.state, _DELIVERY.c.failures)
+
+
 def claim_due(db: Database, worker_id: str) -> list[Prepared]:
+    """Lease due deliveries (``voucherd.db.leases``), write their claim events, and prepare
+    their messages, in one short transaction."""
     settings = db.settings
     now = db.now()
-    lease_until = now + timedelta(seconds=settings.delivery_lease_seconds)
+    why = (
+        f"gave up: the worker sending it was lost {settings.delivery_max_attempts} times "
+        "(its lease ran out each time)"
+    )
     with db.unit_of_work() as session:
-        due = session.execute(
-            select(_DELIVERY.c.id, _DELIVERY.c.state, _DELIVERY.c.failures)
-            .where(_DELIVERY.c.state.in_(("PENDING", "SENDING")), _DELIVERY.c.due_at <= now)
-            .order_by(_DELIVERY.c.due_at)
-            .limit(settings.delivery_batch_size)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not due:
-            return []
-        lost = [r for r in due if r.state == "SENDING"]
-        hopeless = {r.id for r in lost if r.failures + 1 >= settings.delivery_max_attempts}
-        events: list[dict[str, Any]] = []
-        if hopeless:
-            _give_up(session, hopeless, now, worker_id, settings, events)
-        claims = _claim(
-            session, [r.id for r in due if r.id not in hopeless], now, lease_until, worker_id
+        leased = lease_due(
+            session,
+            _DELIVERY,
+            _DUE,
+            now=now,
+            lease_until=now + timedelta(seconds=settings.delivery_lease_seconds),
+            worker_id=worker_id,
+            limit=settings.delivery_batch_size,
+            max_attempts=settings.delivery_max_attempts,
+            give_up_reason=why,
+            returning=_CLAIMED,
         )
-        previous = {r.id: r.state for r in due}
+        if not leased.previous:
+            return []
+        events: list[dict[str, Any]] = []
+        for row in leased.given_up:
+            delivery_id, tenant_id, attempt = row.id, row.tenant_id, row.attempt
+            events.append(
+                _event(tenant_id, delivery_id, attempt, "SENDING", "FAILED", worker_id, now, why)
+            )
+            log.warning("delivery %s FAILED: its workers were lost too often", delivery_id)
+        claims = [Claim(*tuple(row)) for row in leased.claimed]
         for claim in claims:
-            expired = previous[claim.id] == "SENDING"
+            expired = leased.previous[claim.id] == "SENDING"
             events.append(
                 _event(
                     claim.tenant_id,
                     claim.id,
                     claim.attempt,
-                    previous[claim.id],
+                    leased.previous[claim.id],
                     "SENDING",
                     worker_id,
                     now,
@@ -128,73 +156,6 @@ def claim_due(db: Database, worker_id: str) -> list[Prepared]:
         prepared = _prepare_all(session, claims, settings, now)
         session.commit()
     return prepared
-
-
-def _claim(
-    session: Session, ids: list[str], now: datetime, lease_until: datetime, worker_id: str
-) -> list[Claim]:
-    if not ids:
-        return []
-    c = _DELIVERY.c
-    rows = session.execute(
-        update(_DELIVERY)
-        .where(c.id.in_(ids))
-        .values(
-            state="SENDING",
-            attempt=c.attempt + 1,
-            # A lease that ran out means the worker died mid-send: that counts as a failure.
-            failures=c.failures + case((c.state == "SENDING", 1), else_=0),
-            lease_owner=worker_id,
-            due_at=lease_until,
-            updated_at=now,
-        )
-        .returning(
-            c.id,
-            c.tenant_id,
-            c.voucher_id,
-            c.attempt,
-            c.failures,
-            c.channel,
-            c.recipient,
-            c.recipient_name,
-            c.message,
-            c.lease_owner,
-        )
-    ).all()
-    return [Claim(*row) for row in rows]
-
-
-def _give_up(
-    session: Session,
-    ids: set[str],
-    now: datetime,
-    worker_id: str,
-    settings: Settings,
-    events: list[dict[str, Any]],
-) -> None:
-    c = _DELIVERY.c
-    reason = (
-        f"gave up: the worker sending it was lost {settings.delivery_max_attempts} times "
-        "(its lease ran out each time)"
-    )
-    rows = session.execute(
-        update(_DELIVERY)
-        .where(c.id.in_(ids))
-        .values(
-            state="FAILED",
-            failures=c.failures + 1,
-            due_at=None,
-            lease_owner=None,
-            last_error=reason,
-            updated_at=now,
-        )
-        .returning(c.id, c.tenant_id, c.attempt)
-    ).all()
-    for delivery_id, tenant_id, attempt in rows:
-        events.append(
-            _event(tenant_id, delivery_id, attempt, "SENDING", "FAILED", worker_id, now, reason)
-        )
-        log.warning("delivery %s FAILED: its workers were lost too often", delivery_id)
 
 
 def _prepare_all(
@@ -330,23 +291,23 @@ def _attempt(prepared: Prepared, settings: Settings, stop: threading.Event) -> O
         return Outcome.transient(f"internal error: {type(exc).__name__}")
 
 
-def _deliver(db: Database, prepared: Prepared, stop: threading.Event) -> None:
-    record_outcome(db, prepared.claim, _attempt(prepared, db.settings, stop))
-
-
 def _send_and_record(db: Database, batch: list[Prepared], stop: threading.Event) -> None:
-    """Each message is sent and its outcome recorded by one thread, so a worker keeps
-    ``delivery_concurrency`` messages in flight and a crash loses at most those in hand."""
+    """Send the batch ``delivery_concurrency`` messages at a time and record each such wave's
+    outcomes in one transaction: a worker keeps that many messages in flight, commits once per
+    wave rather than once per message, and a crash loses (sends again) at most the wave in hand,
+    as before when each sending thread recorded its own message."""
     settings = db.settings
-    if settings.delivery_concurrency == 1 or len(batch) == 1:
-        for prepared in batch:
-            _deliver(db, prepared, stop)
-        return
-    pool = sending_pool(settings.delivery_concurrency)
-    futures = [pool.submit(_deliver, db, prepared, stop) for prepared in batch]
-    wait(futures)
-    for future in futures:
-        future.result()  # the first failure (the database went away) reaches the worker loop
+    size = max(1, settings.delivery_concurrency)
+    for start in range(0, len(batch), size):
+        wave = batch[start : start + size]
+        if len(wave) == 1:
+            outcomes = [_attempt(wave[0], settings, stop)]
+        else:
+            pool = sending_pool(size)
+            futures = [pool.submit(_attempt, prepared, settings, stop) for prepared in wave]
+            wait(futures)
+            outcomes = [future.result() for future in futures]
+        record_outcomes(db, [(p.claim, o) for p, o in zip(wave, outcomes, strict=True)])
 
 
 # --- recording ----------------------------------------------------------------------------------
@@ -390,11 +351,18 @@ _RELEASE_CLAIM = (
 )
 
 
-def record_outcome(db: Database, claim: Claim, outcome: Outcome) -> bool:
-    """Write what happened to ``claim``'s attempt; False when that attempt is no longer the
-    delivery's (its lease ran out and another worker took it, or a callback finished it)."""
-    settings = db.settings
-    now = db.now()
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """One outcome as the row change it makes: ``_RECORD``'s parameters (or a release)."""
+
+    claim: Claim
+    to: str
+    params: dict[str, Any]
+    detail: str | None
+    release: bool
+
+
+def _written(claim: Claim, outcome: Outcome, settings: Settings, now: datetime) -> _Written:
     params: dict[str, Any] = {
         "b_id": claim.id,
         "b_attempt": claim.attempt,
@@ -405,10 +373,9 @@ def record_outcome(db: Database, claim: Claim, outcome: Outcome) -> bool:
         "b_error": outcome.error,
     }
     detail = outcome.error
-    statement = _RECORD
     if outcome is _RELEASE:
-        to, statement = "PENDING", _RELEASE_CLAIM
-    elif outcome.kind in ("sent", "delivered"):
+        return _Written(claim, "PENDING", params, detail, release=True)
+    if outcome.kind in ("sent", "delivered"):
         to = "SENT" if outcome.kind == "sent" else "DELIVERED"
         params["b_message_id"] = outcome.provider_message_id
         detail = None
@@ -426,21 +393,95 @@ def record_outcome(db: Database, claim: Claim, outcome: Outcome) -> bool:
             delay = backoff_seconds(failures, outcome.retry_after, settings)
             params["b_due_at"] = now + timedelta(seconds=delay)
     params["b_state"] = to
+    return _Written(claim, to, params, detail, release=False)
+
+
+def record_outcome(db: Database, claim: Claim, outcome: Outcome) -> bool:
+    """Write what happened to ``claim``'s attempt; False when that attempt is no longer the
+    delivery's (its lease ran out and another worker took it, or a callback finished it)."""
+    return record_outcomes(db, [(claim, outcome)]) == [True]
+
+
+def record_outcomes(db: Database, outcomes: Sequence[tuple[Claim, Outcome]]) -> list[bool]:
+    """Write what happened to each claim's attempt, all in one transaction; for each, whether
+    it was written (False: that attempt is no longer the delivery's, see :func:`record_outcome`).
+
+    Each row is still fenced on its own (``attempt`` and ``state = 'SENDING'``), so one
+    superseded attempt drops only its own outcome. On PostgreSQL the outcomes and their events
+    are one statement (``delivery/sql.py``); on SQLite, one prebuilt statement per row.
+    """
+    if not outcomes:
+        return []
+    settings = db.settings
+    now = db.now()
+    written = [_written(claim, outcome, settings, now) for claim, outcome in outcomes]
     with db.unit_of_work() as session:
-        if session.execute(statement, params).first() is None:
-            log.info("delivery %s attempt %d: superseded, outcome dropped", claim.id, claim.attempt)
-            return False
-        session.execute(
-            _INSERT_EVENT,
-            _event(
-                claim.tenant_id, claim.id, claim.attempt, "SENDING", to, claim.worker, now, detail
-            ),
-        )
+        if is_postgresql(session):
+            mine = _record_on_postgresql(session, [w for w in written if not w.release], now)
+        else:
+            mine = _record_each(session, [w for w in written if not w.release], now)
+        mine |= _record_each(session, [w for w in written if w.release], now)
         session.commit()
-    metrics.delivery_recorded(claim.channel, to)
-    level = logging.WARNING if to == "FAILED" else logging.DEBUG
-    log.log(level, "delivery %s attempt %d (%s): %s", claim.id, claim.attempt, claim.channel, to)
-    return True
+    done = [w.claim.id in mine for w in written]
+    for w, ok in zip(written, done, strict=True):
+        claim = w.claim
+        if not ok:
+            log.info("delivery %s attempt %d: superseded, outcome dropped", claim.id, claim.attempt)
+            continue
+        metrics.delivery_recorded(claim.channel, w.to)
+        level = logging.WARNING if w.to == "FAILED" else logging.DEBUG
+        log.log(
+            level, "delivery %s attempt %d (%s): %s", claim.id, claim.attempt, claim.channel, w.to
+        )
+    return done
+
+
+def _record_each(session: Session, written: list[_Written], now: datetime) -> set[str]:
+    """Outcomes one statement each, their events in one executemany; the ids written."""
+    mine: set[str] = set()
+    events = []
+    for w in written:
+        statement = _RELEASE_CLAIM if w.release else _RECORD
+        if session.execute(statement, w.params).first() is None:
+            continue
+        mine.add(w.claim.id)
+        events.append(
+            _event(
+                w.claim.tenant_id,
+                w.claim.id,
+                w.claim.attempt,
+                "SENDING",
+                w.to,
+                w.claim.worker,
+                now,
+                w.detail,
+            )
+        )
+    if events:
+        session.execute(_INSERT_EVENT, events)
+    return mine
+
+
+def _record_on_postgresql(session: Session, written: list[_Written], now: datetime) -> set[str]:
+    """Every outcome and its event in one statement (``RECORD_OUTCOMES``); the ids written."""
+    if not written:
+        return set()
+    rows = session.execute(
+        RECORD_OUTCOMES,
+        {
+            "ids": [w.claim.id for w in written],
+            "attempts": [w.claim.attempt for w in written],
+            "states": [w.to for w in written],
+            "failures": [w.params["b_failures"] for w in written],
+            "due_at": [w.params["b_due_at"] for w in written],
+            "message_ids": [w.params["b_message_id"] for w in written],
+            "errors": [w.params["b_error"] for w in written],
+            "details": [w.detail for w in written],
+            "actors": [w.claim.worker for w in written],
+            "now": now,
+        },
+    ).scalars()
+    return set(rows)
 
 
 def _event(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from sqlalchemy import Column, Table, insert
+from sqlalchemy import Column, Table, insert, text
 from sqlalchemy.orm import Session
 
 from voucherd.delivery.models import Delivery, DeliveryEvent, DeliveryVoucher
@@ -100,3 +100,40 @@ def insert_planned(session: Session, row: Mapping[str, Any], *, actor: str | Non
             "created_at": row["created_at"],
         },
     )
+
+
+def _record_outcomes() -> Any:
+    """The outcomes of a wave of sends and their events, in one PostgreSQL statement.
+
+    Each row is fenced as ``outbox._RECORD`` fences one: ``attempt = <the claim's attempt> AND
+    state = 'SENDING'``, so a worker that lost its lease (or a row a status callback already
+    finished) writes nothing for that row; only rows written get an event, and their ids come
+    back. Parameters are arrays, one element per outcome, in the same order.
+    """
+    d, e = DELIVERY.c, DELIVERY_EVENT.c
+    written_columns = (e.tenant_id, e.delivery_id, e.attempt, e.from_state, e.to_state)
+    event_columns = ", ".join(c.name for c in (*written_columns, e.actor, e.detail, e.created_at))
+    return text(
+        "WITH v AS (SELECT * FROM unnest("
+        "CAST(:ids AS varchar[]), CAST(:attempts AS integer[]), CAST(:states AS varchar[]), "
+        "CAST(:failures AS integer[]), CAST(:due_at AS timestamptz[]), "
+        "CAST(:message_ids AS varchar[]), CAST(:errors AS text[]), CAST(:details AS text[]), "
+        "CAST(:actors AS varchar[])"
+        ") AS v(id, attempt, state, failures, due_at, message_id, error, detail, actor)), "
+        f"done AS (UPDATE {DELIVERY.name} AS d SET "
+        f"{d.state.name} = v.state, {d.failures.name} = v.failures, {d.due_at.name} = v.due_at, "
+        f"{d.provider_message_id.name} = coalesce(v.message_id, d.{d.provider_message_id.name}), "
+        f"{d.last_error.name} = v.error, {d.lease_owner.name} = NULL, "
+        f"{d.updated_at.name} = CAST(:now AS timestamptz) "
+        f"FROM v WHERE d.{d.id.name} = v.id AND d.{d.attempt.name} = v.attempt "
+        f"AND d.{d.state.name} = 'SENDING' "
+        f"RETURNING d.{d.id.name} AS id, d.{d.tenant_id.name} AS tenant_id, "
+        f"d.{d.attempt.name} AS attempt, d.{d.state.name} AS state, v.detail, v.actor), "
+        f"written AS (INSERT INTO {DELIVERY_EVENT.name} ({event_columns}) "
+        "SELECT tenant_id, id, attempt, 'SENDING', state, actor, detail, CAST(:now AS timestamptz) "
+        "FROM done) "
+        "SELECT id FROM done"
+    )
+
+
+RECORD_OUTCOMES = _record_outcomes()

@@ -23,7 +23,15 @@ from voucherd.db.dialect import upsert
 from voucherd.errors import Conflict, ErrorCode
 from voucherd.ids import new_id
 from voucherd.publications.models import Publication, PublicationVoucher
-from voucherd.publications.sql import IN_POOL, INSERT_LINK, claim_from_pool, unexpired
+from voucherd.publications.sql import (
+    IN_POOL,
+    INSERT_LINK,
+    POOL_CURSOR,
+    PublishedEvent,
+    claim_from_pool,
+    event_written,
+    unexpired,
+)
 from voucherd.vouchers.models import Voucher, VoucherEvent
 
 DEFAULT_CHANNEL = "API"
@@ -94,15 +102,28 @@ def claim_pool(
     holder_id: str | None = None,
     actor: str | None = None,
 ) -> list[ClaimedCode]:
-    """Take up to ``count`` codes from the campaign's pool into the publication, oldest first.
+    """Take up to ``count`` codes from the campaign's pool into the publication.
 
     Returns fewer than ``count`` only when the pool has fewer left (rows taken concurrently are
-    skipped and the claim goes on past them). The claimed vouchers count as published (and
-    belong to ``holder_id`` when given) as soon as the caller's transaction commits; if it rolls
-    back they return to the pool. Writes one ``published`` event per call, like bulk minting
-    does, rather than one per code.
+    skipped and the claim goes on past them). The claim starts after the last code this process
+    claimed from the campaign and wraps round to the head of the pool once (``publications/sql.py``
+    says why), so codes go out in id order from there, not necessarily oldest first. The claimed
+    vouchers count as published (and belong to ``holder_id`` when given) as soon as the caller's
+    transaction commits; if it rolls back they return to the pool. Writes one ``published``
+    event per call, like bulk minting does, rather than one per code; on PostgreSQL, when the
+    first statement claims them all, that statement writes it too.
     """
     claimed: list[ClaimedCode] = []
+    after = POOL_CURSOR.start(campaign_id)
+    wrapped = after is None
+    event: PublishedEvent | None = PublishedEvent(
+        tenant_id=tenant_id,
+        campaign_id=campaign_id,
+        publication_id=publication_id,
+        actor=actor,
+        now=now,
+    )
+    first = True
     while len(claimed) < count:
         batch = claim_from_pool(
             session,
@@ -112,11 +133,21 @@ def claim_pool(
             count=count - len(claimed),
             now=now,
             holder_id=holder_id,
+            after=after,
+            event=event if first else None,
         )
-        if not batch:
+        if first and event_written(session, len(batch), count):
+            event = None
+        first = False
+        if batch:
+            claimed.extend(ClaimedCode(voucher_id, code) for voucher_id, code in batch)
+            after = batch[-1][0]
+            POOL_CURSOR.moved(campaign_id, after)
+        elif wrapped:
             break
-        claimed.extend(ClaimedCode(voucher_id, code) for voucher_id, code in batch)
-    if claimed:
+        else:  # nothing past where the last claim stopped: once more from the head
+            wrapped, after = True, None
+    if claimed and event is not None:
         _published_event(session, tenant_id, campaign_id, publication_id, len(claimed), actor, now)
     return claimed
 

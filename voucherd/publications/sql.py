@@ -8,23 +8,47 @@ UPDATE SKIP LOCKED``, so concurrent claimers take disjoint rows without waiting 
 row another transaction published after our snapshot fails the re-checked condition and is simply
 not returned. On SQLite every writer holds the database lock (``BEGIN IMMEDIATE``), so claims
 are serialised already.
+
+Where a claim starts: a claimed code leaves the pool's partial index (``ix_voucher_pool``) only
+when vacuum gets to it, so a claim that always starts at the head of the pool walks over every
+code claimed since the last vacuum, and each claim costs more than the one before (bench/README.md
+"Pool claiming"). So a claim starts after the last code this process claimed from the campaign
+(:class:`PoolCursor`), and wraps round to the head once when it finds nothing past it. The cursor
+is a hint for where to look, never a decision: what is claimable is still decided by the row
+itself (``published_count = 0``, ``SKIP LOCKED``), so a stale or lost cursor costs a longer walk,
+never a code twice or a code missed.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, insert, literal, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy import cast as cast_
 from sqlalchemy.orm import Session
 
 from voucherd.db.dialect import is_postgresql
 from voucherd.publications.models import PublicationVoucher
-from voucherd.vouchers.models import Voucher
+from voucherd.vouchers.models import Voucher, VoucherEvent
 
 VOUCHER = cast(Table, Voucher.__table__)
 LINK = cast(Table, PublicationVoucher.__table__)
+VOUCHER_EVENT = cast(Table, VoucherEvent.__table__)
 _V, _K = VOUCHER.c, LINK.c
 INSERT_LINK = insert(LINK)
 # Spelled with literals, as in the partial index ix_voucher_pool: with bound parameters a
@@ -47,6 +71,35 @@ def unexpired(now: datetime) -> ColumnElement[bool]:
     return or_(_V.expiration_date.is_(None), _V.expiration_date > now)
 
 
+class PoolCursor:
+    """Where this process's last claim from each campaign's pool stopped (the largest voucher id
+    it claimed), so the next claim starts there rather than at the head of the pool.
+
+    Shared by every thread of the process; a hint only (module docstring): claims that race each
+    other may move it back a little, which costs a few dead index entries walked, nothing more.
+    Bounded: past ``limit`` campaigns it forgets them all and they start at the head again.
+    """
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._after: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def start(self, campaign_id: str) -> str | None:
+        """The id after which the next claim from the campaign's pool should look first."""
+        return self._after.get(campaign_id)
+
+    def moved(self, campaign_id: str, last_id: str) -> None:
+        """A claim from the campaign's pool stopped at ``last_id``."""
+        with self._lock:
+            if len(self._after) >= self._limit and campaign_id not in self._after:
+                self._after.clear()
+            self._after[campaign_id] = last_id
+
+
+POOL_CURSOR = PoolCursor()
+
+
 def claim_from_pool(
     session: Session,
     *,
@@ -56,15 +109,23 @@ def claim_from_pool(
     count: int,
     now: datetime,
     holder_id: str | None,
+    after: str | None = None,
+    event: PublishedEvent | None = None,
 ) -> list[tuple[str, str]]:
-    """Claim up to ``count`` codes from the head of the pool and link them to the publication;
-    ``(voucher_id, code)`` pairs in id order."""
-    head = (
-        select(_V.id)
-        .where(_V.campaign_id == campaign_id, IN_POOL, _V.tenant_id == tenant_id, unexpired(now))
-        .order_by(_V.id)
-        .limit(count)
+    """Claim up to ``count`` codes of the pool (those after ``after`` when given) and link them
+    to the publication; ``(voucher_id, code)`` pairs in id order.
+
+    With ``event`` on PostgreSQL the same statement also writes the ``published`` event, if and
+    only if it claimed all ``count`` codes (:func:`event_written` tells the caller): one round
+    trip for the whole claim in the common case. Otherwise the caller writes the event itself,
+    once, for all it claimed.
+    """
+    head = select(_V.id).where(
+        _V.campaign_id == campaign_id, IN_POOL, _V.tenant_id == tenant_id, unexpired(now)
     )
+    if after is not None:
+        head = head.where(_V.id > after)
+    head = head.order_by(_V.id).limit(count)
     values: dict[str, Any] = {"published_count": 1, "updated_at": now}
     if holder_id is not None:
         values["holder_id"] = holder_id
@@ -81,11 +142,14 @@ def claim_from_pool(
             [_K.publication_id.name, _K.voucher_id.name, _K.tenant_id.name],
             select(literal(publication_id), claimed_cte.c.id, literal(tenant_id)),
         )
-        rows = session.execute(
+        query = (
             select(claimed_cte.c.id, claimed_cte.c.code)
             .add_cte(link.cte("linked"))
             .order_by(claimed_cte.c.id)
-        ).all()
+        )
+        if event is not None:
+            query = query.add_cte(_event_cte(claimed_cte, event, count))
+        rows = session.execute(query).all()
         return [(voucher_id, code) for voucher_id, code in rows]
     claim = claim.where(_V.id.in_(head.scalar_subquery()))
     claimed = sorted((voucher_id, code) for voucher_id, code in session.execute(claim).all())
@@ -98,6 +162,47 @@ def claim_from_pool(
             ],
         )
     return claimed
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedEvent:
+    """The ``published`` event of one claim (what ``pool._published_event`` writes)."""
+
+    tenant_id: str
+    campaign_id: str
+    publication_id: str
+    actor: str | None
+    now: datetime
+
+
+def event_written(session: Session, claimed: int, count: int) -> bool:
+    """Whether :func:`claim_from_pool` with an ``event`` wrote it: on PostgreSQL, when it
+    claimed every code asked for."""
+    return claimed == count and is_postgresql(session)
+
+
+def _event_cte(claimed: Any, event: PublishedEvent, count: int) -> Any:
+    """``INSERT INTO voucher_event ... SELECT ... FROM claimed HAVING count(*) = <count>``: the
+    event of a claim that got all it asked for, with the count as ``pool._published_event``
+    writes it."""
+    e = VOUCHER_EVENT.c
+    data = func.jsonb_build_object(
+        "publication_id", cast_(literal(event.publication_id), String), "count", func.count()
+    )
+    rows = (
+        select(
+            literal(event.tenant_id, String),
+            literal(event.campaign_id, String),
+            literal("published", String),
+            literal(event.actor, String),
+            data,
+            literal(event.now, VOUCHER_EVENT.c.created_at.type),
+        )
+        .select_from(claimed)
+        .having(func.count() == count)
+    )
+    columns = [e.tenant_id, e.campaign_id, e.kind, e.actor, e.data, e.created_at]
+    return insert(VOUCHER_EVENT).from_select([c.name for c in columns], rows).cte("published")
 
 
 def link_minted(session: Session, tenant_id: str, publication_id: str, ids: Sequence[str]) -> None:

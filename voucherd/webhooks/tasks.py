@@ -29,12 +29,14 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, and_, case, exists, func, select, update
+from sqlalchemy import Row, Select, Table, and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from voucherd.api.responses import dumps
 from voucherd.auth.caller import SCOPES, Caller
 from voucherd.db.engine import Database
+from voucherd.db.leases import UNFINISHED as _UNFINISHED
+from voucherd.db.leases import lease_due
 from voucherd.delivery import service as deliveries
 from voucherd.delivery.channels.base import Outcome
 from voucherd.delivery.channels.http import client, post
@@ -61,7 +63,6 @@ log = logging.getLogger("voucherd.webhooks")
 _M = cast(Table, WebhookMessage.__table__)
 _E = cast(Table, WebhookEndpoint.__table__)
 _A = cast(Table, WebhookAttempt.__table__)
-_UNFINISHED = ("PENDING", "SENDING")
 _RELEASE = Outcome("transient", error="released: the worker stopped before sending")
 
 
@@ -105,131 +106,105 @@ def run_due_webhooks(db: Database, worker_id: str, stop: threading.Event) -> int
 # --- claiming -----------------------------------------------------------------------------------
 
 
+_CLAIMED = (
+    _M.c.id,
+    _M.c.tenant_id,
+    _M.c.endpoint_id,
+    _M.c.event_id,
+    _M.c.event_type,
+    _M.c.occurred_at,
+    _M.c.subject_id,
+    _M.c.source_id,
+    _M.c.voucher_state,
+    _M.c.voucher_balance,
+    _M.c.voucher_redeemed_quantity,
+    _M.c.voucher_amount,
+    _M.c.attempt,
+    _M.c.failures,
+)
+_GIVE_UP = "gave up: the worker sending it was lost too often (its lease ran out each time)"
+
+
+def _due() -> Select[Any]:
+    """Due messages of ENABLED endpoints, only the first unfinished one per endpoint and
+    voucher (so a receiver gets a voucher's events in order); ``lease_due`` adds the rest."""
+    earlier = aliased(_M)
+    return (
+        select(_M.c.id, _M.c.state, _M.c.failures)
+        .join(_E, and_(_E.c.id == _M.c.endpoint_id, _E.c.state == "ENABLED"))
+        .where(
+            ~exists().where(
+                earlier.c.endpoint_id == _M.c.endpoint_id,
+                earlier.c.ordering_key == _M.c.ordering_key,
+                earlier.c.id < _M.c.id,
+                earlier.c.state.in_(_UNFINISHED),
+            ),
+        )
+    )
+
+
+_DUE = _due()
+
+
 def claim_due(db: Database, worker_id: str) -> list[Claim]:
+    """Lease due messages (``voucherd.db.leases``) and write an attempt row for each given up,
+    in one short transaction."""
     settings = db.settings
     now = db.now()
-    earlier = aliased(_M)
     with db.unit_of_work() as session:
-        due = session.execute(
-            select(_M.c.id, _M.c.state, _M.c.failures)
-            .join(_E, and_(_E.c.id == _M.c.endpoint_id, _E.c.state == "ENABLED"))
-            .where(
-                _M.c.state.in_(_UNFINISHED),
-                _M.c.due_at <= now,
-                ~exists().where(
-                    earlier.c.endpoint_id == _M.c.endpoint_id,
-                    earlier.c.ordering_key == _M.c.ordering_key,
-                    earlier.c.id < _M.c.id,
-                    earlier.c.state.in_(_UNFINISHED),
-                ),
-            )
-            .order_by(_M.c.due_at, _M.c.id)
-            .limit(settings.delivery_batch_size)
-            .with_for_update(skip_locked=True, of=_M)
-        ).all()
-        if not due:
+        leased = lease_due(
+            session,
+            _M,
+            _DUE,
+            now=now,
+            lease_until=now + timedelta(seconds=settings.delivery_lease_seconds),
+            worker_id=worker_id,
+            limit=settings.delivery_batch_size,
+            max_attempts=settings.webhook_max_attempts,
+            give_up_reason=_GIVE_UP,
+            returning=_CLAIMED,
+            order_by=(_M.c.due_at, _M.c.id),
+        )
+        if not leased.previous:
             return []
-        hopeless = {
-            r.id
-            for r in due
-            if r.state == "SENDING" and r.failures + 1 >= settings.webhook_max_attempts
-        }
-        if hopeless:
-            _give_up(session, hopeless, now, worker_id)
-        claims = _claim(session, [r.id for r in due if r.id not in hopeless], now, worker_id, db)
+        for row in leased.given_up:
+            message_id, tenant_id, attempt = row.id, row.tenant_id, row.attempt
+            session.execute(
+                _A.insert().values(
+                    tenant_id=tenant_id,
+                    message_id=message_id,
+                    attempt=attempt,
+                    outcome="FAILED",
+                    detail=_GIVE_UP,
+                    worker=worker_id,
+                    created_at=now,
+                )
+            )
+        claims = [_claim_of(r, worker_id) for r in leased.claimed]
         session.commit()
-    return claims
-
-
-def _claim(
-    session: Session, ids: list[int], now: datetime, worker_id: str, db: Database
-) -> list[Claim]:
-    if not ids:
-        return []
-    c = _M.c
-    lease_until = now + timedelta(seconds=db.settings.delivery_lease_seconds)
-    rows = session.execute(
-        update(_M)
-        .where(c.id.in_(ids))
-        .values(
-            state="SENDING",
-            attempt=c.attempt + 1,
-            # A lease that ran out means the worker died mid-send: that counts as a failure.
-            failures=c.failures + case((c.state == "SENDING", 1), else_=0),
-            lease_owner=worker_id,
-            due_at=lease_until,
-            updated_at=now,
-        )
-        .returning(
-            c.id,
-            c.tenant_id,
-            c.endpoint_id,
-            c.event_id,
-            c.event_type,
-            c.occurred_at,
-            c.subject_id,
-            c.source_id,
-            c.voucher_state,
-            c.voucher_balance,
-            c.voucher_redeemed_quantity,
-            c.voucher_amount,
-            c.attempt,
-            c.failures,
-        )
-    ).all()
-    claims = [
-        Claim(
-            id=r.id,
-            tenant_id=r.tenant_id,
-            endpoint_id=r.endpoint_id,
-            event_id=r.event_id,
-            event_type=r.event_type,
-            occurred_at=r.occurred_at,
-            subject_id=r.subject_id,
-            source_id=r.source_id,
-            snapshot=(
-                r.voucher_state,
-                r.voucher_balance,
-                r.voucher_redeemed_quantity,
-                r.voucher_amount,
-            ),
-            attempt=r.attempt,
-            failures=r.failures,
-            worker=worker_id,
-        )
-        for r in rows
-    ]
     return sorted(claims, key=lambda claim: claim.id)
 
 
-def _give_up(session: Session, ids: set[int], now: datetime, worker_id: str) -> None:
-    c = _M.c
-    why = "gave up: the worker sending it was lost too often (its lease ran out each time)"
-    rows = session.execute(
-        update(_M)
-        .where(c.id.in_(ids))
-        .values(
-            state="FAILED",
-            failures=c.failures + 1,
-            due_at=None,
-            lease_owner=None,
-            last_error=why,
-            updated_at=now,
-        )
-        .returning(c.id, c.tenant_id, c.attempt)
-    ).all()
-    for message_id, tenant_id, attempt in rows:
-        session.execute(
-            _A.insert().values(
-                tenant_id=tenant_id,
-                message_id=message_id,
-                attempt=attempt,
-                outcome="FAILED",
-                detail=why,
-                worker=worker_id,
-                created_at=now,
-            )
-        )
+def _claim_of(r: Row[Any], worker_id: str) -> Claim:
+    return Claim(
+        id=r.id,
+        tenant_id=r.tenant_id,
+        endpoint_id=r.endpoint_id,
+        event_id=r.event_id,
+        event_type=r.event_type,
+        occurred_at=r.occurred_at,
+        subject_id=r.subject_id,
+        source_id=r.source_id,
+        snapshot=(
+            r.voucher_state,
+            r.voucher_balance,
+            r.voucher_redeemed_quantity,
+            r.voucher_amount,
+        ),
+        attempt=r.attempt,
+        failures=r.failures,
+        worker=worker_id,
+    )
 
 
 # --- rendering ----------------------------------------------------------------------------------
