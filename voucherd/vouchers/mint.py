@@ -235,7 +235,9 @@ class BulkMinter:
         if self.escape_codes:
             codes = [copy_text(code) for code in codes]
         tail = self.voucher_tail
-        vouchers = "".join([f"{i}\t{c}\t{t}{tail}" for i, c, t in zip(ids, codes, tokens)])
+        vouchers = "".join(
+            [f"{i}\t{c}\t{t}{tail}" for i, c, t in zip(ids, codes, tokens, strict=True)]
+        )
         savepoint = self.session.begin_nested()
         try:
             copy_in(self.session, sql.VOUCHER.name, self.voucher_columns, vouchers.encode())
