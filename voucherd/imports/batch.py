@@ -5,7 +5,9 @@ the whole deployment in one query, and the good rows written with one bulk inser
 (PostgreSQL: ``COPY``; SQLite: ``executemany``): customers, vouchers, opening ledger entries and
 the entries of what was spent before the move, publications, and one ``imported`` event for
 the batch (as a bulk mint writes one ``minted`` event). A row is written whole or not at all:
-nothing of a row that has a problem reaches any table.
+nothing of a row that has a problem reaches any table. Each holder's count of the campaign's
+vouchers (``campaign_holder``, and ``campaign_customer`` under a ``per_customer_limit``) grows by
+what the batch gave it, one upsert each, so ``join_once`` and the limit see imported holders.
 
 A code already stored in the same campaign is *already present* (a re-run of the same file, or
 of a file that overlaps it) and is left as it is; a code stored anywhere else in the deployment
