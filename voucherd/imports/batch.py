@@ -5,7 +5,9 @@ the whole deployment in one query, and the good rows written with one bulk inser
 (PostgreSQL: ``COPY``; SQLite: ``executemany``): customers, vouchers, opening ledger entries and
 the entries of what was spent before the move, publications, and one ``imported`` event for
 the batch (as a bulk mint writes one ``minted`` event). A row is written whole or not at all:
-nothing of a row that has a problem reaches any table.
+nothing of a row that has a problem reaches any table. Each holder's count of the campaign's
+vouchers (``campaign_holder``, and ``campaign_customer`` under a ``per_customer_limit``) grows by
+what the batch gave it, one upsert each, so ``join_once`` and the limit see imported holders.
 
 A code already stored in the same campaign is *already present* (a re-run of the same file, or
 of a file that overlaps it) and is left as it is; a code stored anywhere else in the deployment
@@ -15,7 +17,6 @@ insert fails on the unique index and its whole batch rolls back, to be retried b
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,9 +25,9 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select, text
 from sqlalchemy.orm import Session
 
-from voucherd.campaigns.models import Campaign
+from voucherd.campaigns.models import Campaign, CampaignCustomer
 from voucherd.customers.models import Customer
-from voucherd.db.dialect import is_postgresql
+from voucherd.db.dialect import is_postgresql, upsert
 from voucherd.errors import ErrorCode
 from voucherd.ids import new_ids, new_public_tokens
 from voucherd.imports.reader import Record
@@ -37,9 +38,11 @@ from voucherd.imports.schemas import (
     ImportSummary,
     Problem,
     RowError,
+    RowTerms,
     read_row,
 )
-from voucherd.publications.models import Publication, PublicationVoucher
+from voucherd.publications.models import CampaignHolder, Publication, PublicationVoucher
+from voucherd.vouchers.mint import copy_in, copy_text
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 
 IMPORT_BATCH = 5_000  # rows per transaction: a few seconds of work, well inside a lease
@@ -65,13 +68,14 @@ def import_batch(
 ) -> None:
     """Judge ``records`` and (with ``write``) store the good ones; ``summary`` counts both."""
     rows: dict[str, ImportedRow] = {}
+    terms = RowTerms.of(target.campaign)
     for record in records:
         if record.fields is None:
             assert record.problem is not None
             summary.refuse(record.problem)
             continue
         try:
-            row = read_row(record.line, record.fields, target.campaign)
+            row = read_row(record.line, record.fields, terms)
         except RowError as exc:
             summary.refuse(Problem(record.line, exc.column, exc.code, exc.reason))
             continue
@@ -108,14 +112,137 @@ def _write(session: Session, target: Target, rows: list[ImportedRow], now: datet
     holders = _customers(session, tenant_id, rows, now)
     ids = new_ids("v", len(rows))
     tokens = new_public_tokens(len(rows))
-    publication_ids = iter(new_ids("pub", sum(1 for r in rows if r.published)))
-    vouchers: list[dict[str, Any]] = []
-    ledger: list[dict[str, Any]] = []
+    if is_postgresql(session):
+        _copy_vouchers(session, target, rows, ids, tokens, holders, now)
+    else:
+        _insert_vouchers(session, target, rows, ids, tokens, holders, now)
     publications: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
+    published = [
+        (row, voucher_id) for row, voucher_id in zip(rows, ids, strict=True) if row.published
+    ]
+    publication_ids = new_ids("pub", len(published))
+    for (row, voucher_id), publication_id in zip(published, publication_ids, strict=True):
+        publications.append(
+            {
+                "id": publication_id,
+                "tenant_id": tenant_id,
+                "campaign_id": campaign.id,
+                "customer_id": holders.get(row.line),
+                "channel": row.channel or IMPORT_CHANNEL,
+                "actor": target.actor,
+                "created_at": row.published_at or now,
+            }
+        )
+        links.append(
+            {"publication_id": publication_id, "voucher_id": voucher_id, "tenant_id": tenant_id}
+        )
+    _bulk(session, Publication, publications)
+    _bulk(session, PublicationVoucher, links)
+    _count_holders(session, campaign, publications)
+    _count_customer_refs(session, campaign, rows)
+    session.execute(
+        insert(VoucherEvent).values(
+            tenant_id=tenant_id,
+            campaign_id=campaign.id,
+            kind="imported",
+            actor=target.actor,
+            data={"count": len(rows), "first_id": ids[0], "last_id": ids[-1]},
+            created_at=now,
+        )
+    )
+
+
+# The voucher columns an import writes, in the order its COPY lists them.
+_VOUCHER_COLUMNS = (
+    "id, code, public_token, state, amount, balance, redemption_quantity, redeemed_quantity, "
+    "start_date, expiration_date, customer_ref, holder_name, category, additional_info, "
+    "metadata, published_count, holder_id, tenant_id, campaign_id, type, currency, created_at, "
+    "updated_at"
+)
+_LEDGER_COLUMNS = "tenant_id, voucher_id, delta, kind, created_at"
+
+
+def _copy_vouchers(
+    session: Session,
+    target: Target,
+    rows: list[ImportedRow],
+    ids: list[str],
+    tokens: list[str],
+    holders: dict[int, str],
+    now: datetime,
+) -> None:
+    """PostgreSQL: the vouchers and their ledger entries as COPY text, built here line by line.
+
+    The columns every row shares are spelled once; a row's own values are spelled by kind (an
+    id or a token needs no escaping, a code only its backslashes, a date is spelled once per
+    distinct date): a value-by-value formatter cost more than the database spent storing it.
+    """
+    campaign = target.campaign
+    tenant_id = campaign.tenant_id
+    now_text = now.isoformat()
+    tail = "\t".join(
+        ("", copy_text(tenant_id), copy_text(campaign.id), copy_text(campaign.type),
+         copy_text(campaign.currency), now_text, now_text)
+    ) + "\n"  # fmt: skip
     has_balance = campaign.type in BALANCE_TYPES
+    dates: dict[datetime | None, str] = {None: NULL}
+    ledger_head = f"{copy_text(tenant_id)}\t"
+    ledger_tail = f"\t{now_text}\n"
+    vouchers: list[str] = []
+    ledger: list[str] = []
     for row, voucher_id, token in zip(rows, ids, tokens, strict=True):
-        customer_id = holders.get(row.line)
+        start, expiry = row.start_date, row.expiration_date
+        start_text = dates.get(start) or dates.setdefault(start, copy_text(start))
+        expiry_text = dates.get(expiry) or dates.setdefault(expiry, copy_text(expiry))
+        code = row.code if "\\" not in row.code else row.code.replace("\\", "\\\\")
+        balance = row.balance if has_balance else None
+        holder = row.holder
+        holder_id = holders.get(row.line) if holder is not None else None
+        vouchers.append(
+            f"{voucher_id}\t{code}\t{token}\t{row.state}\t{_number(row.value)}\t"
+            f"{_number(balance)}\t{_number(row.redemption_quantity)}\t"
+            f"{row.redeemed_quantity}\t{start_text}\t{expiry_text}\t"
+            f"{copy_text(holder.source_id) if holder else NULL}\t"
+            f"{copy_text(holder.name) if holder else NULL}\t"
+            f"{NULL if row.category is None else copy_text(row.category)}\t"
+            f"{NULL if row.additional_info is None else copy_text(row.additional_info)}\t"
+            f"{NULL if row.metadata is None else copy_text(row.metadata)}\t"
+            f"{1 if row.published else 0}\t{holder_id or NULL}{tail}"
+        )
+        if has_balance and row.value:
+            ledger.append(f"{ledger_head}{voucher_id}\t{row.value}\tISSUE{ledger_tail}")
+            spent = row.value - (row.balance or 0)
+            if spent:  # spent on the platform it comes from, before the move
+                ledger.append(f"{ledger_head}{voucher_id}\t{-spent}\tREDEMPTION{ledger_tail}")
+    copy_in(session, "voucher", _VOUCHER_COLUMNS, "".join(vouchers).encode())
+    if ledger:
+        copy_in(session, "ledger_entry", _LEDGER_COLUMNS, "".join(ledger).encode())
+
+
+NULL = "\\N"
+
+
+def _number(value: int | None) -> str:
+    return NULL if value is None else str(value)
+
+
+def _insert_vouchers(
+    session: Session,
+    target: Target,
+    rows: list[ImportedRow],
+    ids: list[str],
+    tokens: list[str],
+    holders: dict[int, str],
+    now: datetime,
+) -> None:
+    """SQLite: the same rows as dicts, one ``executemany`` per table."""
+    campaign = target.campaign
+    tenant_id = campaign.tenant_id
+    has_balance = campaign.type in BALANCE_TYPES
+    vouchers: list[dict[str, Any]] = []
+    ledger: list[dict[str, Any]] = []
+    for row, voucher_id, token in zip(rows, ids, tokens, strict=True):
         vouchers.append(
             {
                 "id": voucher_id,
@@ -140,7 +267,7 @@ def _write(session: Session, target: Target, rows: list[ImportedRow], now: datet
                 "created_at": now,
                 "updated_at": now,
                 "published_count": 1 if row.published else 0,
-                "holder_id": customer_id,
+                "holder_id": holders.get(row.line),
             }
         )
         if has_balance and row.value:
@@ -149,34 +276,79 @@ def _write(session: Session, target: Target, rows: list[ImportedRow], now: datet
             spent = row.value - (row.balance or 0)
             if spent:  # spent on the platform it comes from, before the move
                 ledger.append({**entry, "delta": -spent, "kind": "REDEMPTION"})
-        if row.published:
-            publication_id = next(publication_ids)
-            publications.append(
-                {
-                    "id": publication_id,
-                    "tenant_id": tenant_id,
-                    "campaign_id": campaign.id,
-                    "customer_id": customer_id,
-                    "channel": row.channel or IMPORT_CHANNEL,
-                    "actor": target.actor,
-                    "created_at": row.published_at or now,
-                }
-            )
-            links.append(
-                {"publication_id": publication_id, "voucher_id": voucher_id, "tenant_id": tenant_id}
-            )
     _bulk(session, Voucher, vouchers)
     _bulk(session, LedgerEntry, ledger)
-    _bulk(session, Publication, publications)
-    _bulk(session, PublicationVoucher, links)
+
+
+def _count_holders(
+    session: Session, campaign: Campaign, publications: list[dict[str, Any]]
+) -> None:
+    """Count each holder's imported vouchers of the campaign, as every publication to a
+    customer does (publications.publish): ``join_once`` and the holder counts see them.
+
+    One upsert for the batch, its customers in id order (two imports into one campaign lock
+    the same rows in the same order). A customer who already holds vouchers of the campaign
+    keeps its first publication and has the new ones added to its count: the import brings
+    vouchers issued elsewhere as they are, so no limit refuses them here.
+    """
+    counts: dict[str, list[Any]] = {}
+    for publication in publications:
+        customer_id = publication["customer_id"]
+        if customer_id is None:
+            continue
+        if customer_id in counts:
+            counts[customer_id][0] += 1
+        else:
+            counts[customer_id] = [1, publication["id"]]
+    if not counts:
+        return
+    statement = upsert(session, CampaignHolder).values(
+        [
+            {
+                "campaign_id": campaign.id,
+                "customer_id": customer_id,
+                "tenant_id": campaign.tenant_id,
+                "voucher_count": count,
+                "first_publication_id": first,
+            }
+            for customer_id, (count, first) in sorted(counts.items())
+        ]
+    )
     session.execute(
-        insert(VoucherEvent).values(
-            tenant_id=tenant_id,
-            campaign_id=campaign.id,
-            kind="imported",
-            actor=target.actor,
-            data={"count": len(rows), "first_id": ids[0], "last_id": ids[-1]},
-            created_at=now,
+        statement.on_conflict_do_update(
+            index_elements=["campaign_id", "customer_id"],
+            set_={"voucher_count": CampaignHolder.voucher_count + statement.excluded.voucher_count},
+        )
+    )
+
+
+def _count_customer_refs(session: Session, campaign: Campaign, rows: list[ImportedRow]) -> None:
+    """Count the imported vouchers of each customer reference, as issuing one does
+    (vouchers.limits.count_customer_issue, and under the same condition: the campaign has a
+    ``per_customer_limit``), so the limit sees what a holder brought with the move."""
+    if campaign.per_customer_limit is None:
+        return
+    counts: dict[str, int] = {}
+    for row in rows:
+        if row.holder is not None and row.holder.source_id:
+            counts[row.holder.source_id] = counts.get(row.holder.source_id, 0) + 1
+    if not counts:
+        return
+    statement = upsert(session, CampaignCustomer).values(
+        [
+            {
+                "campaign_id": campaign.id,
+                "customer_ref": ref,
+                "tenant_id": campaign.tenant_id,
+                "issued_count": count,
+            }
+            for ref, count in sorted(counts.items())
+        ]
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["campaign_id", "customer_ref"],
+            set_={"issued_count": CampaignCustomer.issued_count + statement.excluded.issued_count},
         )
     )
 
@@ -233,30 +405,6 @@ def _bulk(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> Non
     if not is_postgresql(session):
         session.execute(insert(table), rows)
         return
-    # COPY in its text format, each row formatted here in one pass: psycopg's write_row adapts
-    # every value on its own, which cost more than the database spent storing the rows.
     columns = list(rows[0])
-    raw: Any = session.connection().connection.dbapi_connection
-    listed = ", ".join(columns)
-    lines = ["\t".join([_copy_text(row[c]) for c in columns]) for row in rows]
-    data = ("\n".join(lines) + "\n").encode()
-    with raw.cursor() as cursor, cursor.copy(f"COPY {table.name} ({listed}) FROM STDIN") as copy:
-        copy.write(data)
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value: Any) -> str:
-    """A value as COPY's text format spells it (``\\N`` is NULL)."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return json.dumps(value).translate(_COPY_ESCAPES)
+    lines = ["\t".join([copy_text(row[c]) for c in columns]) for row in rows]
+    copy_in(session, table.name, ", ".join(columns), ("\n".join(lines) + "\n").encode())

@@ -7,16 +7,20 @@ its successor, and no row is imported twice. The last step completes the operati
 summary (and the first problems) as its result; the full CSV of problems is its download.
 
 An all-or-nothing import is one step: every chunk in one transaction, rolled back whole if any
-row is refused; a second transaction then records the refusals.
+row is refused; a second transaction then records the refusals. A million rows take longer than
+a lease, so that step renews its lease as it goes (:class:`_Heartbeat`), each renewal in a short
+transaction of its own: otherwise another worker would take the operation over mid-step, and the
+first worker's final write, fenced by its lapsed lease, would throw the whole import away.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.campaigns.models import Campaign
@@ -27,7 +31,8 @@ from voucherd.imports.models import ImportChunk
 from voucherd.imports.schemas import ImportSummary, Problem
 from voucherd.imports.service import decode_chunk
 from voucherd.operations import steps
-from voucherd.operations.steps import Run
+from voucherd.operations.models import Operation
+from voucherd.operations.steps import LeaseLost, Run
 
 PROBLEM_COLUMNS = ("line", "column", "code", "reason")
 
@@ -60,9 +65,48 @@ def import_step(db: Database, run: Run) -> bool:
     return finished
 
 
+class _Heartbeat:
+    """Keeps a long step's lease: renewed once a third of it has passed, each time in a short
+    transaction of its own (fenced by the lease token, as every write of a run is), so other
+    workers see it while the step's own transaction is still open.
+
+    PostgreSQL only. On SQLite the step's transaction holds the database's one write lock from
+    its first batch on, so no other worker can claim the operation (a claim is a write) until
+    it has committed or rolled back; and a renewal, being a write, would wait on that very lock.
+    """
+
+    def __init__(self, db: Database, run: Run, session: Session) -> None:
+        self.db, self.run = db, run
+        self.active = session.get_bind().dialect.name == "postgresql"
+        self.every = run.lease / 3
+        self.last = db.now()
+
+    def beat(self) -> None:
+        """Renew the lease if a third of it has passed; :class:`LeaseLost` if it is gone."""
+        now = self.db.now()
+        if not self.active or now - self.last < self.every:
+            return
+        _renew(self.db, self.run, now)
+        self.last = now
+
+
+def _renew(db: Database, run: Run, now: datetime) -> None:
+    with db.unit_of_work() as session:
+        renewed = session.execute(
+            update(Operation)
+            .where(run.fence())
+            .values(lease_expires_at=now + run.lease, updated_at=now)
+            .returning(Operation.id)
+        ).first()
+        session.commit()
+    if renewed is None:
+        raise LeaseLost(run.operation_id)
+
+
 def _all_or_nothing(db: Database, run: Run) -> bool:
     now = db.now()
     with db.unit_of_work() as session:
+        heartbeat = _Heartbeat(db, run, session)
         target = _target(session, run)
         summary = ImportSummary(target.campaign.id, target.campaign.name)
         seq, done = 0, 0
@@ -71,6 +115,7 @@ def _all_or_nothing(db: Database, run: Run) -> bool:
             import_batch(session, target, records, summary, now=now, write=not summary.rejected)
             done += chunk.records
             seq += 1
+            heartbeat.beat()
         if summary.rejected:
             session.rollback()
         else:
