@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -41,6 +42,9 @@ from voucherd.vouchers import service as vouchers
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 WIDTHS = {"desktop": (1280, 900), "phone": (390, 844)}
+# A guard against a hung server, not a measurement: httpx's 5 s default is short for the first
+# requests to a server whose worker is minting while a loaded CI machine runs other tests.
+HTTP_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +58,11 @@ def screens(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     return folder
 
 
-@pytest.fixture
-def driver() -> Iterator[WebDriver]:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    """One Chromium for the module's journeys: starting one (and its chromedriver) costs more
+    than most of a journey's pages. Each journey's site is a new origin (its own port), and
+    ``driver`` clears cookies, the only state origins on 127.0.0.1 share."""
     if CHROMIUM is None or DRIVER is None:
         message = "chromium and chromium-driver are needed; browser tests skipped"
         if os.environ.get("VOUCHERD_REQUIRE_CHROMIUM") == "1":
@@ -68,12 +75,22 @@ def driver() -> Iterator[WebDriver]:
                  "--disable-extensions", "--disable-background-networking"):  # fmt: skip
         options.add_argument(flag)
     options.add_argument("--window-size=1280,900")
-    browser = webdriver.Chrome(options=options, service=Service(DRIVER))
-    browser.implicitly_wait(0)
+    chrome = webdriver.Chrome(options=options, service=Service(DRIVER))
+    chrome.implicitly_wait(0)
     try:
-        yield browser
+        yield chrome
     finally:
-        browser.quit()
+        chrome.quit()
+
+
+@pytest.fixture
+def driver(browser: WebDriver) -> WebDriver:
+    """The module's Chromium as a journey finds a new one: a blank page, no cookies (cookies are
+    per host, not per port: another journey's session would reach this site), desktop width."""
+    browser.get("about:blank")
+    browser.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    browser.set_window_size(*WIDTHS["desktop"])
+    return browser
 
 
 @pytest.fixture
@@ -237,13 +254,14 @@ def test_an_order_progresses_without_a_reload(driver: WebDriver, site: Site, scr
     make_campaign(site.db, tenant, name="Cinema", type="GIFT", currency="NZD", default_value=1500)
     client = {"code": "ACME", "name": "Acme", "voucher_types": ["Cinema"]}
     api = f"{site.url}/api/v1"
-    assert httpx.post(f"{api}/clients", headers=tenant.headers, json=client).status_code == 201
+    post = partial(httpx.post, headers=tenant.headers, timeout=HTTP_TIMEOUT)
+    assert post(f"{api}/clients", json=client).status_code == 201
     body = {
         "client": "ACME",
         "reference": "PO-1",
         "items": [{"product": "Cinema", "quantity": 300}],
     }
-    order = httpx.post(f"{api}/orders", headers=tenant.headers, json=body).json()
+    order = post(f"{api}/orders", json=body).json()
     manager = make_operator(site.db, tenant, "manager")
     _sign_in(driver, site, manager)
     driver.get(f"{site.url}/console/orders/{order['id']}")

@@ -49,10 +49,13 @@ def _browse(chromium: str, profile: Path, url: str, *action: str) -> str:
     return browse(chromium, profile, url, *action, size=PHONE, strict_csp=True)
 
 
-def _screenshot(chromium: str, tmp_path: Path, url: str, name: str) -> Image:
+def _dom_and_screenshot(
+    chromium: str, tmp_path: Path, url: str, name: str
+) -> tuple[ParsedPage, Image]:
+    """The DOM after parsing and a screenshot, of one page load: one Chromium, not two."""
     path = tmp_path / f"{name}.png"
-    _browse(chromium, tmp_path / f"profile-{name}", url, f"--screenshot={path}")
-    return read_png(path.read_bytes())
+    dom = _browse(chromium, tmp_path / f"profile-{name}", url, "--dump-dom", f"--screenshot={path}")
+    return ParsedPage(dom), read_png(path.read_bytes())
 
 
 def _barcodes_in(image: Image) -> set[str]:
@@ -104,7 +107,7 @@ def test_an_active_voucher_in_chromium_shows_code_value_and_a_scannable_barcode(
     record = _gift_card(site)
     url = f"{site.base_url}/v/{record.voucher.public_token}"
 
-    dom = ParsedPage(_browse(chromium, tmp_path / "profile-dom", url, "--dump-dom"))
+    dom, image = _dom_and_screenshot(chromium, tmp_path, url, "active")
     assert "".join(dom.text_of("code").split()) == record.voucher.code
     assert dom.text_of("value") == "Balance £37.50 of £50.00"
     assert "svg" in dom.by_id["barcode"].children
@@ -113,7 +116,6 @@ def test_an_active_voucher_in_chromium_shows_code_value_and_a_scannable_barcode(
     assert dom.text_of("holder").startswith("Voucher holder")
     assert dom.by_id["store-finder"].attrs["href"] == "https://shops.example/find"
 
-    image = _screenshot(chromium, tmp_path, url, "active")
     assert (image.width, image.height) == PHONE
     _assert_not_blank(image)
     # What the browser drew is a barcode a scanner reads as the voucher's code.
@@ -127,12 +129,11 @@ def test_a_cancelled_voucher_in_chromium_shows_the_banner_and_no_barcode(
     vouchers.cancel_voucher(site.db, site.tenant.caller, record.voucher.id, "reported stolen")
     url = f"{site.base_url}/v/{record.voucher.public_token}"
 
-    dom = ParsedPage(_browse(chromium, tmp_path / "profile-dom", url, "--dump-dom"))
+    dom, image = _dom_and_screenshot(chromium, tmp_path, url, "cancelled")
     assert dom.by_id["banner"].attrs["data-state"] == "CANCELLED"
     assert dom.text_of("banner") == "This voucher has been cancelled and can no longer be used."
     assert "".join(dom.text_of("code").split()) == record.voucher.code
     assert "barcode" not in dom.by_id
 
-    image = _screenshot(chromium, tmp_path, url, "cancelled")
     _assert_not_blank(image)
     assert _barcodes_in(image) == set()
