@@ -313,7 +313,7 @@ def rows(records: dict[str, Record], args: argparse.Namespace) -> list[list[str]
                 "load mix 70/20/10, 2 API processes + 1 worker",
                 (
                     f"{_n(m['req/s'])} req/s, p50 {_n(m['p50 ms'])} ms, p99 {_n(m['p99 ms'])} ms, "
-                    f"{_n(m['5xx+drops'])} server errors, invariants held"
+                    f"{m['5xx+drops']:.0f} server errors, invariants held"
                 ),
                 f"(before: {LOAD_BEFORE:g} req/s, p99 262 ms)",
                 f"{_n(m['req/s'] / LOAD_BEFORE)}x before",
