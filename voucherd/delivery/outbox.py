@@ -1,17 +1,21 @@
 """The outbox worker job: claim due deliveries with a lease, send them, record the outcomes.
 
-1. **Claim** (one short write transaction): due rows, PENDING whose time has come or SENDING whose
-   lease ran out, are locked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (on SQLite the
-   transaction's ``BEGIN IMMEDIATE`` already makes the claim exclusive), moved to SENDING with
-   ``attempt + 1`` and a lease, and read together with their voucher, campaign and tenant.
-2. **Send**, outside any transaction, several at a time (``delivery_concurrency`` threads).
-3. **Record** each outcome in its own transaction with ``WHERE attempt = <the claim's attempt>
-   AND state = 'SENDING'``: the attempt number is a fencing token, so a worker that lost its lease
-   cannot overwrite a newer attempt, nor a status callback that already arrived.
+1. **Claim** (one short write transaction, the lease step of ``voucherd.db.leases``): due rows,
+   PENDING whose time has come or SENDING whose lease ran out, are locked with ``FOR UPDATE SKIP
+   LOCKED`` on PostgreSQL (on SQLite the transaction's ``BEGIN IMMEDIATE`` already makes the
+   claim exclusive), moved to SENDING with ``attempt + 1`` and a lease, and read together with
+   their voucher, campaign and tenant.
+2. **Send**, outside any transaction, in waves of ``delivery_concurrency`` messages at a time.
+3. **Record** each wave's outcomes in one transaction, each row fenced by ``WHERE attempt = <the
+   claim's attempt> AND state = 'SENDING'``: the attempt number is a fencing token, so a worker
+   that lost its lease cannot overwrite a newer attempt, nor a status callback that already
+   arrived. One commit per wave, not per message.
 
 A worker killed between send and record leaves its rows SENDING; another claims them once the
-lease runs out and sends again, so a message can go out at most once more per lost worker
-(providers that take an idempotency key get the delivery id as one). A row whose lease keeps
+lease runs out and sends again. What a kill resends is at most the wave in hand (at most
+``delivery_concurrency`` messages, each at most once more per lost worker), as when each
+sending thread recorded its own message (providers that take an idempotency key get the
+delivery id as one). A row whose lease keeps
 running out counts that as a failure, so a message that kills its worker ends FAILED.
 """
 

@@ -39,6 +39,7 @@ EXPORT_CHANNEL = "Export"
 
 _VOUCHER = cast(Table, Voucher.__table__)
 _PUBLICATION = cast(Table, Publication.__table__)
+_INSERT_PUBLICATION = insert(_PUBLICATION)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def create_publication(
         "created_at": now,
     }
     if source_id is None:
-        session.execute(insert(_PUBLICATION).values(values))
+        session.execute(_INSERT_PUBLICATION, values)  # prebuilt: no statement built per call
         return publication_id
     inserted = session.execute(
         upsert(session, _PUBLICATION)

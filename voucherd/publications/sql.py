@@ -25,12 +25,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     String,
     Table,
+    bindparam,
     func,
     insert,
     literal,
@@ -120,39 +123,27 @@ def claim_from_pool(
     trip for the whole claim in the common case. Otherwise the caller writes the event itself,
     once, for all it claimed.
     """
-    head = select(_V.id).where(
-        _V.campaign_id == campaign_id, IN_POOL, _V.tenant_id == tenant_id, unexpired(now)
+    postgresql = is_postgresql(session)
+    statement = _claim_statement(
+        postgresql=postgresql,
+        after=after is not None,
+        holder=holder_id is not None,
+        event=event is not None and postgresql,
     )
-    if after is not None:
-        head = head.where(_V.id > after)
-    head = head.order_by(_V.id).limit(count)
-    values: dict[str, Any] = {"published_count": 1, "updated_at": now}
-    if holder_id is not None:
-        values["holder_id"] = holder_id
-    claim = update(VOUCHER).values(values).returning(_V.id, _V.code)
-    if is_postgresql(session):
-        # The head goes in a CTE, which PostgreSQL runs exactly once: as an ``IN (subquery)``
-        # the planner may rescan it, and every rescan skips to further rows (a claim of 25
-        # returned 30 that way).
-        head_cte = head.with_for_update(skip_locked=True).cte("head")
-        claim = claim.where(_V.id == head_cte.c.id, _UNPUBLISHED)
-        # One round trip: claim the codes and link them to the publication in one statement.
-        claimed_cte = claim.cte("claimed")
-        link = insert(LINK).from_select(
-            [_K.publication_id.name, _K.voucher_id.name, _K.tenant_id.name],
-            select(literal(publication_id), claimed_cte.c.id, literal(tenant_id)),
-        )
-        query = (
-            select(claimed_cte.c.id, claimed_cte.c.code)
-            .add_cte(link.cte("linked"))
-            .order_by(claimed_cte.c.id)
-        )
-        if event is not None:
-            query = query.add_cte(_event_cte(claimed_cte, event, count))
-        rows = session.execute(query).all()
+    params: dict[str, Any] = {
+        "c_tenant": tenant_id,
+        "c_campaign": campaign_id,
+        "c_now": now,
+        "c_count": count,
+        "c_after": after,
+        "c_holder": holder_id,
+        "c_publication": publication_id,
+        "c_actor": event.actor if event is not None else None,
+    }
+    if postgresql:
+        rows = session.execute(statement, params).all()
         return [(voucher_id, code) for voucher_id, code in rows]
-    claim = claim.where(_V.id.in_(head.scalar_subquery()))
-    claimed = sorted((voucher_id, code) for voucher_id, code in session.execute(claim).all())
+    claimed = sorted((voucher_id, code) for voucher_id, code in session.execute(statement, params))
     if claimed:
         session.execute(
             INSERT_LINK,
@@ -162,6 +153,46 @@ def claim_from_pool(
             ],
         )
     return claimed
+
+
+@cache
+def _claim_statement(*, postgresql: bool, after: bool, holder: bool, event: bool) -> Any:
+    """The claim, built once per shape and run with parameters (``c_...``): building it per
+    publication cost more Python than the rest of the claim."""
+    now = bindparam("c_now", type_=_V.updated_at.type)
+    head = select(_V.id).where(
+        _V.campaign_id == bindparam("c_campaign", type_=String),
+        IN_POOL,
+        _V.tenant_id == bindparam("c_tenant", type_=String),
+        or_(_V.expiration_date.is_(None), _V.expiration_date > now),
+    )
+    if after:
+        head = head.where(_V.id > bindparam("c_after", type_=String))
+    head = head.order_by(_V.id).limit(bindparam("c_count", type_=Integer))
+    values: dict[str, Any] = {"published_count": 1, "updated_at": now}
+    if holder:
+        values["holder_id"] = bindparam("c_holder", type_=String)
+    claim = update(VOUCHER).values(values).returning(_V.id, _V.code)
+    if not postgresql:
+        return claim.where(_V.id.in_(head.scalar_subquery()))
+    # The head goes in a CTE, which PostgreSQL runs exactly once: as an ``IN (subquery)`` the
+    # planner may rescan it, and every rescan skips to further rows (a claim of 25 returned 30
+    # that way).
+    head_cte = head.with_for_update(skip_locked=True).cte("head")
+    claimed = claim.where(_V.id == head_cte.c.id, _UNPUBLISHED).cte("claimed")
+    # One round trip: claim the codes and link them to the publication in one statement.
+    link = insert(LINK).from_select(
+        [_K.publication_id.name, _K.voucher_id.name, _K.tenant_id.name],
+        select(
+            bindparam("c_publication", type_=String),
+            claimed.c.id,
+            bindparam("c_tenant", type_=String),
+        ),
+    )
+    query = select(claimed.c.id, claimed.c.code).add_cte(link.cte("linked"))
+    if event:
+        query = query.add_cte(_event_cte(claimed))
+    return query.order_by(claimed.c.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,25 +212,26 @@ def event_written(session: Session, claimed: int, count: int) -> bool:
     return claimed == count and is_postgresql(session)
 
 
-def _event_cte(claimed: Any, event: PublishedEvent, count: int) -> Any:
-    """``INSERT INTO voucher_event ... SELECT ... FROM claimed HAVING count(*) = <count>``: the
-    event of a claim that got all it asked for, with the count as ``pool._published_event``
-    writes it."""
+def _event_cte(claimed: Any) -> Any:
+    """``INSERT INTO voucher_event ... SELECT ... FROM claimed HAVING count(*) = :c_count``:
+    the event of a claim that got all it asked for, with the count as
+    ``pool._published_event`` writes it."""
     e = VOUCHER_EVENT.c
     data = func.jsonb_build_object(
-        "publication_id", cast_(literal(event.publication_id), String), "count", func.count()
-    )
+        "publication_id", cast_(bindparam("c_publication", type_=String), String),
+        "count", func.count(),
+    )  # fmt: skip
     rows = (
         select(
-            literal(event.tenant_id, String),
-            literal(event.campaign_id, String),
+            bindparam("c_tenant", type_=String),
+            bindparam("c_campaign", type_=String),
             literal("published", String),
-            literal(event.actor, String),
+            bindparam("c_actor", type_=String),
             data,
-            literal(event.now, VOUCHER_EVENT.c.created_at.type),
+            bindparam("c_now", type_=e.created_at.type),
         )
         .select_from(claimed)
-        .having(func.count() == count)
+        .having(func.count() == bindparam("c_count", type_=Integer))
     )
     columns = [e.tenant_id, e.campaign_id, e.kind, e.actor, e.data, e.created_at]
     return insert(VOUCHER_EVENT).from_select([c.name for c in columns], rows).cte("published")
