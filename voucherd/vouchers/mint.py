@@ -185,8 +185,8 @@ class BulkMinter:
             self.params[f"p_{column.name}"] = processor(value) if processor else value
         self.params.setdefault("p_published_count", 0)
         self.staging = False
-        self.direct_left = DIRECT_SAVEPOINTS if is_postgresql(session) else 0
-        if self.direct_left:
+        self.direct = is_postgresql(session)
+        if self.direct:
             self._prepare_direct()
 
     def _prepare_direct(self) -> None:
@@ -207,8 +207,11 @@ class BulkMinter:
         ids = new_ids("v", count)
         public_tokens = new_public_tokens(count)
         codes = self.spec.generate(count)
-        if self.direct_left:
-            self.direct_left -= 1
+        # Counted on the session, which every minter of the transaction shares (an order's
+        # several line items, a pool that grows more than once).
+        used = self.session.info.get(_SAVEPOINTS_USED, 0)
+        if self.direct and used < DIRECT_SAVEPOINTS:
+            self.session.info[_SAVEPOINTS_USED] = used + 1
             if self._copy_straight(ids, codes, public_tokens):
                 return ids
         tokens = dict(zip(ids, public_tokens, strict=True))
@@ -255,6 +258,7 @@ class BulkMinter:
 
 _DRAWN = (sql.VOUCHER.c.id.name, sql.VOUCHER.c.code.name, sql.VOUCHER.c.public_token.name)
 _LEDGER_COLUMNS = "tenant_id, voucher_id, delta, kind, created_at"
+_SAVEPOINTS_USED = "mint_savepoints_used"
 
 
 def mint_in_session(
