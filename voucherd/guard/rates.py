@@ -43,15 +43,19 @@ class RequestRates:
         self._syncing = threading.Lock()
         self._counts: dict[str, _Count] = {}
         self._last_sync = -math.inf
+        self._claimed: float | None = None  # when a request last claimed the due sync
         self._pruner = Pruner(RATE)
 
-    def count(self, visit: Visit, subjects: list[tuple[str, int]], now: float) -> None:
+    def count(
+        self, visit: Visit, subjects: list[tuple[str, int]], now: float, *, may_sync: bool = True
+    ) -> None:
         """Count the request against each subject in turn, stopping at the first it exceeds.
 
         So a request refused by its key's limit is not counted against its tenant: one runaway
         key cannot starve its sibling keys. The subject with the least left speaks for the
         request (in the headers, in a refusal). ``now`` is wall-clock seconds (the guard's
-        clock, which tests move).
+        clock, which tests move). Without ``may_sync`` (on the event loop) it never shares the
+        counts itself: a request that :meth:`claim_sync` sent off the loop does.
         """
         width = self.settings.rate_limit_window_seconds
         window = int(now // width)
@@ -62,7 +66,8 @@ class RequestRates:
                 if count is None or count.window != window:
                     count = self._counts[subject] = _Count(window)
                 count.pending += 1
-            self._maybe_sync(now, window)
+            if may_sync:
+                self._maybe_sync(now, window)
             with self._lock:
                 count = self._counts.get(subject)
                 used = count.shared + count.pending if count and count.window == window else 1
@@ -83,12 +88,25 @@ class RequestRates:
                 retry_after=visit.retry_after,
             )
 
-    def sync_due(self, now: float) -> bool:
-        """Whether counting a request at ``now`` would share the counts (a database write)."""
+    def claim_sync(self, now: float) -> bool:
+        """For a request counted on the event loop: whether it must instead be counted where it
+        may wait, because the counts are due to be shared (a database write). One request per
+        interval claims the sync; the others carry on with their local counts meanwhile, as they
+        do while a sync runs. A claim not honoured within an interval (its request failed before
+        being counted) lapses, so the counts are shared all the same."""
         every = self.settings.rate_limit_sync_seconds
         if every <= 0:
+            return True  # written through: every request waits for its exact total
+        with self._lock:
+            if self._last_sync == -math.inf:
+                self._last_sync = now  # as _maybe_sync: the first request starts the interval
+                return False
+            if now - self._last_sync < every:
+                return False
+            if self._claimed is not None and now - self._claimed < every:
+                return False
+            self._claimed = now
             return True
-        return self._last_sync != -math.inf and now - self._last_sync >= every
 
     def _maybe_sync(self, now: float, window: int) -> None:
         every = self.settings.rate_limit_sync_seconds

@@ -127,13 +127,20 @@ class Guard:
         if cached is None or cached[0] <= time.monotonic():
             return False
         now = self.clock()
-        if self.rates.sync_due(now):
+        if self.rates.claim_sync(now):
             return False
-        self._count(visit, tenant_id, key_id, cached[1], now)
+        self._count(visit, tenant_id, key_id, cached[1], now, may_sync=False)
         return True
 
     def _count(
-        self, visit: Visit, tenant_id: str, key_id: str, limits: TenantLimits, now: float
+        self,
+        visit: Visit,
+        tenant_id: str,
+        key_id: str,
+        limits: TenantLimits,
+        now: float,
+        *,
+        may_sync: bool = True,
     ) -> None:
         visit.admitted = True
         visit.tenant_id, visit.key_id = tenant_id, key_id
@@ -142,6 +149,7 @@ class Guard:
             visit,
             [("key:" + key_id, limits.per_key), ("tenant:" + tenant_id, limits.per_tenant)],
             now,
+            may_sync=may_sync,
         )
 
     def admit_page(self, visit: Visit) -> None:
