@@ -42,6 +42,39 @@ from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
 from voucherd.db.migrate import upgrade
 
+# The longest tests (by --durations), longest first, marked ``slow`` (``-m "not slow"`` leaves
+# them out of a quick local run) and started before the rest: under xdist a worker left alone
+# at the end with one of them would hold the whole run up. Prefixes of node ids; the order among
+# the others is pytest's own.
+LONGEST = (
+    "tests/faults/test_chaos.py::test_redemptions_survive_database_crashes",
+    "tests/faults/test_orders_crash.py::TestSigkill::",
+    "tests/guard/test_guessing.py::TestBruteForce::",
+    "tests/console/test_browser.py::",
+    "tests/imports/test_import.py::TestTenThousand::",
+    "tests/api/test_docs_offline.py::test_swagger_ui_renders_the_operations_offline[",
+    "tests/faults/test_canary.py::TestNativeApi::",
+    "tests/faults/test_canary.py::TestDialects::",
+    "tests/concurrency/test_concurrency.py::TestHotCard::",
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    """The item's place in LONGEST, or len(LONGEST) for the rest."""
+    return next(
+        (n for n, prefix in enumerate(LONGEST) if item.nodeid.startswith(prefix)), len(LONGEST)
+    )
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if _rank(item) < len(LONGEST):
+        item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest grouped the tests by their fixtures' params
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_rank)  # stable: the rest keep pytest's order
+
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:

@@ -110,14 +110,18 @@ class TestServe:
         tenant = make_tenant(served.db)
         campaign = make_campaign(served.db, tenant)
 
+        # A server's first answers on a loaded CI machine can take longer than httpx's 5 s.
         issued = httpx.post(
-            f"{served.base}/api/v1/vouchers", headers=tenant.headers, json={"campaign": campaign.id}
+            f"{served.base}/api/v1/vouchers",
+            headers=tenant.headers,
+            json={"campaign": campaign.id},
+            timeout=DEADLINE,
         )
 
         assert issued.status_code == 201, issued.text
         page_url = issued.json()["page_url"]
         assert page_url.startswith(f"{served.base}/v/")
-        page = httpx.get(page_url)
+        page = httpx.get(page_url, timeout=DEADLINE)
         assert page.status_code == 200
         assert "127.0.0.1:8000" not in page.text
         printed = served.stop()
