@@ -5,8 +5,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from voucherd.api.deps import DB, QUERY_AS_DECLARED, CallerDep, Idem
+from voucherd.api.offload import off_loop
 from voucherd.api.openapi import NATIVE_ERRORS
 from voucherd.api.responses import json_response, list_payload, respond_created
+from voucherd.auth.caller import Caller
+from voucherd.db.engine import Database
+from voucherd.idempotency.service import IdempotencyClaim
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from voucherd.redemptions import service
 from voucherd.redemptions.schemas import (
@@ -30,13 +34,25 @@ _PRINTABLE = r"^[\x21-\x7e]+$"
 RedemptionId = Annotated[str, Path(max_length=64, pattern=_PRINTABLE)]
 
 
+# Validate and redeem are hot (a till's every sale): each is an ``async`` route handing its
+# whole blocking body to one cheap thread trip (api/offload.py), as issuing does.
 @router.post("/validations", summary="Would this voucher redeem now, and for what?")
-def validate(body: ValidateRequest, db: DB, caller: CallerDep) -> Response:
+async def validate(body: ValidateRequest, db: DB, caller: CallerDep) -> Response:
+    return await off_loop(_validate, db, caller, body)
+
+
+def _validate(db: Database, caller: Caller, body: ValidateRequest) -> Response:
     return json_response(present_validation(service.validate(db, caller, body)))
 
 
 @router.post("/redemptions", status_code=201, summary="Redeem a voucher, whole or in part")
-def redeem(body: RedeemRequest, db: DB, caller: CallerDep, idem: Idem) -> Response:
+async def redeem(body: RedeemRequest, db: DB, caller: CallerDep, idem: Idem) -> Response:
+    return await off_loop(_redeem, db, caller, body, idem)
+
+
+def _redeem(
+    db: Database, caller: Caller, body: RedeemRequest, idem: IdempotencyClaim | None
+) -> Response:
     # The native answer shows the voucher's state and balance only, never the whole voucher.
     record = service.redeem(db, caller, body, idem=idem, show_voucher=False)
     return respond_created(db, caller, idem, present_redemption(record))
