@@ -48,6 +48,7 @@ from voucherd.db.migrate import upgrade
 # the others is pytest's own.
 LONGEST = (
     "tests/faults/test_chaos.py::test_redemptions_survive_database_crashes",
+    "tests/worker/test_worker.py::TestCrash::",
     "tests/faults/test_orders_crash.py::TestSigkill::",
     "tests/guard/test_guessing.py::TestBruteForce::",
     "tests/console/test_browser.py::",
