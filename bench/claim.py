@@ -7,9 +7,11 @@ one code claimed from the pool: the claim (``FOR UPDATE SKIP LOCKED``), the publ
 voucher link and its event, in one transaction.
 
 Floor: psycopg client processes, each transaction the bare claim of one code, the same
-statement shape voucherd uses:
+statement shape voucherd uses, each client continuing after the last code it claimed (as each
+voucherd process does) and wrapping round once:
 ``UPDATE voucher SET published_count = 1 WHERE id = (SELECT id FROM voucher WHERE campaign_id
-= $1 AND published_count = 0 AND state = 'ACTIVE' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)``.
+= $1 AND published_count = 0 AND state = 'ACTIVE' AND id > $2 ORDER BY id LIMIT 1 FOR UPDATE
+SKIP LOCKED) RETURNING id``.
 
 All phases drain the same pool, one after the other; nothing is truncated between them (the pool
 is the point), only vacuumed. Afterwards no code may be in two publications, and every
@@ -63,13 +65,19 @@ from voucherd.publications.schemas import PublishRequest
 from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.schemas import MintVouchers
 
+# Each floor client continues after the last code it claimed, as each voucherd process does
+# (publications/pool.py): a floor that always starts at the head of the pool walks the dead index
+# entries of every code claimed since the last vacuum, and measured 8-39 claims/s on a
+# 1,000,000-code pool, which no ratio can be taken against.
 _CLAIM = """
 UPDATE voucher SET published_count = 1, updated_at = now()
 WHERE id = (
     SELECT id FROM voucher
     WHERE campaign_id = %(campaign)s AND published_count = 0 AND state = 'ACTIVE'
+      AND id > %(after)s
     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
 ) AND published_count = 0
+RETURNING id
 """
 
 
@@ -85,9 +93,14 @@ WHERE id IN (
 
 
 def claim_one(conn: psycopg.Connection[Any], client: common.FloorClient) -> None:
+    after = client.state.get("after", "")
     with conn.transaction():
-        if conn.execute(_CLAIM, client.params).rowcount != 1:
+        row = conn.execute(_CLAIM, {**client.params, "after": after}).fetchone()
+        if row is None and after:  # nothing after the last: wrap round to the head once
+            row = conn.execute(_CLAIM, {**client.params, "after": ""}).fetchone()
+        if row is None:
             raise psycopg.errors.NoDataFound("the pool ran dry")
+    client.state["after"] = row[0]
 
 
 def _advance_floor(url: str, campaign: str, codes: int) -> None:
