@@ -21,17 +21,17 @@ from typing import Any
 
 import orjson
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 
 from voucherd.api.deps import IDEMPOTENCY_KEY_PATTERN
+from voucherd.api.offload import off_loop
 from voucherd.auth.caller import Caller
 from voucherd.auth.service import authenticate as authenticate_pair
 from voucherd.db.engine import Database
 from voucherd.errors import DomainError, ErrorCode, InvalidInput, Unauthorized
 from voucherd.idempotency.service import IdempotencyClaim
 
-# Blocking work (a use case, a lookup) from an ``async def`` handler: never on the event loop.
-off_loop = run_in_threadpool
+# Blocking work (a use case, a lookup) from an ``async def`` handler goes through ``off_loop``
+# (imported above): the native API's one cheap thread trip (api/offload.py), never the loop.
 
 # --- credentials --------------------------------------------------------------------------------
 
@@ -99,7 +99,7 @@ def identify(db: Database, request: Request, *schemes: Scheme, missing: str) -> 
 async def authenticate(request: Request, *schemes: Scheme, missing: str) -> Caller:
     """:func:`identify`, in the threadpool: for the ``async def`` handlers of every face."""
     db: Database = request.app.state.db
-    return await run_in_threadpool(identify, db, request, *schemes, missing=missing)
+    return await off_loop(identify, db, request, *schemes, missing=missing)
 
 
 # --- bodies -------------------------------------------------------------------------------------
