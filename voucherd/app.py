@@ -10,7 +10,7 @@ from fastapi import FastAPI, Response
 from sqlalchemy import text
 
 from voucherd import __version__, composition, docs
-from voucherd.api import openapi, problems
+from voucherd.api import hot, openapi, problems
 from voucherd.api.limits import BodySizeLimit, RefuseNulInUrl
 from voucherd.api.responses import json_response
 from voucherd.campaigns.routes import router as campaigns_router
@@ -100,6 +100,9 @@ def create_app(settings: Settings | None = None, *, db: Database | None = None) 
     ):
         app.include_router(router)
     app.include_router(docs.router)
+    # Once every router is in: the hot routes (and any of their shape) skip FastAPI's generic
+    # dependency solving when the request is plain (api/hot.py); kept to be seen in tests.
+    app.state.short_way = hot.install(app)
     app.mount("/console", create_console(db, settings))
 
     @app.get("/healthz", tags=["operations"], summary="The process is up")

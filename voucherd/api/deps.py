@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from voucherd.api.methods import declared_query_parameters
+from voucherd.api.offload import off_loop
 from voucherd.auth.caller import Caller
 from voucherd.auth.service import authenticate, authenticate_without_waiting, split_token
 from voucherd.db.engine import Database
@@ -51,7 +51,7 @@ async def get_caller(
     key_id, secret = split_token(credentials.credentials)
     caller = authenticate_without_waiting(db, key_id, secret)
     if caller is None:
-        caller = await run_in_threadpool(authenticate, db, key_id, secret)
+        caller = await off_loop(authenticate, db, key_id, secret)
     return caller
 
 

@@ -8,8 +8,8 @@ object, so what the thread notes the middleware reads.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -35,7 +35,16 @@ def request_id_from(given: str | None) -> str:
     """The caller's ``X-Request-Id`` when acceptable, else a new one."""
     if given and _ACCEPTABLE.match(given):
         return given
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID's 32 hex digits, as ``uuid.uuid4().hex`` gives, without
+    building a ``UUID`` object per request (a few µs of pure Python)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    return raw.hex()
 
 
 def current() -> RequestContext | None:

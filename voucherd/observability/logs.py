@@ -18,6 +18,7 @@ Deliberate choices about what reaches a log:
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sys
@@ -69,10 +70,50 @@ def formatter(fmt: LogFormat) -> logging.Formatter:
     else:
         renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
         tail = [renderer]
-    return structlog.stdlib.ProcessorFormatter(
+    lines = _JsonLines if fmt == "json" else structlog.stdlib.ProcessorFormatter
+    return lines(
         foreign_pre_chain=pre_chain,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
     )
+
+
+# The attributes every record has; the others are its ``extra`` fields (as structlog's ExtraAdder).
+_RECORD_KEYS = logging.LogRecord("name", 0, "pathname", 0, "msg", (), None).__dict__.keys()
+# structlog's add_log_level names two levels differently from the standard library's methods.
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}
+
+
+class _JsonLines(structlog.stdlib.ProcessorFormatter):
+    """The JSON formatter, with the line of a plain record (every access line) built directly.
+
+    structlog copies each record, runs eight processors and a renderer: 30-100 µs a line, a
+    few percent of an issue request. For a record without a traceback or stack, this builds
+    the very same object (same keys, same order, same values) in one pass; any other record
+    goes through structlog as before. tests/observability/test_logs.py compares the two.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.stack_info or hasattr(record, "_logger"):
+            return super().format(record)
+        # The pre-chain of formatter(), in its order: the logger, the level, the extra
+        # fields, minus uvicorn's coloured copy, the request id, the time, the process.
+        event: dict[str, Any] = {"event": record.getMessage()}
+        event["logger"] = record.name
+        level = record.levelname.lower()
+        event["level"] = _LEVEL_NAMES.get(level, level)
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_KEYS:
+                event[key] = value
+        event.pop("color_message", None)
+        context = current()
+        if context is not None:
+            event.setdefault("request_id", context.request_id)
+        now = datetime.datetime.now(tz=datetime.UTC)
+        event["time"] = now.isoformat().replace("+00:00", "Z")
+        event["process"] = record.process
+        # EventRenamer("message"), then the renderer.
+        event["message"] = event.pop("event")
+        return _dumps(event)
 
 
 def _dumps(event: Any, **_: Any) -> str:

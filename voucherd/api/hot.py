@@ -1,0 +1,285 @@
+"""A shorter way through FastAPI's request handling for ``async`` routes whose parameters are
+plain: the hot routes (issue, validate, redeem, publish) and any other route of the same shape.
+
+FastAPI's handler reads the body, parses its Content-Type with the ``email`` package, then solves
+the dependency tree generically (a response object, override look-ups, cache keys, telemetry
+hooks per dependency): 13-17% of the CPU of an issue request, more than the issue's INSERT. For
+a route whose dependencies are all ``async`` functions taking the request, headers, path or query
+values and other such dependencies (no ``yield``, no background tasks, no security scopes, no
+form), the same work is a short list of calls known when the app starts.
+
+**The answers stay FastAPI's, to the byte.** A request takes the short way only when nothing in
+it would make FastAPI answer with a validation error: every header, path, query and body value
+is validated first, with FastAPI's own functions and fields, before any dependency runs; the
+body must be empty or sent as ``application/json``. Anything else (a missing or invalid
+parameter, a body that is not JSON, another media type, dependency overrides, telemetry) goes to
+FastAPI's own handler, untouched, before any dependency has run, so nothing is counted twice.
+When every parameter is valid, FastAPI would call the dependencies in the same order with the
+same values, so an error a dependency raises (401, 429, a refused query parameter) is the same
+error either way.
+
+The handler replaces the one FastAPI builds for each route it includes (``install``, called by the
+app factory once every router is in): FastAPI 0.165's included routes keep their handler on an
+"effective route context"; if a later FastAPI keeps it elsewhere, ``install`` finds nothing to
+replace and every route keeps FastAPI's handler (tests/api/test_hot.py says so).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from copy import deepcopy
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, params
+from fastapi._compat import ModelField, field_annotation_is_sequence
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import (
+    _get_param_aliases,
+    _get_param_model,
+    request_body_to_args,
+)
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from fastapi.telemetry import get_telemetry_data
+from pydantic_core import PydanticUndefined
+from starlette.requests import Request
+from starlette.responses import Response
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _Ineligible(Exception):
+    """The route has a parameter or dependency the short way does not handle."""
+
+
+@dataclass
+class _Step:
+    """One dependency (or the endpoint, last) and where each of its arguments comes from."""
+
+    call: Callable[..., Awaitable[Any]]
+    dependant: Dependant
+    params: tuple[_Param, ...] = ()
+    # (argument name, index of the step whose result it is)
+    sub_results: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    steps: list[_Step]
+    body: Dependant | None  # the endpoint's node, when it takes a body
+
+
+def _is_async(call: Any) -> bool:
+    if inspect.isasyncgenfunction(call) or inspect.isgeneratorfunction(call):
+        return False
+    if inspect.iscoroutinefunction(call):
+        return True
+    dunder = getattr(call, "__call__", None)  # noqa: B004  (an instance such as HTTPBearer)
+    return (
+        not inspect.isfunction(call)
+        and inspect.iscoroutinefunction(dunder)
+        and not inspect.isasyncgenfunction(dunder)
+    )
+
+
+def _plan(endpoint: Dependant, embed_body_fields: bool) -> _Plan:
+    steps: list[_Step] = []
+    known: dict[int, int] = {}  # id(call) -> step index, for dependencies used more than once
+
+    def visit(node: Dependant, top: bool) -> int:
+        call = node.call
+        if call is None or not _is_async(call):
+            raise _Ineligible("a sync or generator dependency")
+        if (
+            node.websocket_param_name
+            or node.response_param_name
+            or node.background_tasks_param_name
+            or node.security_scopes_param_name
+            or node.own_oauth_scopes
+            or node.parent_oauth_scopes
+            or getattr(node, "concurrency", None) is not None
+        ):
+            raise _Ineligible("a parameter only FastAPI's solver provides")
+        if node.body_params and (not top or embed_body_fields or len(node.body_params) != 1):
+            raise _Ineligible("a body other than one model")
+        if node.body_params and isinstance(node.body_params[0].field_info, params.Form):
+            raise _Ineligible("a form body")
+        if not top and node.use_cache and id(call) in known:
+            return known[id(call)]
+        step = _Step(call, node, _params_of(node))
+        for sub in node.dependencies:
+            index = visit(sub, False)
+            if sub.name is not None:
+                step.sub_results.append((sub.name, index))
+        steps.append(step)
+        if not top and node.use_cache:
+            known[id(call)] = len(steps) - 1
+        return len(steps) - 1
+
+    visit(endpoint, True)
+    return _Plan(steps, endpoint if endpoint.body_params else None)
+
+
+def _plain_json(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+class _Invalid(Exception):
+    """Some value would make FastAPI answer with a validation error: let FastAPI answer."""
+
+
+@dataclass(frozen=True)
+class _Param:
+    """A path, query, header or cookie value, read as FastAPI's ``request_params_to_args``
+    reads a plain (single-valued, non-model) parameter, with its look-ups done once."""
+
+    field: ModelField
+    keys: tuple[str, ...]  # the request keys it may come under, preferred first
+    where: str  # "path", "query", "header", "cookie": the first item of an error's loc
+    required: bool
+
+    @classmethod
+    def of(cls, field: ModelField) -> _Param:
+        info = field.field_info
+        if not isinstance(info, params.Param) or _get_param_model(field) is not None:
+            raise _Ineligible("a parameter model")
+        if field_annotation_is_sequence(info.annotation) or info.validate_default:
+            raise _Ineligible("a list parameter or a validated default")
+        keys = tuple(key for _, key in _get_param_aliases(field))
+        return cls(field, keys, info.in_.value, info.is_required())
+
+    def read(self, source: Any) -> Any:
+        key = next((k for k in self.keys if k in source), self.keys[0])
+        value = source.get(key)
+        if value is None:
+            if self.required:
+                raise _Invalid
+            return deepcopy(self.field.default)
+        found, errors = self.field.validate(value, {}, loc=(self.where, key))
+        if errors:
+            raise _Invalid
+        return found
+
+
+def _params_of(node: Dependant) -> tuple[_Param, ...]:
+    fields = [*node.path_params, *node.query_params, *node.header_params, *node.cookie_params]
+    return tuple(_Param.of(field) for field in fields)
+
+
+def _parameters(request: Request, step: _Step) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for param in step.params:
+        if param.where == "header":
+            source: Any = request.headers
+        elif param.where == "path":
+            source = request.path_params
+        elif param.where == "query":
+            source = request.query_params
+        else:
+            source = request.cookies
+        values[param.field.name] = param.read(source)
+    node = step.dependant
+    if node.request_param_name:
+        values[node.request_param_name] = request
+    if node.http_connection_param_name:
+        values[node.http_connection_param_name] = request
+    return values
+
+
+def short_way(plan: _Plan, slow: Handler, overrides: Any, status_code: int | None) -> Handler:
+    """The route's handler: ``plan`` when every value is valid, else FastAPI's ``slow``."""
+    steps = plan.steps
+
+    async def handle(request: Request) -> Response:
+        if getattr(overrides, "dependency_overrides", None) or get_telemetry_data() is not None:
+            return await slow(request)
+        try:
+            arguments = [_parameters(request, step) for step in steps]
+            if plan.body is not None:
+                arguments[-1].update(await _body(request, plan.body))
+        except _Invalid:
+            return await slow(request)
+        results: list[Any] = []
+        for step, values in zip(steps, arguments, strict=True):
+            for name, index in step.sub_results:
+                values[name] = results[index]
+            results.append(await step.call(**values))
+        answer = results[-1]
+        if isinstance(answer, Response):
+            return answer
+        # FastAPI's answer for a route without a response model returning plain data.
+        return JSONResponse(jsonable_encoder(answer), status_code=status_code or 200)
+
+    return handle
+
+
+async def _body(request: Request, node: Dependant) -> dict[str, Any]:
+    raw = await request.body()
+    body: Any = None
+    if raw:
+        content_type = request.headers.get("content-type")
+        if content_type is None or not _plain_json(content_type):
+            raise _Invalid
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise _Invalid from None
+    else:
+        body = PydanticUndefined  # FastAPI's "no body": the model's default, or "missing"
+    values, errors = await request_body_to_args(node.body_params, body, False)
+    if errors:
+        raise _Invalid
+    return values
+
+
+def _contexts(app: FastAPI) -> Iterator[Any]:
+    for route in app.router.routes:
+        nested = getattr(route, "effective_route_contexts", None)
+        if callable(nested):
+            yield from nested()
+
+
+def install(app: FastAPI) -> list[str]:
+    """Give every eligible route of ``app``'s included routers the short way; the paths it
+    was given to, as ``METHOD path``."""
+    from fastapi import routing
+
+    context_var = getattr(routing, "_effective_route_context_var", None)
+    wrap = getattr(routing, "wrap_app_with_body_limit", None)
+    if context_var is None or wrap is None:
+        return []
+    given: list[str] = []
+    for context in _contexts(app):
+        route = context.original_route
+        if not isinstance(route, routing.APIRoute) or context.dependant is None:
+            continue
+        if not _returns_response(route.endpoint) or context.is_sse_stream:
+            continue
+        if context.is_json_stream or context.stream_item_field is not None:
+            continue
+        try:
+            plan = _plan(context.dependant, context._embed_body_fields)
+        except _Ineligible:
+            continue
+        token = context_var.set(context)
+        try:
+            slow = route.get_route_handler()
+        finally:
+            context_var.reset(token)
+        handler = short_way(plan, slow, context.dependency_overrides_provider, context.status_code)
+        context.app = wrap(routing.request_response(handler), context.max_body_size)
+        given += [f"{method} {context.path}" for method in sorted(context.methods or ())]
+    return given
+
+
+def _returns_response(endpoint: Callable[..., Any]) -> bool:
+    """The endpoint says it returns a Response: FastAPI then neither validates nor serializes
+    its answer, and neither does the short way."""
+    try:
+        annotation = inspect.signature(endpoint, eval_str=True).return_annotation
+    except (NameError, TypeError, ValueError):
+        return False
+    return isinstance(annotation, type) and issubclass(annotation, Response)
