@@ -53,8 +53,14 @@ def _requests(tenant: Tenant, campaign: str) -> list[tuple[str, dict[str, Any]]]
     return [
         ("issued", {"content": body, "headers": {**auth, **as_json}}),
         ("no credentials", {"content": body, "headers": as_json}),
-        ("another scheme", {"content": body, "headers": {"Authorization": "Basic eDp5", **as_json}}),
-        ("a wrong secret", {"content": body, "headers": {**as_json, "Authorization": "Bearer a.b"}}),
+        (
+            "another scheme",
+            {"content": body, "headers": {"Authorization": "Basic eDp5", **as_json}},
+        ),
+        (
+            "a wrong secret",
+            {"content": body, "headers": {**as_json, "Authorization": "Bearer a.b"}},
+        ),
         ("text/plain", {"content": body, "headers": {**auth, "Content-Type": "text/plain"}}),
         ("no content type", {"content": body, "headers": auth}),
         ("not JSON", {"content": b"{campaign", "headers": {**auth, **as_json}}),
@@ -62,11 +68,17 @@ def _requests(tenant: Tenant, campaign: str) -> list[tuple[str, dict[str, Any]]]
         ("a missing field", {"content": b"{}", "headers": {**auth, **as_json}}),
         ("an unknown field", {"json": {"campaign": campaign, "colour": 1}, "headers": auth}),
         ("an unknown campaign", {"json": {"campaign": "nope"}, "headers": auth}),
-        ("a query parameter", {"content": body, "headers": {**auth, **as_json}, "params": {"a": 1}}),
+        (
+            "a query parameter",
+            {"content": body, "headers": {**auth, **as_json}, "params": {"a": 1}},
+        ),
         ("an empty key", {"content": body, "headers": {**auth, **as_json, "Idempotency-Key": ""}}),
         ("a key too long", {"content": body, "headers": {**auth, "Idempotency-Key": "k" * 256}}),
         ("a key", {"content": body, "headers": {**auth, **as_json, "Idempotency-Key": "k-1"}}),
-        ("the key again", {"content": body, "headers": {**auth, **as_json, "Idempotency-Key": "k-1"}}),
+        (
+            "the key again",
+            {"content": body, "headers": {**auth, **as_json, "Idempotency-Key": "k-1"}},
+        ),
     ]
 
 
@@ -93,7 +105,8 @@ class TestShortWay:
             long = [self._issue(api, what, kwargs) for what, kwargs in again]
 
         assert short == long
-        assert short[0][1] == 201 and short[-1][1] == 201
+        assert short[0][1] == 201
+        assert short[-1][1] == 201
 
     @staticmethod
     def _issue(api: TestClient, what: str, kwargs: dict[str, Any]) -> tuple[str, int, str]:

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -29,6 +28,32 @@ _THREADS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="voucherd-route
 
 
 async def off_loop(function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-    """``function(*args, **kwargs)`` on a worker thread, in a copy of the current context."""
-    call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
-    return await asyncio.get_running_loop().run_in_executor(_THREADS, call)
+    """``function(*args, **kwargs)`` on a worker thread, in a copy of the current context.
+
+    The thread hands its outcome straight to an asyncio future (one ``call_soon_threadsafe``)
+    rather than through ``run_in_executor``'s chained futures, which copy the state across in
+    three more callbacks."""
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[_T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            result = context.run(function, *args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001  (handed to the awaiting task, as is)
+            loop.call_soon_threadsafe(_fail, outcome, exc)
+        else:
+            loop.call_soon_threadsafe(_succeed, outcome, result)
+
+    _THREADS.submit(run)
+    return await outcome
+
+
+def _succeed(outcome: asyncio.Future[_T], result: _T) -> None:
+    if not outcome.cancelled():  # the request went away; the work itself is done
+        outcome.set_result(result)
+
+
+def _fail(outcome: asyncio.Future[Any], exc: BaseException) -> None:
+    if not outcome.cancelled():
+        outcome.set_exception(exc)

@@ -12,6 +12,7 @@ This module imports nothing of voucherd's, so any service can import it.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import event
@@ -79,9 +80,24 @@ def webhook_recorded(event_type: str, outcome: str) -> None:
     WEBHOOK_MESSAGES.labels(event_type, outcome).inc()
 
 
+# The labelled series of each (method, route, status) met so far: ``labels()`` takes a lock and
+# builds its key on every call, a measurable part of a request's bookkeeping. Bounded: routes
+# are templates (or "<unmatched>"), never paths, and statuses are few.
+_REQUEST_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    HTTP_DURATION.labels(method, route).observe(seconds)
+    series = _REQUEST_SERIES.get((method, route, status))
+    if series is None:
+        series = (
+            HTTP_REQUESTS.labels(method, route, str(status)),
+            HTTP_DURATION.labels(method, route),
+        )
+        if len(_REQUEST_SERIES) > 10_000:  # a client inventing methods: stay small
+            _REQUEST_SERIES.clear()
+        _REQUEST_SERIES[(method, route, status)] = series
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def multiprocess_dir() -> str | None:

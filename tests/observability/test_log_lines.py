@@ -1,0 +1,56 @@
+"""The JSON formatter's direct line (observability/logs.py) is the line structlog writes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+import structlog
+
+from voucherd.observability import context
+from voucherd.observability.logs import formatter
+
+
+def _record(
+    name: str, levelno: int, msg: str, args: tuple[Any, ...], /, **extra: Any
+) -> logging.LogRecord:
+    return logging.getLogger(name).makeRecord(
+        name, levelno, "f.py", 1, msg, args, None, extra=extra
+    )
+
+
+RECORDS = [
+    _record(
+        "voucherd.access",
+        logging.INFO,
+        "%s %s %d",
+        ("POST", "/api/v1/vouchers", 201),
+        method="POST",
+        route="/api/v1/vouchers",
+        status=201,
+        duration_ms=1.5,
+        tenant_id=None,
+    ),
+    _record("uvicorn.error", logging.WARNING, "a %s", ("é",), color_message="coloured"),
+    _record("x", logging.ERROR, "100%", (), request_id="given", level="own", thing=object),
+    _record("x", 5, "custom level", ()),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.name)
+@pytest.mark.parametrize("in_request", [True, False])
+def test_a_plain_line_is_structlogs_line(record: logging.LogRecord, in_request: bool) -> None:
+    direct = formatter("json")
+    through_structlog = structlog.stdlib.ProcessorFormatter.format
+    token = context.enter(context.RequestContext("req-12345678")) if in_request else None
+    try:
+        ours = json.loads(direct.format(logging.makeLogRecord(record.__dict__)))
+        theirs = json.loads(through_structlog(direct, logging.makeLogRecord(record.__dict__)))  # type: ignore[arg-type]
+    finally:
+        if token is not None:
+            context.leave(token)
+
+    assert ours.pop("time")[:16] == theirs.pop("time")[:16]
+    assert list(ours.items()) == list(theirs.items())
