@@ -42,7 +42,9 @@ async def validate(body: ValidateRequest, db: DB, caller: CallerDep) -> Response
 
 
 def _validate(db: Database, caller: Caller, body: ValidateRequest) -> Response:
-    return json_response(present_validation(service.validate(db, caller, body)))
+    # The native answer shows ``voucher`` only, never the result's ``record``.
+    result = service.validate(db, caller, body, show_record=False)
+    return json_response(present_validation(result))
 
 
 @router.post("/redemptions", status_code=201, summary="Redeem a voucher, whole or in part")

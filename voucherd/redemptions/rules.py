@@ -14,7 +14,7 @@ from voucherd.campaigns.models import Campaign
 from voucherd.errors import ErrorCode, InvalidInput, NotRedeemable, voucher_state
 from voucherd.redemptions.discounts import discount_for
 from voucherd.redemptions.schemas import Plan, RedeemableRequest
-from voucherd.vouchers.lookup import campaign_of, find_voucher_row, voucher_of
+from voucherd.vouchers.lookup import Width, campaign_of, find_voucher_row, voucher_of
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.validity import refusal
 
@@ -47,10 +47,13 @@ class Target:
         return self._campaign
 
 
-def find_target(session: Session, tenant_id: str, code: str, *, whole: bool = True) -> Target:
-    """The voucher a redemption names (by code or id), NotFound naming ``code``. Without
-    ``whole``, only the columns the rules read: ``voucher`` and ``campaign`` cannot be made."""
-    return Target(find_voucher_row(session, tenant_id, code, field="code", whole=whole))
+def find_target(
+    session: Session, tenant_id: str, code: str, *, width: Width = Width.WHOLE
+) -> Target:
+    """The voucher a redemption names (by code or id), NotFound naming ``code``. Below
+    :attr:`Width.WHOLE`, ``campaign`` cannot be made; at :attr:`Width.JUDGED`, nor ``voucher``:
+    the rules read only the row's columns."""
+    return Target(find_voucher_row(session, tenant_id, code, field="code", width=width))
 
 
 def refuse_if_unusable(target: Target, now: datetime) -> None:

@@ -35,12 +35,18 @@ from voucherd.vouchers.lookup import find_voucher, voucher_named
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 
 
-def validate(db: Database, caller: Caller, body: ValidateRequest) -> ValidationResult:
-    """Would this redemption succeed now, and what would it give? Changes nothing."""
+def validate(
+    db: Database, caller: Caller, body: ValidateRequest, *, show_record: bool = True
+) -> ValidationResult:
+    """Would this redemption succeed now, and what would it give? Changes nothing.
+
+    ``show_record=False`` for callers that show only the result's ``voucher`` (the native
+    answer): the voucher is then presented from the row, and ``record`` is None."""
     caller.require("redeem")
     now = db.now()
     with db.unit_of_work(write=False) as session:
-        return steps.judge(session, caller, body, now, db.settings.public_base_url)
+        base_url = db.settings.public_base_url
+        return steps.judge(session, caller, body, now, base_url, show_record=show_record)
 
 
 def redeem(

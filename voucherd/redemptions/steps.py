@@ -28,21 +28,37 @@ from voucherd.redemptions.schemas import (
     ValidateRequest,
     ValidationResult,
 )
-from voucherd.vouchers.lookup import voucher_of
+from voucherd.vouchers.lookup import Width, shown_record, voucher_of
 from voucherd.vouchers.schemas import VoucherRecord, present_voucher
 
 
 def judge(
-    session: Session, caller: Caller, body: ValidateRequest, now: datetime, base_url: str
+    session: Session,
+    caller: Caller,
+    body: ValidateRequest,
+    now: datetime,
+    base_url: str,
+    *,
+    show_record: bool = True,
 ) -> ValidationResult:
-    """Would this voucher redeem now against the order, and for what? Changes nothing."""
+    """Would this voucher redeem now against the order, and for what? Changes nothing.
+
+    ``show_record``: make the result's ``record`` (the voucher and campaign entities) for the
+    faces that show more than ``voucher``; without it, ``record`` is None and ``voucher`` is
+    presented straight from the row (the native answer: no entity made, fewer columns read)."""
     order_amount = body.order.amount if body.order else None
+    width = Width.WHOLE if show_record else Width.SHOWN
     try:
-        target = find_target(session, caller.tenant_id, body.code)
+        target = find_target(session, caller.tenant_id, body.code, width=width)
     except NotFound as exc:  # not_found, or code_mistyped for a typo of a default code
         return ValidationResult(False, exc.code, exc.detail, None, None, order_amount)
-    record = VoucherRecord(target.voucher, target.row.c__name, campaign=target.campaign)
-    shown = present_voucher(record, now=now, base_url=base_url)
+    if show_record:
+        record: VoucherRecord | None = VoucherRecord(
+            target.voucher, target.row.c__name, campaign=target.campaign
+        )
+    else:
+        record = None
+    shown = present_voucher(record or shown_record(target.row), now=now, base_url=base_url)
     try:
         refuse_if_unusable(target, now)
         plan = plan_redemption(target, body)
@@ -66,7 +82,8 @@ def spend(
     ``show_voucher``: read the whole voucher and campaign, so that the record's ``voucher`` can
     show them (the faces answering with the whole voucher); without it, the narrow row the rules
     need, and ``voucher`` is None."""
-    target = find_target(session, caller.tenant_id, body.code, whole=show_voucher)
+    width = Width.WHOLE if show_voucher else Width.JUDGED
+    target = find_target(session, caller.tenant_id, body.code, width=width)
     refuse_if_unusable(target, now)
     plan = plan_redemption(target, body)
     row = target.row

@@ -8,6 +8,7 @@ counted against the caller's key and address, once per code asked of the databas
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Row, Select, Table, bindparam, inspect, or_, select
@@ -84,10 +85,28 @@ _JUDGED_CAMPAIGN = (
 )  # fmt: skip
 
 
-def _target_query(condition: ColumnElement[bool], *, whole: bool) -> Select[Any]:
-    voucher = _VOUCHER_ATTRS if whole else [a for a in _VOUCHER_ATTRS if a[0] in _JUDGED_VOUCHER]
+class Width(StrEnum):
+    """How much of the voucher and its campaign a :func:`find_voucher_row` row carries."""
+
+    # Every column of both: :func:`voucher_of` and :func:`campaign_of` can make the entities.
+    WHOLE = "whole"
+    # Every column of the voucher, the campaign's judged ones: enough to judge the voucher and
+    # to show it (``present_voucher`` reads the row as it reads the entity), no campaign entity.
+    SHOWN = "shown"
+    # Only what judging a redemption and the native answer read (``_JUDGED_*``).
+    JUDGED = "judged"
+
+
+def _target_query(condition: ColumnElement[bool], width: Width) -> Select[Any]:
+    voucher = (
+        _VOUCHER_ATTRS
+        if width is not Width.JUDGED
+        else [a for a in _VOUCHER_ATTRS if a[0] in _JUDGED_VOUCHER]
+    )
     campaign = (
-        _CAMPAIGN_ATTRS if whole else [a for a in _CAMPAIGN_ATTRS if a[0] in _JUDGED_CAMPAIGN]
+        _CAMPAIGN_ATTRS
+        if width is Width.WHOLE
+        else [a for a in _CAMPAIGN_ATTRS if a[0] in _JUDGED_CAMPAIGN]
     )
     return (
         select(
@@ -102,29 +121,33 @@ def _target_query(condition: ColumnElement[bool], *, whole: bool) -> Select[Any]
 _EXACT = or_(_V.id == bindparam("exact"), _V.code == bindparam("exact"))
 _DRAWN = _V.code == bindparam("drawn")
 # One statement per shape of CodeQuery and width of row, built once (compiled once per dialect):
-# (exact only, drawn only, either), whole rows then narrow ones.
+# (exact only, drawn only, either) for each width.
 _BY = {
-    whole: (
-        _target_query(_EXACT, whole=whole),
-        _target_query(_DRAWN, whole=whole),
-        _target_query(or_(_EXACT, _DRAWN), whole=whole),
+    width: (
+        _target_query(_EXACT, width),
+        _target_query(_DRAWN, width),
+        _target_query(or_(_EXACT, _DRAWN), width),
     )
-    for whole in (True, False)
+    for width in Width
 }
 
 
 def find_voucher_row(
-    session: Session, tenant_id: str, ref: str, *, field: str = "voucher", whole: bool = True
+    session: Session,
+    tenant_id: str,
+    ref: str,
+    *,
+    field: str = "voucher",
+    width: Width = Width.WHOLE,
 ) -> Row[Any]:
     """:func:`find_voucher`'s answer as one row: the voucher's attributes by their names, its
     campaign's prefixed with :data:`CAMPAIGN_PREFIX`. Same matching, same guard, same errors.
 
-    ``whole``: every column, so that :func:`voucher_of` and :func:`campaign_of` can make the
-    entities; otherwise only what judging a redemption reads (``_JUDGED_*``)."""
+    ``width``: how many columns (:class:`Width`); the fewer, the less CPU the lookup costs."""
     query = code_query(ref, field=field)
     guard.before_lookup()
     exact, drawn = query.exact, query.drawn
-    by_exact, by_drawn, by_either = _BY[whole]
+    by_exact, by_drawn, by_either = _BY[width]
     if drawn is None:
         statement = by_exact
     elif exact is None:
@@ -143,6 +166,14 @@ def find_voucher_row(
     for _ in query.candidates:
         guard.failed_lookup()
     raise query.miss(field)
+
+
+def shown_record(row: Row[Any]) -> VoucherRecord:
+    """A :class:`VoucherRecord` to present (``present_voucher``) straight from a row of width
+    :attr:`Width.SHOWN` or :attr:`Width.WHOLE`, with no entity made: the row carries every
+    attribute of the voucher under the entity's own names, which is all ``present_voucher``
+    reads. Only for showing; a caller needing the entity itself uses :func:`voucher_of`."""
+    return VoucherRecord(cast(Voucher, row), row.c__name)
 
 
 def voucher_of(row: Row[Any], **changed: Any) -> Voucher:
