@@ -158,9 +158,12 @@ def claim_from_pool(
     }
     if publication is not None:
         params.update({f"p_{name}": value for name, value in publication.items()})
+    # On the session's connection, not through the session: a Core statement gains nothing
+    # from the ORM's execution path but its cost.
+    rows = session.connection().execute(statement, params).all()
     if postgresql:
-        return list(session.execute(statement, params).all())
-    claimed = sorted(session.execute(statement, params).all(), key=lambda row: row[0])
+        return list(rows)
+    claimed = sorted(rows, key=lambda row: row[0])
     if claimed:
         session.execute(
             INSERT_LINK,
