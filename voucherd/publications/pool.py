@@ -10,7 +10,7 @@ How a code is never published twice: see the claim in ``publications/sql.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -19,7 +19,7 @@ from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.customers.models import Customer
-from voucherd.db.dialect import upsert
+from voucherd.db.dialect import is_postgresql, upsert
 from voucherd.errors import Conflict, ErrorCode
 from voucherd.ids import new_id
 from voucherd.publications.models import Publication, PublicationVoucher
@@ -27,6 +27,7 @@ from voucherd.publications.sql import (
     IN_POOL,
     INSERT_LINK,
     POOL_CURSOR,
+    VOUCHER_KEYS,
     PublishedEvent,
     claim_from_pool,
     event_written,
@@ -42,10 +43,41 @@ _PUBLICATION = cast(Table, Publication.__table__)
 _INSERT_PUBLICATION = insert(_PUBLICATION)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClaimedCode:
     voucher_id: str
     code: str
+    # The claimed voucher's every column by attribute name, when the claim was asked for them
+    # (``whole``): what the claim statement returned, so nobody reads the voucher back.
+    columns: dict[str, Any] | None = None
+
+
+def publication_row(
+    *,
+    tenant_id: str,
+    channel: str,
+    now: datetime,
+    campaign_id: str | None = None,
+    customer_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    actor: str | None = None,
+    source_id: str | None = None,
+    request_hash: str | None = None,
+) -> dict[str, Any]:
+    """A new publication's row, by column name, with a fresh id: for :func:`create_publication`,
+    or for :func:`claim_pool` to insert with its claim."""
+    return {
+        "id": new_id("pub"),
+        "tenant_id": tenant_id,
+        "campaign_id": campaign_id,
+        "customer_id": customer_id,
+        "channel": channel,
+        "source_id": source_id,
+        "request_hash": request_hash,
+        "metadata": metadata,
+        "actor": actor,
+        "created_at": now,
+    }
 
 
 def create_publication(
@@ -67,19 +99,18 @@ def create_publication(
     PostgreSQL after waiting for a concurrent holder of that source_id to finish), so the caller
     can answer with the existing publication instead of failing.
     """
-    publication_id = new_id("pub")
-    values = {
-        "id": publication_id,
-        "tenant_id": tenant_id,
-        "campaign_id": campaign_id,
-        "customer_id": customer_id,
-        "channel": channel,
-        "source_id": source_id,
-        "request_hash": request_hash,
-        "metadata": metadata,
-        "actor": actor,
-        "created_at": now,
-    }
+    values = publication_row(
+        tenant_id=tenant_id,
+        channel=channel,
+        now=now,
+        campaign_id=campaign_id,
+        customer_id=customer_id,
+        metadata=metadata,
+        actor=actor,
+        source_id=source_id,
+        request_hash=request_hash,
+    )
+    publication_id: str = values["id"]
     if source_id is None:
         session.execute(_INSERT_PUBLICATION, values)  # prebuilt: no statement built per call
         return publication_id
@@ -102,6 +133,8 @@ def claim_pool(
     now: datetime,
     holder_id: str | None = None,
     actor: str | None = None,
+    publication: Mapping[str, Any] | None = None,
+    whole: bool = False,
 ) -> list[ClaimedCode]:
     """Take up to ``count`` codes from the campaign's pool into the publication.
 
@@ -113,7 +146,15 @@ def claim_pool(
     transaction commits; if it rolls back they return to the pool. Writes one ``published``
     event per call, like bulk minting does, rather than one per code; on PostgreSQL, when the
     first statement claims them all, that statement writes it too.
+
+    ``publication`` is the publication's row (:func:`publication_row`, no ``source_id``) when it
+    is not inserted yet: on PostgreSQL the first claim statement inserts it, so a publication
+    from the pool is one round trip; on SQLite it is inserted just before. With ``whole`` each
+    code comes with its voucher's columns (``ClaimedCode.columns``).
     """
+    if publication is not None and not is_postgresql(session):
+        session.execute(_INSERT_PUBLICATION, publication)
+        publication = None
     claimed: list[ClaimedCode] = []
     after = POOL_CURSOR.start(campaign_id)
     wrapped = after is None
@@ -136,12 +177,14 @@ def claim_pool(
             holder_id=holder_id,
             after=after,
             event=event if first else None,
+            publication=publication if first else None,
+            whole=whole,
         )
         if first and event_written(session, len(batch), count):
             event = None
         first = False
         if batch:
-            claimed.extend(ClaimedCode(voucher_id, code) for voucher_id, code in batch)
+            claimed.extend(_claimed(row, whole) for row in batch)
             after = batch[-1][0]
             POOL_CURSOR.moved(campaign_id, after)
         elif wrapped:
@@ -151,6 +194,11 @@ def claim_pool(
     if claimed and event is not None:
         _published_event(session, tenant_id, campaign_id, publication_id, len(claimed), actor, now)
     return claimed
+
+
+def _claimed(row: Sequence[Any], whole: bool) -> ClaimedCode:
+    columns = dict(zip(VOUCHER_KEYS, row, strict=True)) if whole else None
+    return ClaimedCode(row[0], row[1], columns)
 
 
 def record_publications(

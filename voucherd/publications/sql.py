@@ -22,7 +22,7 @@ never a code twice or a code missed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -43,16 +43,25 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as cast_
+from sqlalchemy import inspect as inspect_
 from sqlalchemy.orm import Session
 
 from voucherd.db.dialect import is_postgresql
-from voucherd.publications.models import PublicationVoucher
+from voucherd.publications.models import Publication, PublicationVoucher
 from voucherd.vouchers.models import Voucher, VoucherEvent
 
 VOUCHER = cast(Table, Voucher.__table__)
 LINK = cast(Table, PublicationVoucher.__table__)
+PUBLICATION = cast(Table, Publication.__table__)
 VOUCHER_EVENT = cast(Table, VoucherEvent.__table__)
-_V, _K = VOUCHER.c, LINK.c
+_V, _K, _P = VOUCHER.c, LINK.c, PUBLICATION.c
+# A claimed voucher's attribute names (``metadata_``) beside its columns (``metadata``), in the
+# order a whole-row claim returns them, so the answer's voucher is built from the claim's own
+# row instead of being read back.
+# Its id and code first, as every claim returns them.
+_ATTRIBUTES = inspect_(Voucher).column_attrs
+VOUCHER_KEYS = ("id", "code", *(p.key for p in _ATTRIBUTES if p.key not in ("id", "code")))
+_VOUCHER_COLUMNS = tuple(_ATTRIBUTES[key].columns[0] for key in VOUCHER_KEYS)
 INSERT_LINK = insert(LINK)
 # Spelled with literals, as in the partial index ix_voucher_pool: with bound parameters a
 # prepared statement's generic plan could not prove it matches the index's predicate.
@@ -114,21 +123,28 @@ def claim_from_pool(
     holder_id: str | None,
     after: str | None = None,
     event: PublishedEvent | None = None,
-) -> list[tuple[str, str]]:
+    publication: Mapping[str, Any] | None = None,
+    whole: bool = False,
+) -> list[Sequence[Any]]:
     """Claim up to ``count`` codes of the pool (those after ``after`` when given) and link them
-    to the publication; ``(voucher_id, code)`` pairs in id order.
+    to the publication; rows of ``(voucher_id, code)`` in id order, or with ``whole`` of every
+    column of the claimed voucher (in :data:`VOUCHER_KEYS` order: id and code first).
 
     With ``event`` on PostgreSQL the same statement also writes the ``published`` event, if and
     only if it claimed all ``count`` codes (:func:`event_written` tells the caller): one round
     trip for the whole claim in the common case. Otherwise the caller writes the event itself,
-    once, for all it claimed.
+    once, for all it claimed. With ``publication`` (PostgreSQL only: the publication's row, by
+    column name) the same statement inserts the publication too.
     """
     postgresql = is_postgresql(session)
+    assert publication is None or postgresql, "on SQLite the publication is inserted first"
     statement = _claim_statement(
         postgresql=postgresql,
         after=after is not None,
         holder=holder_id is not None,
         event=event is not None and postgresql,
+        publication=publication is not None,
+        whole=whole,
     )
     params: dict[str, Any] = {
         "c_tenant": tenant_id,
@@ -140,25 +156,31 @@ def claim_from_pool(
         "c_publication": publication_id,
         "c_actor": event.actor if event is not None else None,
     }
+    if publication is not None:
+        params.update({f"p_{name}": value for name, value in publication.items()})
+    # On the session's connection, not through the session: a Core statement gains nothing
+    # from the ORM's execution path but its cost.
+    rows = session.connection().execute(statement, params).all()
     if postgresql:
-        rows = session.execute(statement, params).all()
-        return [(voucher_id, code) for voucher_id, code in rows]
-    claimed = sorted((voucher_id, code) for voucher_id, code in session.execute(statement, params))
+        return list(rows)
+    claimed = sorted(rows, key=lambda row: row[0])
     if claimed:
         session.execute(
             INSERT_LINK,
             [
-                {"publication_id": publication_id, "voucher_id": v, "tenant_id": tenant_id}
-                for v, _ in claimed
+                {"publication_id": publication_id, "voucher_id": row[0], "tenant_id": tenant_id}
+                for row in claimed
             ],
         )
-    return claimed
+    return list(claimed)
 
 
 @cache
-def _claim_statement(*, postgresql: bool, after: bool, holder: bool, event: bool) -> Any:
-    """The claim, built once per shape and run with parameters (``c_...``): building it per
-    publication cost more Python than the rest of the claim."""
+def _claim_statement(
+    *, postgresql: bool, after: bool, holder: bool, event: bool, publication: bool, whole: bool
+) -> Any:
+    """The claim, built once per shape and run with parameters (``c_...``, ``p_...``): building
+    it per publication cost more Python than the rest of the claim."""
     now = bindparam("c_now", type_=_V.updated_at.type)
     head = select(_V.id).where(
         _V.campaign_id == bindparam("c_campaign", type_=String),
@@ -172,7 +194,10 @@ def _claim_statement(*, postgresql: bool, after: bool, holder: bool, event: bool
     values: dict[str, Any] = {"published_count": 1, "updated_at": now}
     if holder:
         values["holder_id"] = bindparam("c_holder", type_=String)
-    claim = update(VOUCHER).values(values).returning(_V.id, _V.code)
+    # The one voucher of a one-code publication is in the answer: its columns come back from
+    # the claim itself rather than from a second read.
+    returned = _VOUCHER_COLUMNS if whole else _VOUCHER_COLUMNS[:2]
+    claim = update(VOUCHER).values(values).returning(*returned)
     if not postgresql:
         return claim.where(_V.id.in_(head.scalar_subquery()))
     # The head goes in a CTE, which PostgreSQL runs exactly once: as an ``IN (subquery)`` the
@@ -180,7 +205,9 @@ def _claim_statement(*, postgresql: bool, after: bool, holder: bool, event: bool
     # that way).
     head_cte = head.with_for_update(skip_locked=True).cte("head")
     claimed = claim.where(_V.id == head_cte.c.id, _UNPUBLISHED).cte("claimed")
-    # One round trip: claim the codes and link them to the publication in one statement.
+    # One round trip: claim the codes and link them to the publication in one statement. The
+    # link's foreign key to a publication inserted by the same statement holds: PostgreSQL
+    # checks it at the end of the statement, when every part of it has run.
     link = insert(LINK).from_select(
         [_K.publication_id.name, _K.voucher_id.name, _K.tenant_id.name],
         select(
@@ -189,10 +216,19 @@ def _claim_statement(*, postgresql: bool, after: bool, holder: bool, event: bool
             bindparam("c_tenant", type_=String),
         ),
     )
-    query = select(claimed.c.id, claimed.c.code).add_cte(link.cte("linked"))
+    query = select(*(claimed.c[c.key] for c in returned)).add_cte(link.cte("linked"))
+    if publication:
+        query = query.add_cte(_publication_cte())
     if event:
         query = query.add_cte(_event_cte(claimed))
     return query.order_by(claimed.c.id)
+
+
+def _publication_cte() -> Any:
+    """``INSERT INTO publication VALUES (:p_id, :p_tenant_id, ...)``, every column a parameter
+    named after it."""
+    values = {c.name: bindparam(f"p_{c.name}", type_=c.type) for c in PUBLICATION.c}
+    return insert(PUBLICATION).values(values).cte("new_publication")
 
 
 @dataclass(frozen=True, slots=True)
