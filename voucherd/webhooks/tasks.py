@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-import httpx
 from sqlalchemy import Row, Select, Table, and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
@@ -39,7 +38,7 @@ from voucherd.db.leases import UNFINISHED as _UNFINISHED
 from voucherd.db.leases import lease_due
 from voucherd.delivery import service as deliveries
 from voucherd.delivery.channels.base import Outcome
-from voucherd.delivery.channels.http import client, post
+from voucherd.delivery.channels.http import Answer, ConnectError, client, post
 from voucherd.delivery.channels.webhook import reason, signed_headers
 from voucherd.delivery.outbox import backoff_seconds, sending_pool
 from voucherd.delivery.schemas import present_delivery
@@ -299,18 +298,17 @@ def _attempt(db: Database, claim: Claim, stop: threading.Event) -> Outcome:
         return Outcome.transient(f"refused: the URL {exc}")
     headers = signed_headers(endpoint.secret, claim.event_id, body)
     headers["Host"] = target.host
-    extensions = {"sni_hostname": target.server_name} if target.server_name else {}
 
-    def send() -> httpx.Response:
+    def send() -> Answer:
         try:
             return client().post(
                 target.url,
-                content=body,
-                headers=headers,
-                extensions=extensions,
+                body,
+                headers,
                 timeout=db.settings.delivery_timeout_seconds,
+                server_name=target.server_name,
             )
-        except httpx.ConnectError as exc:
+        except ConnectError as exc:
             refusal = _certificate_refusal(exc)
             if refusal is None:
                 raise
@@ -325,7 +323,7 @@ def _attempt(db: Database, claim: Claim, stop: threading.Event) -> Outcome:
 
 
 class _CertificateRefused(Exception):
-    """Not an httpx error, so that it passes the shared reading of answers with its reason."""
+    """Not a transport error, so that it passes the shared reading of answers with its reason."""
 
 
 def _certificate_refusal(exc: BaseException) -> str | None:

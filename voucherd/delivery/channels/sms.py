@@ -12,20 +12,20 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from voucherd.config import Settings
 from voucherd.delivery.channels.base import Message, Outcome
-from voucherd.delivery.channels.http import client, json_field, post
+from voucherd.delivery.channels.http import Answer, basic_auth, client, form_body, json_field, post
+
+_FORM = "application/x-www-form-urlencoded"
 
 
-def _reason(response: httpx.Response) -> str:
+def _reason(response: Answer) -> str:
     code = json_field(response, "code")
     text = json_field(response, "message") or response.reason_phrase
     return f"{text} (Twilio error {code})" if code else str(text)
 
 
-def _sid(response: httpx.Response) -> str | None:
+def _sid(response: Answer) -> str | None:
     sid = json_field(response, "sid")
     return str(sid) if sid else None
 
@@ -41,12 +41,10 @@ class SmsChannel:
         if message.status_callback:
             form["StatusCallback"] = message.status_callback
         url = f"{settings.twilio_base_url}/2010-04-01/Accounts/{quote(sid, safe='')}/Messages.json"
+        headers = {"Content-Type": _FORM, "Authorization": basic_auth(sid, provider["auth_token"])}
         return post(
             lambda: client().post(
-                url,
-                data=form,
-                auth=(sid, provider["auth_token"]),
-                timeout=settings.delivery_timeout_seconds,
+                url, form_body(form), headers, timeout=settings.delivery_timeout_seconds
             ),
             reason=_reason,
             message_id=_sid,

@@ -15,11 +15,9 @@ import hmac
 import time
 from typing import Any
 
-import httpx
-
 from voucherd.config import Settings
 from voucherd.delivery.channels.base import Message, Outcome
-from voucherd.delivery.channels.http import client, post
+from voucherd.delivery.channels.http import Answer, client, post
 from voucherd.delivery.settings import webhook_secret_bytes
 
 
@@ -41,7 +39,7 @@ def signed_headers(secret: str, message_id: str, body: bytes) -> dict[str, str]:
     }
 
 
-def reason(response: httpx.Response) -> str:
+def reason(response: Answer) -> str:
     return (response.text or response.reason_phrase)[:300]
 
 
@@ -51,10 +49,7 @@ class WebhookChannel:
         headers = signed_headers(provider["secret"], message.delivery_id, body)
         return post(
             lambda: client().post(
-                provider["url"],
-                content=body,
-                headers=headers,
-                timeout=settings.delivery_timeout_seconds,
+                provider["url"], body, headers, timeout=settings.delivery_timeout_seconds
             ),
             reason=reason,
             message_id=lambda _: message.delivery_id,

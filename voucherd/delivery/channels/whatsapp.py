@@ -12,24 +12,22 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from voucherd.config import Settings
 from voucherd.delivery.channels.base import Message, Outcome
-from voucherd.delivery.channels.http import client, json_field, post
+from voucherd.delivery.channels.http import Answer, client, json_body, json_field, post
 
 # Meta's throttling codes arrive with HTTP 400 but mean "later", not "never".
 # https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
 _RATE_LIMIT_CODES = frozenset({4, 80007, 130429, 131048, 131056})
 
 
-def _reason(response: httpx.Response) -> str:
+def _reason(response: Answer) -> str:
     code = json_field(response, "error", "code")
     text = json_field(response, "error", "message") or response.reason_phrase
     return f"{text} (Meta error {code})" if code else str(text)
 
 
-def _wamid(response: httpx.Response) -> str | None:
+def _wamid(response: Answer) -> str | None:
     wamid = json_field(response, "messages", 0, "id")
     return str(wamid) if wamid else None
 
@@ -59,8 +57,11 @@ class WhatsAppChannel:
         outcome = post(
             lambda: client().post(
                 url,
-                json=body,
-                headers={"Authorization": f"Bearer {provider['access_token']}"},
+                json_body(body),
+                {
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {provider['access_token']}",
+                },
                 timeout=settings.delivery_timeout_seconds,
             ),
             reason=_reason,
