@@ -169,7 +169,7 @@ def _copy(conn: psycopg.Connection[object], statement: str, data: bytes) -> None
             copy.write(view[offset : offset + _CHUNK])
 
 
-def _cpu_seconds(cpu: common.CpuUsage) -> str:
+def cpu_seconds(cpu: common.CpuUsage) -> str:
     spent = ", ".join(f"{group} {cpu.seconds(group):.1f} s" for group in cpu.per_pid)
     return f"CPU: {spent}; {cpu.others:.2f} cores busy with other processes"
 
@@ -191,7 +191,7 @@ def _one_run(count: int) -> list[float]:
             f"  voucherd: {minted.seconds:.2f} s in mint_vouchers ({rate:,.0f} codes/s), "
             f"{minted.wall:.2f} s for the whole command, peak RSS {minted.peak_mb:,.0f} MB"
         )
-        print(f"    {_cpu_seconds(minted.cpu)}")
+        print(f"    {cpu_seconds(minted.cpu)}")
         print(f"    {verdict}")
         floor = copy_floor(url, tenant, campaign, count)
         floor_rate = count / floor.seconds
@@ -199,7 +199,7 @@ def _one_run(count: int) -> list[float]:
             f"  floor: {floor.seconds:.2f} s ({floor_rate:,.0f} codes/s): COPY vouchers "
             f"{floor.voucher_seconds:.2f} s + COPY ledger {floor.seconds - floor.voucher_seconds:.2f} s"
         )
-        print(f"    {_cpu_seconds(floor.cpu)}")
+        print(f"    {cpu_seconds(floor.cpu)}")
     noise = max(minted.cpu.others, floor.cpu.others)
     return [
         minted.seconds,
