@@ -20,7 +20,9 @@ insert fails on the unique index and its whole batch rolls back, to be retried b
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -53,6 +55,25 @@ IMPORT_BATCH = 5_000  # rows per transaction: a few seconds of work, well inside
 _STORED_ON_POSTGRESQL = text(
     "SELECT code, tenant_id, campaign_id FROM voucher WHERE code = ANY(CAST(:codes AS varchar[]))"
 )
+
+
+@contextmanager
+def cycles_uncollected() -> Iterator[None]:
+    """Pause Python's cycle collector while one batch is read, judged or written.
+
+    A batch builds tens of thousands of short-lived records, rows and lines, none of them in
+    a reference cycle (reference counting frees them), yet every 700 of them set the collector
+    scanning what survives, and the survivors of a batch in hand set off full collections over
+    every object of the process: a third of judging a row went to that. Paused for one batch
+    at a time (a fraction of a second), so the rest of the process loses nothing.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
