@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as ``python bench/imports.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
-from bench.mint import VALUE, mint_with_voucherd
+from bench.mint import VALUE, cpu_seconds, mint_with_voucherd
 
 TARGET_MB = 300.0
 
@@ -102,18 +102,24 @@ def _high_water_kb(pid: int) -> int:
 
 def run_child(
     url: str, tenant_id: str, campaign: str, file: Path
-) -> tuple[dict[str, object], float]:
+) -> tuple[dict[str, object], float, common.CpuUsage]:
     env = {**os.environ, "VOUCHERD_LOG_LEVEL": "WARNING"}
     command = [sys.executable, "-m", "bench.imports", "--child", url, tenant_id, campaign]
     command.append(str(file))
     peak_kb = 0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=log)
+        meter = common.CpuMeter(
+            {"voucherd": lambda: [process.pid], "postgres": common.postgres_serving(url)}
+        )
+        first = last = meter.sample()
         try:
-            for _ in itertools.count():
+            for tick in itertools.count():
                 if process.poll() is not None:
                     break
                 peak_kb = max(peak_kb, _high_water_kb(process.pid))
+                if tick % 25 == 0:  # its PostgreSQL backend may end before it does
+                    last = last.then(meter.sample())
                 time.sleep(0.02)
         except BaseException:
             process.kill()
@@ -123,7 +129,7 @@ def run_child(
             log.seek(0)
             raise RuntimeError(f"the import failed:\n{log.read().decode()[-4000:]}")
         out.seek(0)
-        return json.loads(out.read()), peak_kb / 1024
+        return json.loads(out.read()), peak_kb / 1024, last.since(first)
 
 
 def _check(url: str, campaign: str) -> str:
@@ -165,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             common.reset_tables(url)
             minted = mint_with_voucherd(url, tenant, minted_into, args.count)
             print(f"  mint: {minted.seconds:.2f} s, peak RSS {minted.peak_mb:,.0f} MB")
+            print(f"    {cpu_seconds(minted.cpu)}")
             common.reset_tables(url)
-            report, peak_mb = run_child(url, tenant.id, imported_into, file)
+            report, peak_mb, cpu = run_child(url, tenant.id, imported_into, file)
             seconds = float(report["seconds"])  # type: ignore[arg-type]
             print(
                 f"  import: {report['status']}, {report['imported']:,} imported, "
@@ -174,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"(storing the file {float(report['store_seconds']):.2f} s), "  # type: ignore[arg-type]
                 f"{args.count / seconds:,.0f} rows/s, peak RSS {peak_mb:,.0f} MB"
             )
+            print(f"    {cpu_seconds(cpu)}")
             print(f"    {_check(url, imported_into)}")
             print(f"  ratio import s / mint s: {seconds / minted.seconds:.2f}")
     print(f"load average after: {os.getloadavg()}; target: under {TARGET_MB:g} MB")

@@ -1,7 +1,7 @@
 """Writing one batch of imported rows, inside the caller's transaction (it never commits).
 
-A batch is a few thousand rows: each row is judged (schemas.read_row), its code looked up in
-the whole deployment in one query, and the good rows written with one bulk insert per table
+A batch is a few thousand rows: each row is judged (schemas.read_row), its code checked against
+the whole deployment, and the good rows written with one bulk insert per table
 (PostgreSQL: ``COPY``; SQLite: ``executemany``): customers, vouchers, opening ledger entries and
 the entries of what was spent before the move, publications, and one ``imported`` event for
 the batch (as a bulk mint writes one ``minted`` event). A row is written whole or not at all:
@@ -11,17 +11,23 @@ what the batch gave it, one upsert each, so ``join_once`` and the limit see impo
 
 A code already stored in the same campaign is *already present* (a re-run of the same file, or
 of a file that overlaps it) and is left as it is; a code stored anywhere else in the deployment
-is refused, since codes are unique across it. Two imports racing for one code: the second's
+is refused, since codes are unique across it. On PostgreSQL a batch first goes straight in
+under a savepoint, the unique index judging its codes (as the mint's batches do); only a batch
+that meets a stored code rolls back to it and looks its codes up, in one query, to tell the
+present from the refused and write the rest. Two imports racing for one code: the second's
 insert fails on the unique index and its whole batch rolls back, to be retried by its operation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+import psycopg
 from sqlalchemy import Table, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -42,13 +48,32 @@ from voucherd.imports.schemas import (
     read_row,
 )
 from voucherd.publications.models import CampaignHolder, Publication, PublicationVoucher
-from voucherd.vouchers.mint import copy_in, copy_text
+from voucherd.vouchers.mint import copy_in, copy_text, spare_savepoint
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 
 IMPORT_BATCH = 5_000  # rows per transaction: a few seconds of work, well inside a lease
 _STORED_ON_POSTGRESQL = text(
     "SELECT code, tenant_id, campaign_id FROM voucher WHERE code = ANY(CAST(:codes AS varchar[]))"
 )
+
+
+@contextmanager
+def cycles_uncollected() -> Iterator[None]:
+    """Pause Python's cycle collector while one batch is read, judged or written.
+
+    A batch builds tens of thousands of short-lived records, rows and lines, none of them in
+    a reference cycle (reference counting frees them), yet every 700 of them set the collector
+    scanning what survives, and the survivors of a batch in hand set off full collections over
+    every object of the process: a third of judging a row went to that. Paused for one batch
+    at a time (a fraction of a second), so the rest of the process loses nothing.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,10 @@ def import_batch(
             summary.refuse(Problem(record.line, exc.column, exc.code, exc.reason))
             continue
         rows[row.code] = row
+    straight = write and rows and is_postgresql(session) and spare_savepoint(session)
+    if straight and _write_straight(session, target, list(rows.values()), now):
+        summary.imported += len(rows)
+        return
     for code, (tenant_id, campaign_id) in _stored(session, list(rows)).items():
         row = rows.pop(code)
         if tenant_id == target.campaign.tenant_id and campaign_id == target.campaign.id:
@@ -90,6 +119,24 @@ def import_batch(
     if write and rows:
         _write(session, target, list(rows.values()), now)
         summary.imported += len(rows)
+
+
+def _write_straight(
+    session: Session, target: Target, rows: list[ImportedRow], now: datetime
+) -> bool:
+    """Write the batch without looking its codes up first, under a savepoint (PostgreSQL), as
+    the mint does: the unique index on ``code`` judges every code as the rows go in. False,
+    having written nothing, if one of them is already stored: the caller then looks the
+    batch's codes up and writes the rest. Nearly every batch of a first import goes straight
+    in; a re-run meets a stored code on its first row, so its failed attempt costs little."""
+    savepoint = session.begin_nested()
+    try:
+        _write(session, target, rows, now)
+    except psycopg.errors.UniqueViolation:
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
 
 
 def _stored(session: Session, codes: list[str]) -> dict[str, tuple[str, str]]:

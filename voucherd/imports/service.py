@@ -19,6 +19,8 @@ tenant's weekly issue limit, and they get no delivery (their holders have them a
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +36,7 @@ from voucherd.campaigns.schemas import CampaignCreate
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from voucherd.idempotency import service as idempotency
-from voucherd.imports.batch import IMPORT_BATCH, Target, import_batch
+from voucherd.imports.batch import IMPORT_BATCH, Target, cycles_uncollected, import_batch
 from voucherd.imports.models import ImportChunk
 from voucherd.imports.reader import FileFormat, Record, read_records
 from voucherd.imports.schemas import ImportSummary, Problem
@@ -52,7 +54,16 @@ def batches(records: Iterator[Record]) -> Iterator[list[Record]]:
         yield batch
 
 
-def encode_chunk(batch: list[Record]) -> bytes:
+def encode_chunk(batch: list[Record], file_format: FileFormat = FileFormat.JSONL) -> bytes:
+    """A batch as a stored chunk: zlib-compressed, as CSV when its file was CSV, else JSON.
+
+    A CSV file's fields are all text, so its chunk is CSV again (the batch's columns on the
+    first line, then each record's line, its problem if it has one, and its values): Python's
+    C reader and writer take a fifth of the time JSON objects do, on the way in and again when
+    a worker reads the chunk back. JSON lines keep their types (numbers, objects) as JSON.
+    """
+    if file_format is FileFormat.CSV:
+        return zlib.compress(_csv_chunk(batch), 1)
     data = [
         [r.line, r.fields] if r.problem is None else [r.line, None, r.problem.to_json()]
         for r in batch
@@ -60,11 +71,44 @@ def encode_chunk(batch: list[Record]) -> bytes:
     return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 1)
 
 
+def _csv_chunk(batch: list[Record]) -> bytes:
+    columns = list(dict.fromkeys(name for r in batch if r.fields for name in r.fields))
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(["line", "problem", *columns])
+    rows: list[list[Any]] = []
+    for record in batch:
+        fields = record.fields
+        if fields is None:
+            assert record.problem is not None
+            rows.append([record.line, json.dumps(record.problem.to_json())])
+        else:
+            rows.append([record.line, "", *[fields.get(name, "") for name in columns]])
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
 def decode_chunk(data: bytes) -> list[Record]:
+    text = zlib.decompress(data)
+    if text[:1] != b"[":
+        return _csv_records(text.decode())
     records = []
-    for item in json.loads(zlib.decompress(data)):
+    for item in json.loads(text):
         problem = Problem.from_json(item[2]) if len(item) > 2 else None
         records.append(Record(item[0], item[1], problem))
+    return records
+
+
+def _csv_records(text: str) -> list[Record]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    columns = next(reader)[2:]
+    records = []
+    for line, problem, *values in reader:
+        if problem:
+            records.append(Record(int(line), None, Problem.from_json(json.loads(problem))))
+        else:
+            fields = {name: v for name, v in zip(columns, values, strict=True) if v != ""}
+            records.append(Record(int(line), fields))
     return records
 
 
@@ -97,7 +141,7 @@ def start_import(
             actor=caller.key_id,
             now=now,
         )
-        total = _store(session, operation, read_records(source, file_format))
+        total = _store(session, operation, read_records(source, file_format), file_format)
         session.execute(update(Operation).where(Operation.id == operation.id).values(total=total))
         operation.total = total
         idempotency.bind_effect(session, caller.tenant_id, idem, "operation", operation.id)
@@ -105,20 +149,28 @@ def start_import(
     return operation
 
 
-def _store(session: Session, operation: Operation, records: Iterator[Record]) -> int:
-    total = 0
-    for seq, batch in enumerate(batches(records)):
+def _store(
+    session: Session, operation: Operation, records: Iterator[Record], file_format: FileFormat
+) -> int:
+    total, seq = 0, 0
+    chunks = batches(records)
+    while True:
+        with cycles_uncollected():  # reading and encoding one batch
+            batch = next(chunks, None)
+            if batch is None:
+                return total
+            data = encode_chunk(batch, file_format)
         session.execute(
             insert(ImportChunk).values(
                 operation_id=operation.id,
                 seq=seq,
                 tenant_id=operation.tenant_id,
                 records=len(batch),
-                data=encode_chunk(batch),
+                data=data,
             )
         )
         total += len(batch)
-    return total
+        seq += 1
 
 
 def import_file(
@@ -155,7 +207,7 @@ def import_file(
                 session.commit()
         return summary
     for batch in chunks:
-        with db.unit_of_work() as session:
+        with db.unit_of_work() as session, cycles_uncollected():
             import_batch(session, target, batch, summary, now=db.now())
             session.commit()
         done += len(batch)

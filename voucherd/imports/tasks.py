@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
 from voucherd.errors import NotFound
-from voucherd.imports.batch import Target, import_batch
+from voucherd.imports.batch import Target, cycles_uncollected, import_batch
 from voucherd.imports.models import ImportChunk
 from voucherd.imports.schemas import ImportSummary, Problem
 from voucherd.imports.service import decode_chunk
@@ -50,7 +50,8 @@ def import_step(db: Database, run: Run) -> bool:
         chunk = _chunk(session, run, seq)
         done = run.done
         if chunk is not None:
-            import_batch(session, target, decode_chunk(chunk.data), summary, now=now)
+            with cycles_uncollected():
+                import_batch(session, target, decode_chunk(chunk.data), summary, now=now)
             done += chunk.records
             session.execute(_drop(run, seq))
         steps.append_output(session, run, _problems_csv(summary, header=seq == 0))
@@ -111,8 +112,11 @@ def _all_or_nothing(db: Database, run: Run) -> bool:
         summary = ImportSummary(target.campaign.id, target.campaign.name)
         seq, done = 0, 0
         while (chunk := _chunk(session, run, seq)) is not None:
-            records = decode_chunk(chunk.data)
-            import_batch(session, target, records, summary, now=now, write=not summary.rejected)
+            with cycles_uncollected():
+                records = decode_chunk(chunk.data)
+                write = not summary.rejected
+                import_batch(session, target, records, summary, now=now, write=write)
+                del records
             done += chunk.records
             seq += 1
             heartbeat.beat()

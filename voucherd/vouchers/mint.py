@@ -77,6 +77,16 @@ def copy_in(session: Session, table: str, columns: str, data: bytes) -> None:
         copy.write(data)
 
 
+def spare_savepoint(session: Session) -> bool:
+    """Whether the session's transaction may spend one more savepoint on a straight ``COPY``
+    (and, if so, count it spent): every straight writer of the transaction shares the count."""
+    used = session.info.get(_SAVEPOINTS_USED, 0)
+    if used >= DIRECT_SAVEPOINTS:
+        return False
+    session.info[_SAVEPOINTS_USED] = used + 1
+    return True
+
+
 def _check_bulk_count(db: Database, count: int, field: str) -> None:
     if count > db.settings.max_bulk_count:
         raise InvalidInput(
@@ -209,11 +219,9 @@ class BulkMinter:
         codes = self.spec.generate(count)
         # Counted on the session, which every minter of the transaction shares (an order's
         # several line items, a pool that grows more than once).
-        used = self.session.info.get(_SAVEPOINTS_USED, 0)
-        if self.direct and used < DIRECT_SAVEPOINTS:
-            self.session.info[_SAVEPOINTS_USED] = used + 1
-            if self._copy_straight(ids, codes, public_tokens):
-                return ids
+        straight = self.direct and spare_savepoint(self.session)
+        if straight and self._copy_straight(ids, codes, public_tokens):
+            return ids
         tokens = dict(zip(ids, public_tokens, strict=True))
         if not self.staging:
             sql.create_staging(self.session)
