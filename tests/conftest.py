@@ -127,8 +127,10 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def settings() -> Settings:
+@pytest.fixture(scope="session")
+def suite_settings() -> Settings:
+    """The suite's settings, validated (and the environment read) once per worker: building
+    ``Settings`` costs milliseconds of pydantic-settings work, and nearly every test asks."""
     return Settings(
         database_url="sqlite:///unused.db",
         public_base_url="https://vouchers.example",
@@ -138,6 +140,12 @@ def settings() -> Settings:
         allow_http_webhooks=True,
         allow_loopback_webhooks=True,
     )
+
+
+@pytest.fixture
+def settings(suite_settings: Settings) -> Settings:
+    """Each test's own copy of the suite's settings (deep: no test changes another's)."""
+    return suite_settings.model_copy(deep=True)
 
 
 @pytest.fixture
