@@ -37,6 +37,7 @@ from tests.support.clock import FakeClock
 from tests.support.databases import BACKENDS, PG_URL, REQUIRE_PG, Template, pg_admin, pg_url_for
 from tests.support.delivery import Provider, SmtpServer, running_provider, running_smtp
 from tests.support.http import refuse_server_errors
+from tests.support.routes import share_route_builds
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
@@ -58,6 +59,9 @@ LONGEST = (
     "tests/faults/test_canary.py::TestDialects::",
     "tests/concurrency/test_concurrency.py::TestHotCard::",
 )
+
+
+share_route_builds()  # each route's handler built once per worker, not once per test's app
 
 
 def _rank(item: pytest.Item) -> int:
