@@ -37,6 +37,7 @@ from tests.support.clock import FakeClock
 from tests.support.databases import BACKENDS, PG_URL, REQUIRE_PG, Template, pg_admin, pg_url_for
 from tests.support.delivery import Provider, SmtpServer, running_provider, running_smtp
 from tests.support.http import refuse_server_errors
+from tests.support.routes import share_route_builds
 from voucherd.app import create_app
 from voucherd.config import Settings
 from voucherd.db.engine import Database, make_engine
@@ -58,6 +59,9 @@ LONGEST = (
     "tests/faults/test_canary.py::TestDialects::",
     "tests/concurrency/test_concurrency.py::TestHotCard::",
 )
+
+
+share_route_builds()  # each route's handler built once per worker, not once per test's app
 
 
 def _rank(item: pytest.Item) -> int:
@@ -127,8 +131,10 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def settings() -> Settings:
+@pytest.fixture(scope="session")
+def suite_settings() -> Settings:
+    """The suite's settings, validated (and the environment read) once per worker: building
+    ``Settings`` costs milliseconds of pydantic-settings work, and nearly every test asks."""
     return Settings(
         database_url="sqlite:///unused.db",
         public_base_url="https://vouchers.example",
@@ -138,6 +144,12 @@ def settings() -> Settings:
         allow_http_webhooks=True,
         allow_loopback_webhooks=True,
     )
+
+
+@pytest.fixture
+def settings(suite_settings: Settings) -> Settings:
+    """Each test's own copy of the suite's settings (deep: no test changes another's)."""
+    return suite_settings.model_copy(deep=True)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "voucherd"
@@ -137,8 +138,14 @@ def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
         yield from _imports(node)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Each module of the package and the package modules it imports."""
+def import_graph() -> dict[str, frozenset[str]]:
+    """Each module of the package and the package modules it imports: parsed once per process
+    (every test here reads the same graph), frozen so that no test can change another's."""
+    return dict(_parsed_graph())
+
+
+@cache
+def _parsed_graph() -> dict[str, frozenset[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
@@ -160,10 +167,10 @@ def import_graph() -> dict[str, set[str]]:
     # ``from voucherd.x import y`` names both the package and its module y: keep the module.
     for name, targets in graph.items():
         graph[name] = {t for t in targets if not any(o.startswith(t + ".") for o in targets)}
-    return graph
+    return {name: frozenset(targets) for name, targets in graph.items()}
 
 
-def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+def upward_imports(graph: dict[str, frozenset[str]]) -> list[str]:
     return sorted(
         f"{source} ({layer_of(source)}) -> {target} ({layer_of(target)})"
         for source, targets in graph.items()
@@ -172,7 +179,7 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     )
 
 
-def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+def cycles(graph: dict[str, frozenset[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan, iteratively)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
