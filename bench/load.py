@@ -458,7 +458,9 @@ def connections_per_process(server: common.Server) -> list[int]:
     queues more requests in one process and shows in the tail latency."""
     port = f":{server.port:04X}"
     established: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    # Three reads: the kernel writes the table out in pages, and on a busy machine a socket
+    # moved between two pages of one read is missing from that read.
+    for table in ("/proc/net/tcp", "/proc/net/tcp6") * 3:
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
                 fields = line.split()
