@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,9 @@ CLIENT_OUTCOMES = {"insufficient_balance", "quantity_exceeded", "voucher_redeeme
 GIFT_VALUE = 5000  # opening balance of most of the working set, minor units
 LOW_VALUE = 300  # the nearly spent part: redemptions above this are refused
 LOW_SHARE = 0.1  # of the GIFT vouchers
+# How long the requests in flight when the window closes may take to answer; one still waiting
+# then is a server error (a hung request), not a request quietly left out of the figures.
+ANSWER_GRACE = 30.0
 DISCOUNT_SHARE = 0.1  # of the working set: single-use 10%-off codes
 
 # The rate limits stay on, so the bench pays for counting every request (voucherd.guard), with
@@ -152,11 +155,14 @@ def _env(url: str, extra: dict[str, str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def api_server(url: str, workers: int, extra: dict[str, str]) -> Iterator[common.Server]:
-    """``voucherd serve --no-worker --workers N`` on a free port, in its own process group."""
+def api_server(
+    url: str, workers: int, extra: dict[str, str], options: Sequence[str] = ()
+) -> Iterator[common.Server]:
+    """``voucherd serve --no-worker --workers N [options]`` on a free port, in its own process
+    group."""
     port = common._free_port()
     command = [sys.executable, "-m", "voucherd", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", str(workers), "--no-worker"]
+    command += ["--port", str(port), "--workers", str(workers), "--no-worker", *options]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             command,
@@ -292,9 +298,11 @@ class LoadResult:
     seconds: float
     cpu: common.CpuUsage
     reconnects: int
+    unanswered: int  # requests still without an answer ANSWER_GRACE seconds after the window
     redemption_ids: list[str]  # of every 201 redemption, warm-up included
     samples: list[bytes]  # a few unexpected answers, for the log
     outbox_at_stop: int  # deliveries PENDING or SENDING when the window closed
+    spread: list[int]  # the load's connections held by each API process, most first
 
     def rate(self, kind: str | None = None) -> float:
         tallies = self.kinds.values() if kind is None else [self.kinds[kind]]
@@ -305,7 +313,7 @@ class LoadResult:
 
     def server_errors(self) -> int:
         fives = sum(n for t in self.kinds.values() for s, n in t.everything.items() if s >= 500)
-        return fives + self.reconnects
+        return fives + self.reconnects + self.unanswered
 
     def unexpected(self) -> Counter[str]:
         """Every answer but the kind's own and the client outcomes: a 429, any other 4xx, a
@@ -424,10 +432,11 @@ async def _drive(
     start = meter.sample()
     await asyncio.sleep(max(0.0, load.stop_at - time.time()))
     end = meter.sample()
+    spread = connections_per_process(server)
     load.stopping = True
     outbox = outbox_depth(url)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(load.closed.wait(), timeout=30)
+        await asyncio.wait_for(load.closed.wait(), timeout=ANSWER_GRACE)
     if load.failure is not None:
         raise RuntimeError("the load run failed") from load.failure
     return LoadResult(
@@ -435,10 +444,36 @@ async def _drive(
         seconds,
         end.since(start),
         load.reconnects,
+        load.open,
         load.redemption_ids,
         load.samples,
         outbox,
+        spread,
     )
+
+
+def connections_per_process(server: common.Server) -> list[int]:
+    """How many of the load's keep-alive connections each API process holds (Linux only; empty
+    elsewhere): a connection stays with the process that accepted it, so an uneven spread
+    queues more requests in one process and shows in the tail latency."""
+    port = f":{server.port:04X}"
+    established: set[str] = set()
+    # Three reads: the kernel writes the table out in pages, and on a busy machine a socket
+    # moved between two pages of one read is missing from that read.
+    for table in ("/proc/net/tcp", "/proc/net/tcp6") * 3:
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(port) and fields[3] == "01":  # local port, ESTABLISHED
+                    established.add(fields[9])  # the socket's inode
+    spread = []
+    for pid in server.pids():
+        with contextlib.suppress(OSError):
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+            held = sum(1 for link in links if link[8:-1] in established)
+            if held:
+                spread.append(held)
+    return sorted(spread, reverse=True)
 
 
 # --- the checks afterwards ---------------------------------------------------------------------------
@@ -563,6 +598,8 @@ def report(result: LoadResult, connections: int) -> None:
     )
     served = sum(sum(t.statuses.values()) for t in result.kinds.values())
     print(f"  {result.cpu.describe(served, 'request')}")
+    if result.spread:
+        print(f"  connections per API process: {'+'.join(map(str, result.spread))}")
     validate = result.kinds["validate"].valid
     print(
         f"  validations: {validate[True]:,} valid, {validate[False]:,} not (a balance too low, a code used up)"
@@ -573,10 +610,11 @@ def report(result: LoadResult, connections: int) -> None:
             if code in CLIENT_OUTCOMES:
                 outcomes[f"{name} {code}"] += n
     print(f"  client outcomes (refused as they should be): {dict(outcomes) or 'none'}")
-    fives = result.server_errors() - result.reconnects
+    fives = result.server_errors() - result.reconnects - result.unanswered
     print(
-        f"  server errors: {result.server_errors()} "
-        f"(5xx {fives}, dropped connections {result.reconnects})"
+        f"  server errors: {result.server_errors()} (5xx {fives}, dropped connections "
+        f"{result.reconnects}, requests unanswered {ANSWER_GRACE:g} s after the window "
+        f"{result.unanswered})"
     )
     unexpected = result.unexpected()
     if unexpected:
@@ -624,6 +662,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME=VALUE",
         help="more environment for the API and worker processes, e.g. VOUCHERD_GUARD_ENABLED=false",
     )
+    command.add_argument(
+        "--serve-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="one more option of `voucherd serve`, e.g. --serve-option=--backlog=4096",
+    )
     args = command.parse_args(argv)
     extra = dict(args.env)
     shares: tuple[float, float, float] = args.mix
@@ -632,14 +677,15 @@ def main(argv: list[str] | None = None) -> int:
     with (
         common.bench_database() as url,
         deliver.provider() as receiver,
-        api_server(url, args.workers, extra) as server,
+        api_server(url, args.workers, extra, args.serve_option) as server,
         worker(url, extra) as worker_process,
     ):
         bench = setup(url, receiver.port)
         common.raise_rate_limits(server, bench.tenant.token)
         print(f"load: {common.machine_line(url)}; voucherd from {origin}")
         print(
-            f"voucherd serve --workers {args.workers} --no-worker + 1 voucherd worker; "
+            f"voucherd serve --workers {args.workers} --no-worker {' '.join(args.serve_option)}"
+            "+ 1 voucherd worker; "
             f"{args.connections} connections; mix {shares[0]:.0%} validate, {shares[1]:.0%} "
             f"redeem, {shares[2]:.0%} issue; {args.seconds:g} s measured after "
             f"{args.warmup:g} s warm-up"
