@@ -263,7 +263,9 @@ def install(app: FastAPI) -> list[str]:
     given: list[str] = []
     for context in _contexts(app):
         route = context.original_route
-        if not isinstance(route, routing.APIRoute) or context.dependant is None:
+        # Exactly FastAPI's route: a face's own route class may wrap the handler (its error
+        # shape), which the short way would step around.
+        if type(route) is not routing.APIRoute or context.dependant is None:
             continue
         if not _returns_response(route.endpoint) or context.is_sse_stream:
             continue
