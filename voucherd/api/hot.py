@@ -33,7 +33,8 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, params
+from fastapi import FastAPI, HTTPException, params
+from fastapi._body_limit import get_body_limit_error
 from fastapi._compat import ModelField, field_annotation_is_sequence
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import (
@@ -45,6 +46,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import get_telemetry_data
 from pydantic_core import PydanticUndefined
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -217,7 +219,14 @@ def short_way(plan: _Plan, slow: Handler, overrides: Any, status_code: int | Non
 
 
 async def _body(request: Request, node: Dependant) -> dict[str, Any]:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except HTTPException:
+        raise
+    except Exception as exc:  # as FastAPI's handler answers a body it could not read
+        if MAX_BODY_SIZE_SCOPE_KEY in request.scope and (error := get_body_limit_error(exc)):
+            raise error from exc
+        raise HTTPException(status_code=400, detail="There was an error parsing the body") from exc
     body: Any = None
     if raw:
         content_type = request.headers.get("content-type")
@@ -254,7 +263,9 @@ def install(app: FastAPI) -> list[str]:
     given: list[str] = []
     for context in _contexts(app):
         route = context.original_route
-        if not isinstance(route, routing.APIRoute) or context.dependant is None:
+        # Exactly FastAPI's route: a face's own route class may wrap the handler (its error
+        # shape), which the short way would step around.
+        if type(route) is not routing.APIRoute or context.dependant is None:
             continue
         if not _returns_response(route.endpoint) or context.is_sse_stream:
             continue
