@@ -17,6 +17,11 @@ but a 201 redeeming 1 from the card asked for (a 429 included), a failed floor t
 ledger that does not add up stops the benchmark with exit status 1 and no ratio. Afterwards every
 voucher's balance must equal the sum of its ledger, and every 201 must be one ledger entry.
 
+Each phase starts once nothing else works on the bench database (no autovacuum of the cards just
+minted, no backend still busy); the HTTP phase prints how many database sessions it opened, since
+a backend that starts and ends inside the window (a pool connection past the pool's size, closed
+on return) is counted in no group but in ``others``.
+
     python -m bench.redeem [--mode both] [--seconds 20] [--threads 32] [--connections 32]
                            [--clients 32] [--cards 100000] [--runs 3]
 """
