@@ -4,7 +4,8 @@ voucherd: ``POST /api/v1/publications`` with ``{"campaign": ..., "count": 1}`` o
 connections to ``voucherd serve --workers 2`` (``--threads N``: also N threads calling
 ``voucherd.publications.publish.publish`` in this process). Each answer is one publication of
 one code claimed from the pool: the claim (``FOR UPDATE SKIP LOCKED``), the publication, its
-voucher link and its event, in one transaction.
+voucher link and its event, in one transaction (on PostgreSQL one statement after the campaign's
+read: ``publications/sql.py``).
 
 Floor: psycopg client processes, each transaction the bare claim of one code, the same
 statement shape voucherd uses, each client continuing after the last code it claimed (as each
