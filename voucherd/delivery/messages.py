@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
@@ -77,6 +78,38 @@ DEFAULT_WHATSAPP_TEMPLATE = "voucher_delivery"
 DEFAULT_WHATSAPP_PARAMETERS = ("{{ value or campaign }}", "{{ code }}", "{{ page_url }}")
 
 
+class VoucherFacts(Protocol):
+    """What a message says of a voucher: a Voucher, or a row of these columns (the worker's)."""
+
+    @property
+    def code(self) -> str: ...
+    @property
+    def amount(self) -> int | None: ...
+    @property
+    def balance(self) -> int | None: ...
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def expiration_date(self) -> datetime | None: ...
+    @property
+    def holder_name(self) -> str | None: ...
+
+
+class CampaignFacts(Protocol):
+    """What a message says of a campaign: a Campaign, or a row of these columns."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def locale(self) -> str | None: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def help_text(self) -> str | None: ...
+    @property
+    def store_finder_url(self) -> str | None: ...
+
+
 class MessageError(Exception):
     """The template could not be rendered for this voucher (a permanent failure)."""
 
@@ -127,16 +160,18 @@ def _uses_message(source: str) -> bool:
 # locale). Pure functions of their arguments, so nothing here can go stale.
 _value = lru_cache(maxsize=4096)(format_value)
 _moment = lru_cache(maxsize=4096)(format_moment)
+# And the catalogue of a locale (parsing the locale name each time cost a tenth of a message).
+_translator = lru_cache(maxsize=64)(translator)
 
 
 def variables(
-    voucher: Voucher,
-    campaign: Campaign,
+    voucher: VoucherFacts,
+    campaign: CampaignFacts,
     *,
     customer_name: str | None,
     page_url: str,
     message: str | None = None,
-    bundle: Sequence[tuple[Voucher, str]] = (),
+    bundle: Sequence[tuple[VoucherFacts, str]] = (),
 ) -> dict[str, Any]:
     """What every template may use, already formatted in the campaign's locale and time zone.
 
@@ -185,7 +220,7 @@ def compose(
     languages as locales too (``en``, ``en_GB``, ``pt_BR``).
     """
     own = (templates or {}).get(channel) or {}
-    _ = translator(locale)
+    _ = _translator(locale)
     if channel == "sms":
         source = own.get("text") or _(DEFAULT_SMS)
         if values.get("message") and not _uses_message(source):
