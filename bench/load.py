@@ -683,9 +683,9 @@ def main(argv: list[str] | None = None) -> int:
         bench = setup(url, receiver.port)
         common.raise_rate_limits(server, bench.tenant.token)
         print(f"load: {common.machine_line(url)}; voucherd from {origin}")
+        serve_options = ["--workers", str(args.workers), "--no-worker", *args.serve_option]
         print(
-            f"voucherd serve --workers {args.workers} --no-worker {' '.join(args.serve_option)}"
-            "+ 1 voucherd worker; "
+            f"voucherd serve {' '.join(serve_options)} + 1 voucherd worker; "
             f"{args.connections} connections; mix {shares[0]:.0%} validate, {shares[1]:.0%} "
             f"redeem, {shares[2]:.0%} issue; {args.seconds:g} s measured after "
             f"{args.warmup:g} s warm-up"
