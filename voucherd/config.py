@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_pool_size: int = Field(default=20, ge=1, le=200)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_code_space_fill: float = Field(
         default=0.01,

@@ -38,16 +38,20 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, overflow: int | None = None) -> Engine:
+    """``overflow`` connections (default: twice the pool) open beyond ``pool_size`` under load;
+    each is closed again as soon as it is returned, so a process that often has more requests in
+    flight than its pool starts and ends a PostgreSQL backend every few requests."""
     url = normalise_url(url)
+    overflow = pool_size * 2 if overflow is None else overflow
     if url.startswith("sqlite"):
-        return _sqlite_engine(url, pool_size)
+        return _sqlite_engine(url, pool_size, overflow)
     return create_engine(
         url,
         # Parameters carry codes and customer data; keep them out of exception text and logs.
         hide_parameters=True,
         pool_size=pool_size,
-        max_overflow=pool_size * 2,
+        max_overflow=overflow,
         # No pre-ping: it would cost a round trip on every unit of work. A connection found dead
         # invalidates the pool and its request answers 503 (api/problems.py), safe to retry.
         pool_recycle=1800,
@@ -102,7 +106,7 @@ class _QueuedWriterConnection(sqlite3.Connection):
             self.leave_write_queue()
 
 
-def _sqlite_engine(url: str, pool_size: int) -> Engine:
+def _sqlite_engine(url: str, pool_size: int, overflow: int) -> Engine:
     connection_class = type(
         "QueuedWriterConnection", (_QueuedWriterConnection,), {"writers": threading.Lock()}
     )
@@ -110,7 +114,7 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
     # pool's timeout: size a file database's pool like PostgreSQL's (memory ones have no pool).
     in_memory = make_url(url).database in (None, "", ":memory:")
     pool: dict[str, Any] = (
-        {} if in_memory else {"pool_size": pool_size, "max_overflow": pool_size * 2}
+        {} if in_memory else {"pool_size": pool_size, "max_overflow": overflow}
     )
     engine = create_engine(
         url,
@@ -173,9 +177,14 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
-        return cls(
-            make_engine(settings.database_url, pool_size=settings.db_pool_size), settings=settings
+        # A deployment keeps most of its peak open: 16 requests in flight on a pool of 10 (and
+        # 20 of overflow) opened 160-223 backends in 12 s on one API process (bench.redeem).
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            overflow=settings.db_pool_size // 2,
         )
+        return cls(engine, settings=settings)
 
     def now(self) -> datetime:
         return self.clock()
