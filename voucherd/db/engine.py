@@ -113,9 +113,7 @@ def _sqlite_engine(url: str, pool_size: int, overflow: int) -> Engine:
     # A thread waiting for a pooled connection rather than in the write queue fails after the
     # pool's timeout: size a file database's pool like PostgreSQL's (memory ones have no pool).
     in_memory = make_url(url).database in (None, "", ":memory:")
-    pool: dict[str, Any] = (
-        {} if in_memory else {"pool_size": pool_size, "max_overflow": overflow}
-    )
+    pool: dict[str, Any] = {} if in_memory else {"pool_size": pool_size, "max_overflow": overflow}
     engine = create_engine(
         url,
         hide_parameters=True,
