@@ -192,6 +192,12 @@ class Database:
         return self.settings.key_cache_seconds
 
     @property
+    def bind(self) -> Engine | Connection:
+        """What units of work run on: the engine, or (the suite's rolled-back tests) one
+        connection inside a transaction, whose writes no other connection can see."""
+        return self._bind
+
+    @property
     def is_postgresql(self) -> bool:
         return self.engine.dialect.name == "postgresql"
 

@@ -82,6 +82,34 @@ class Target:
     actor: str
 
 
+@dataclass
+class JudgedBatch:
+    """A batch's rows read against the campaign's terms: what can be judged without the
+    database, so a read-ahead thread can do it while the previous batch is being written."""
+
+    terms: RowTerms
+    rows: dict[str, ImportedRow]  # by code, in the file's order
+    problems: list[Problem]  # in the file's order
+
+
+def judge_batch(records: Sequence[Record], terms: RowTerms) -> JudgedBatch:
+    """Each record as a row in the campaign's terms, or the problem that refuses it."""
+    rows: dict[str, ImportedRow] = {}
+    problems: list[Problem] = []
+    for record in records:
+        if record.fields is None:
+            assert record.problem is not None
+            problems.append(record.problem)
+            continue
+        try:
+            row = read_row(record.line, record.fields, terms)
+        except RowError as exc:
+            problems.append(Problem(record.line, exc.column, exc.code, exc.reason))
+            continue
+        rows[row.code] = row
+    return JudgedBatch(terms, rows, problems)
+
+
 def import_batch(
     session: Session,
     target: Target,
@@ -92,19 +120,24 @@ def import_batch(
     write: bool = True,
 ) -> None:
     """Judge ``records`` and (with ``write``) store the good ones; ``summary`` counts both."""
-    rows: dict[str, ImportedRow] = {}
-    terms = RowTerms.of(target.campaign)
-    for record in records:
-        if record.fields is None:
-            assert record.problem is not None
-            summary.refuse(record.problem)
-            continue
-        try:
-            row = read_row(record.line, record.fields, terms)
-        except RowError as exc:
-            summary.refuse(Problem(record.line, exc.column, exc.code, exc.reason))
-            continue
-        rows[row.code] = row
+    judged = judge_batch(records, RowTerms.of(target.campaign))
+    store_batch(session, target, judged, summary, now=now, write=write)
+
+
+def store_batch(
+    session: Session,
+    target: Target,
+    judged: JudgedBatch,
+    summary: ImportSummary,
+    *,
+    now: datetime,
+    write: bool = True,
+) -> None:
+    """Count a judged batch's problems and (with ``write``) store its good rows, refusing those
+    whose code is stored already; ``judged`` is consumed."""
+    for problem in judged.problems:
+        summary.refuse(problem)
+    rows = judged.rows
     straight = write and rows and is_postgresql(session) and spare_savepoint(session)
     if straight and _write_straight(session, target, list(rows.values()), now):
         summary.imported += len(rows)
