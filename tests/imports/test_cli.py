@@ -67,3 +67,25 @@ def test_all_or_nothing_names_the_bad_row_and_imports_nothing(
             text("SELECT count(*) FROM voucher WHERE campaign_id = :c"), {"c": campaign.id}
         )
     assert stored == 0
+
+
+def test_a_file_whose_header_names_no_such_column_is_refused_whole(
+    fresh_database: Callable[..., Database], tmp_path: Path
+) -> None:
+    """The file is read in a thread of its own (batch.prepared_ahead): what it finds wrong with
+    the file still reaches the command, named, and nothing is imported."""
+    db = fresh_database(pool_size=4)
+    tenant = make_tenant(db)
+    campaign = make_campaign(db, tenant, max_value=10_000)
+    file = tmp_path / "vouchers.csv"
+    file.write_text("code,value,colour\nH-1,100,red\n")
+
+    result = run(db, str(file), "--tenant", tenant.name, "--campaign", campaign.id)
+
+    assert result.exit_code != 0
+    assert "line 1, column 'colour': no such column" in result.output
+    with db.unit_of_work(write=False) as session:
+        stored = session.scalar(
+            text("SELECT count(*) FROM voucher WHERE campaign_id = :c"), {"c": campaign.id}
+        )
+    assert stored == 0

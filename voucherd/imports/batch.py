@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import psycopg
 from sqlalchemy import Table, insert, select, text
@@ -50,6 +51,8 @@ from voucherd.imports.schemas import (
 from voucherd.publications.models import CampaignHolder, Publication, PublicationVoucher
 from voucherd.vouchers.mint import copy_in, copy_text, spare_savepoint
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
+
+T = TypeVar("T")
 
 IMPORT_BATCH = 5_000  # rows per transaction: a few seconds of work, well inside a lease
 _STORED_ON_POSTGRESQL = text(
@@ -76,6 +79,29 @@ def cycles_uncollected() -> Iterator[None]:
             gc.enable()
 
 
+_END = object()
+
+
+def prepared_ahead(items: Iterator[T]) -> Iterator[T]:
+    """``items`` in order, each computed in a thread while the caller works on the one before.
+
+    For a file streamed into the database: reading and judging its next batch is Python's work
+    and writing this one is the database's, so they can overlap rather than take turns. The
+    thread is the only caller of ``items``; an exception it meets reaches the caller at that
+    item, and a caller that stops early waits for the one item in hand, no more.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="import-read-ahead") as pool:
+        future = pool.submit(_next_uncollected, items)
+        while (item := future.result()) is not _END:
+            future = pool.submit(_next_uncollected, items)
+            yield cast(T, item)
+
+
+def _next_uncollected(items: Iterator[T]) -> T | object:
+    with cycles_uncollected():
+        return next(items, _END)
+
+
 @dataclass(frozen=True)
 class Target:
     campaign: Campaign
@@ -90,6 +116,7 @@ class JudgedBatch:
     terms: RowTerms
     rows: dict[str, ImportedRow]  # by code, in the file's order
     problems: list[Problem]  # in the file's order
+    records: int  # the batch's records, good and bad
 
 
 def judge_batch(records: Sequence[Record], terms: RowTerms) -> JudgedBatch:
@@ -107,7 +134,7 @@ def judge_batch(records: Sequence[Record], terms: RowTerms) -> JudgedBatch:
             problems.append(Problem(record.line, exc.column, exc.code, exc.reason))
             continue
         rows[row.code] = row
-    return JudgedBatch(terms, rows, problems)
+    return JudgedBatch(terms, rows, problems, len(records))
 
 
 def import_batch(

@@ -8,7 +8,8 @@ Two ways in, one way of writing (batch.py):
   with its checkpoint, and the operation's result names every row it refused, by line and
   column.
 * :func:`import_file` (the CLI): the file is streamed straight into the database, one
-  transaction per batch, with nothing stored beforehand.
+  transaction per batch, with nothing stored beforehand; the next batch is read and judged in a
+  thread while this one is written (batch.prepared_ahead).
 
 ``all_or_nothing``: the whole file is one transaction, and a single refused row rolls it all
 back (every problem is still named). Otherwise a bad row never stops the good ones.
@@ -36,10 +37,18 @@ from voucherd.campaigns.schemas import CampaignCreate
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, ErrorCode, InvalidInput, NotFound
 from voucherd.idempotency import service as idempotency
-from voucherd.imports.batch import IMPORT_BATCH, Target, cycles_uncollected, import_batch
+from voucherd.imports.batch import (
+    IMPORT_BATCH,
+    Target,
+    cycles_uncollected,
+    import_batch,
+    judge_batch,
+    prepared_ahead,
+    store_batch,
+)
 from voucherd.imports.models import ImportChunk
 from voucherd.imports.reader import FileFormat, Record, read_records
-from voucherd.imports.schemas import ImportSummary, Problem
+from voucherd.imports.schemas import ImportSummary, Problem, RowTerms
 from voucherd.operations.models import Operation
 from voucherd.operations.service import start_operation
 from voucherd.vouchers.mint import create_campaign
@@ -190,14 +199,17 @@ def import_file(
     target = Target(campaign, caller.key_id)
     summary = ImportSummary(campaign.id, campaign.name)
     done = 0
-    chunks = batches(read_records(source, file_format))
+    terms = RowTerms.of(campaign)
+    judged = prepared_ahead(
+        judge_batch(batch, terms) for batch in batches(read_records(source, file_format))
+    )
     if all_or_nothing:
         with db.unit_of_work() as session:
-            for batch in chunks:
-                import_batch(
+            for batch in judged:
+                store_batch(
                     session, target, batch, summary, now=db.now(), write=not summary.rejected
                 )
-                done += len(batch)
+                done += batch.records
                 if on_progress is not None:
                     on_progress(done, summary)
             if summary.rejected:
@@ -206,11 +218,11 @@ def import_file(
             else:
                 session.commit()
         return summary
-    for batch in chunks:
+    for batch in judged:
         with db.unit_of_work() as session, cycles_uncollected():
-            import_batch(session, target, batch, summary, now=db.now())
+            store_batch(session, target, batch, summary, now=db.now())
             session.commit()
-        done += len(batch)
+        done += batch.records
         if on_progress is not None:
             on_progress(done, summary)
     return summary
