@@ -284,7 +284,30 @@ def _copy_vouchers(
     The columns every row shares are spelled once; a row's own values are spelled by kind (an
     id or a token needs no escaping, a code only its backslashes, a date is spelled once per
     distinct date): a value-by-value formatter cost more than the database spent storing it.
+    The vouchers go in pieces of :data:`_COPY_PIECE` rows, each sent as soon as it is spelled,
+    so PostgreSQL stores one while Python spells the next; the ledger entries follow.
     """
+    ledger: list[str] = []
+    pieces = _voucher_pieces(target, rows, ids, tokens, holders, now, ledger)
+    copy_in(session, "voucher", _VOUCHER_COLUMNS, pieces)
+    if ledger:
+        copy_in(session, "ledger_entry", _LEDGER_COLUMNS, "".join(ledger).encode())
+
+
+_COPY_PIECE = 500
+
+
+def _voucher_pieces(
+    target: Target,
+    rows: list[ImportedRow],
+    ids: list[str],
+    tokens: list[str],
+    holders: dict[int, str],
+    now: datetime,
+    ledger: list[str],
+) -> Iterator[bytes]:
+    """The vouchers' COPY text, :data:`_COPY_PIECE` rows at a time; their ledger entries are
+    appended to ``ledger`` on the way."""
     campaign = target.campaign
     tenant_id = campaign.tenant_id
     now_text = now.isoformat()
@@ -297,7 +320,6 @@ def _copy_vouchers(
     ledger_head = f"{copy_text(tenant_id)}\t"
     ledger_tail = f"\t{now_text}\n"
     vouchers: list[str] = []
-    ledger: list[str] = []
     for row, voucher_id, token in zip(rows, ids, tokens, strict=True):
         start, expiry = row.start_date, row.expiration_date
         start_text = dates.get(start) or dates.setdefault(start, copy_text(start))
@@ -322,9 +344,11 @@ def _copy_vouchers(
             spent = row.value - (row.balance or 0)
             if spent:  # spent on the platform it comes from, before the move
                 ledger.append(f"{ledger_head}{voucher_id}\t{-spent}\tREDEMPTION{ledger_tail}")
-    copy_in(session, "voucher", _VOUCHER_COLUMNS, "".join(vouchers).encode())
-    if ledger:
-        copy_in(session, "ledger_entry", _LEDGER_COLUMNS, "".join(ledger).encode())
+        if len(vouchers) == _COPY_PIECE:
+            yield "".join(vouchers).encode()
+            vouchers.clear()
+    if vouchers:
+        yield "".join(vouchers).encode()
 
 
 NULL = "\\N"

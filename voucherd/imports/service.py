@@ -81,7 +81,9 @@ def encode_chunk(batch: list[Record], file_format: FileFormat = FileFormat.JSONL
 
 
 def _csv_chunk(batch: list[Record]) -> bytes:
-    columns = list(dict.fromkeys(name for r in batch if r.fields for name in r.fields))
+    # Any order of the columns will do: the chunk names them on its first line.
+    columns = list(set().union(*[r.fields for r in batch if r.fields]))
+    blanks = [""] * len(columns)
     out = io.StringIO(newline="")
     writer = csv.writer(out)
     writer.writerow(["line", "problem", *columns])
@@ -92,7 +94,7 @@ def _csv_chunk(batch: list[Record]) -> bytes:
             assert record.problem is not None
             rows.append([record.line, json.dumps(record.problem.to_json())])
         else:
-            rows.append([record.line, "", *[fields.get(name, "") for name in columns]])
+            rows.append([record.line, "", *map(fields.get, columns, blanks)])
     writer.writerows(rows)
     return out.getvalue().encode()
 

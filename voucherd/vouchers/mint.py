@@ -15,7 +15,7 @@ that grows on demand, a background mint and a client order (:func:`mint_in_sessi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -70,11 +70,19 @@ def copy_text(value: Any) -> str:
     return json.dumps(value).translate(_COPY_ESCAPES)
 
 
-def copy_in(session: Session, table: str, columns: str, data: bytes) -> None:
-    """``COPY`` ready text-format rows into ``table`` on the session's connection (PostgreSQL)."""
+def copy_in(session: Session, table: str, columns: str, data: bytes | Iterable[bytes]) -> None:
+    """``COPY`` ready text-format rows into ``table`` on the session's connection (PostgreSQL).
+
+    ``data`` may come in pieces, each sent as soon as it is made: PostgreSQL stores the rows
+    of one piece while the caller makes the next, instead of waiting for the whole text.
+    """
     raw: Any = session.connection().connection.dbapi_connection
     with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        copy.write(data)
+        if isinstance(data, bytes):
+            copy.write(data)
+            return
+        for piece in data:
+            copy.write(piece)
 
 
 def spare_savepoint(session: Session) -> bool:
