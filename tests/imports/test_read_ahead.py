@@ -58,12 +58,15 @@ def _unbalanced(db: Database, campaign_id: str) -> int:
         .subquery()
     )
     with db.unit_of_work(write=False) as session:
-        return session.scalar(
-            select(func.count())
-            .select_from(Voucher)
-            .join(ledger, ledger.c.voucher_id == Voucher.id)
-            .where(Voucher.campaign_id == campaign_id, Voucher.balance != ledger.c.total)
-        ) or 0
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(Voucher)
+                .join(ledger, ledger.c.voucher_id == Voucher.id)
+                .where(Voucher.campaign_id == campaign_id, Voucher.balance != ledger.c.total)
+            )
+            or 0
+        )
 
 
 class TestReadAhead:
@@ -115,7 +118,9 @@ class TestReadAhead:
         assert run is not None
         assert import_step(db, run) is False  # chunk 0 written, chunk 1 prepared meanwhile
         with db.unit_of_work() as session:  # every row's value (5000) is now above the maximum
-            session.execute(update(Campaign).where(Campaign.id == campaign.id).values(max_value=100))
+            session.execute(
+                update(Campaign).where(Campaign.id == campaign.id).values(max_value=100)
+            )
             session.commit()
         used = READ_AHEAD.used
         while not import_step(db, run):

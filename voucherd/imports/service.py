@@ -20,8 +20,6 @@ tenant's weekly issue limit, and they get no delivery (their holders have them a
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -47,7 +45,14 @@ from voucherd.imports.batch import (
     store_batch,
 )
 from voucherd.imports.models import ImportChunk
-from voucherd.imports.reader import FileFormat, Record, read_records
+from voucherd.imports.reader import (
+    CsvBatch,
+    FileFormat,
+    Record,
+    csv_batch_records,
+    read_csv_batches,
+    read_records,
+)
 from voucherd.imports.schemas import ImportSummary, Problem, RowTerms
 from voucherd.operations.models import Operation
 from voucherd.operations.service import start_operation
@@ -63,16 +68,9 @@ def batches(records: Iterator[Record]) -> Iterator[list[Record]]:
         yield batch
 
 
-def encode_chunk(batch: list[Record], file_format: FileFormat = FileFormat.JSONL) -> bytes:
-    """A batch as a stored chunk: zlib-compressed, as CSV when its file was CSV, else JSON.
-
-    A CSV file's fields are all text, so its chunk is CSV again (the batch's columns on the
-    first line, then each record's line, its problem if it has one, and its values): Python's
-    C reader and writer take a fifth of the time JSON objects do, on the way in and again when
-    a worker reads the chunk back. JSON lines keep their types (numbers, objects) as JSON.
-    """
-    if file_format is FileFormat.CSV:
-        return zlib.compress(_csv_chunk(batch), 1)
+def encode_chunk(batch: list[Record]) -> bytes:
+    """A JSON-lines file's batch as a stored chunk: its records as JSON, zlib-compressed (JSON
+    lines keep their types, numbers and objects, as JSON)."""
     data = [
         [r.line, r.fields] if r.problem is None else [r.line, None, r.problem.to_json()]
         for r in batch
@@ -80,46 +78,35 @@ def encode_chunk(batch: list[Record], file_format: FileFormat = FileFormat.JSONL
     return zlib.compress(json.dumps(data, separators=(",", ":")).encode(), 1)
 
 
-def _csv_chunk(batch: list[Record]) -> bytes:
-    # Any order of the columns will do: the chunk names them on its first line.
-    columns = list(set().union(*[r.fields for r in batch if r.fields]))
-    blanks = [""] * len(columns)
-    out = io.StringIO(newline="")
-    writer = csv.writer(out)
-    writer.writerow(["line", "problem", *columns])
-    rows: list[list[Any]] = []
-    for record in batch:
-        fields = record.fields
-        if fields is None:
-            assert record.problem is not None
-            rows.append([record.line, json.dumps(record.problem.to_json())])
-        else:
-            rows.append([record.line, "", *map(fields.get, columns, blanks)])
-    writer.writerows(rows)
-    return out.getvalue().encode()
+def encode_csv_chunk(batch: CsvBatch) -> bytes:
+    """A CSV file's batch as a stored chunk: a first line saying where the batch begins, the
+    file's columns and the problems its reading found (as JSON), then the batch's text exactly
+    as the file spells it, zlib-compressed."""
+    head = {
+        "first_line": batch.first_line,
+        "header": batch.header,
+        "problems": [[line, problem.to_json()] for line, problem in batch.problems.items()],
+        "records": batch.records,
+    }
+    text = json.dumps(head, separators=(",", ":")) + "\n" + batch.text
+    return zlib.compress(text.encode(), 1)
 
 
 def decode_chunk(data: bytes) -> list[Record]:
     text = zlib.decompress(data)
-    if text[:1] != b"[":
-        return _csv_records(text.decode())
+    if text[:1] == b"{":
+        end = text.index(b"\n")
+        head = json.loads(text[:end])
+        problems = {line: Problem.from_json(problem) for line, problem in head["problems"]}
+        batch = CsvBatch(
+            head["first_line"], head["header"], text[end + 1 :].decode(), problems,
+            head["records"],
+        )  # fmt: skip
+        return csv_batch_records(batch)
     records = []
     for item in json.loads(text):
         problem = Problem.from_json(item[2]) if len(item) > 2 else None
         records.append(Record(item[0], item[1], problem))
-    return records
-
-
-def _csv_records(text: str) -> list[Record]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    columns = next(reader)[2:]
-    records = []
-    for line, problem, *values in reader:
-        if problem:
-            records.append(Record(int(line), None, Problem.from_json(json.loads(problem))))
-        else:
-            fields = {name: v for name, v in zip(columns, values, strict=True) if v != ""}
-            records.append(Record(int(line), fields))
     return records
 
 
@@ -152,7 +139,7 @@ def start_import(
             actor=caller.key_id,
             now=now,
         )
-        total = _store(session, operation, read_records(source, file_format), file_format)
+        total = _store(session, operation, source, file_format)
         session.execute(update(Operation).where(Operation.id == operation.id).values(total=total))
         operation.total = total
         idempotency.bind_effect(session, caller.tenant_id, idem, "operation", operation.id)
@@ -161,27 +148,42 @@ def start_import(
 
 
 def _store(
-    session: Session, operation: Operation, records: Iterator[Record], file_format: FileFormat
+    session: Session, operation: Operation, source: IO[bytes], file_format: FileFormat
 ) -> int:
-    total, seq = 0, 0
-    chunks = batches(records)
-    while True:
-        with cycles_uncollected():  # reading and encoding one batch
-            batch = next(chunks, None)
-            if batch is None:
-                return total
-            data = encode_chunk(batch, file_format)
+    total = 0
+    for seq, (records, data) in enumerate(_chunks(source, file_format)):
         session.execute(
             insert(ImportChunk).values(
                 operation_id=operation.id,
                 seq=seq,
                 tenant_id=operation.tenant_id,
-                records=len(batch),
+                records=records,
                 data=data,
             )
         )
-        total += len(batch)
-        seq += 1
+        total += records
+    return total
+
+
+def _chunks(source: IO[bytes], file_format: FileFormat) -> Iterator[tuple[int, bytes]]:
+    """The file's stored chunks, with how many records each holds."""
+    if file_format is FileFormat.CSV:
+        csv_batches = read_csv_batches(source, IMPORT_BATCH)
+        while True:
+            with cycles_uncollected():  # reading and encoding one batch
+                batch = next(csv_batches, None)
+                if batch is None:
+                    return
+                data = encode_csv_chunk(batch)
+            yield batch.records, data
+    json_batches = batches(read_records(source, file_format))
+    while True:
+        with cycles_uncollected():
+            records = next(json_batches, None)
+            if records is None:
+                return
+            data = encode_chunk(records)
+        yield len(records), data
 
 
 def import_file(
