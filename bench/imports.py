@@ -1,8 +1,9 @@
 """Importing live vouchers through the import operation, against the mint of the same count.
 
-A CSV of N vouchers is generated first (its own codes, a third of them partly spent so they
-carry a second ledger entry, the four stored states in turn; ``--holders`` gives every tenth a
-customer and a publication). Then, on a fresh migrated PostgreSQL database, in a child process
+A CSV of N vouchers is generated first (its own codes, the four stored states in turn, every
+REDEEMED one spent to 0 and every third of the others partly spent, so half of the rows carry a
+second ledger entry; ``--nothing-spent``: none spent, so the import writes what the mint
+writes; ``--holders`` gives every tenth a customer and a publication). Then, on a fresh migrated PostgreSQL database, in a child process
 whose peak resident memory (``VmHWM``) is sampled: ``imports.service.start_import`` stores the
 file as the API does, and the operation's handler runs it to the end as a worker would
 (``composition.run_due_operations``). ``--way cli`` measures ``voucherd import``'s way instead
@@ -40,8 +41,16 @@ from bench.mint import VALUE, cpu_seconds, mint_with_voucherd
 TARGET_MB = 300.0
 
 
-def write_file(path: Path, count: int, *, holders: bool) -> None:
-    states = ("ACTIVE", "DISABLED", "CANCELLED", "REDEEMED")
+def write_file(path: Path, count: int, *, holders: bool, spent: bool = True) -> None:
+    """``spent``: the four stored states in turn, every REDEEMED one spent to 0 and every third
+    of the others partly spent (half of the rows carry a second ledger entry); otherwise three
+    states, nothing spent, so the import writes what the mint writes: a voucher and its
+    opening entry per row."""
+    states = (
+        ("ACTIVE", "DISABLED", "CANCELLED", "REDEEMED")
+        if spent
+        else ("ACTIVE", "DISABLED", "CANCELLED")
+    )
     with path.open("w", newline="") as out:
         writer = csv.writer(out)
         columns = ["code", "value", "balance", "state", "expiration_date"]
@@ -49,8 +58,13 @@ def write_file(path: Path, count: int, *, holders: bool) -> None:
             columns += ["customer_source_id", "customer_email", "published_at", "channel"]
         writer.writerow(columns)
         for i in range(count):
-            state = states[i % 4]
-            balance = 0 if state == "REDEEMED" else (VALUE - 1234 if i % 3 == 0 else VALUE)
+            state = states[i % len(states)]
+            if not spent:
+                balance = VALUE
+            elif state == "REDEEMED":
+                balance = 0
+            else:
+                balance = VALUE - 1234 if i % 3 == 0 else VALUE
             row: list[object] = [f"LEGACY-{i:09d}", VALUE, balance, state, "2030-12-31"]
             if holders:
                 held = i % 10 == 0
@@ -178,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--count", type=int, default=1_000_000, help="rows to import")
     command.add_argument("--holders", action="store_true", help="every tenth row has a holder")
     command.add_argument("--way", choices=("api", "cli", "both"), default="both")
+    command.add_argument(
+        "--nothing-spent",
+        action="store_true",
+        help="no row partly spent: the import writes what the mint writes",
+    )
     command.add_argument("--child", nargs=5, metavar=("WAY", "URL", "TENANT", "CAMPAIGN", "FILE"))
     args = command.parse_args(argv)
     if args.child:
@@ -189,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     peaks: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
         file = Path(folder) / "vouchers.csv"
-        write_file(file, args.count, holders=args.holders)
+        write_file(file, args.count, holders=args.holders, spent=not args.nothing_spent)
         size_mb = file.stat().st_size / 1e6
         print(f"{args.count:,} rows, {size_mb:,.0f} MB of CSV")
         with common.bench_database() as url:
