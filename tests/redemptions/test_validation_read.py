@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import make_tenant
@@ -76,6 +76,21 @@ def test_a_committed_spend_is_seen_by_the_next_validation(database: Database) ->
         assert result.voucher is not None
         assert result.voucher["balance"] == 5000 - 900 * spent
         assert result.valid is (5000 - 900 * spent >= 900)
+
+
+def test_the_pool_gives_units_of_work_their_transactions_back(database: Database) -> None:
+    """A connection that served a read without a transaction serves the next unit of work
+    inside one: its autocommit does not outlive the read."""
+    tenant = make_tenant(database)
+    code = issue(
+        database, tenant, make_campaign(database, tenant, type="GIFT"), value=5000
+    ).voucher.code
+    for _ in range(3):  # more reads than the pool has connections
+        service.validate(database, tenant.caller, ValidateRequest.model_validate({"code": code}))
+    for _ in range(3):
+        with database.unit_of_work(write=False) as session:
+            session.execute(text("SELECT 1"))
+            assert _transaction_open(session.connection())
 
 
 @pytest.mark.parametrize("show_record", [True, False])
