@@ -1,7 +1,7 @@
 """Engines and the unit of work.
 
 Every public service function opens exactly one unit of work and commits it once at its end
-(STYLE.md habit 3). On SQLite a writing unit of work starts with ``BEGIN IMMEDIATE`` so that two
+(STYLE.md habit 3), or, for a read that is one statement, :meth:`Database.single_read`. On SQLite a writing unit of work starts with ``BEGIN IMMEDIATE`` so that two
 writers queue on the database lock instead of failing when a read lock cannot be upgraded;
 pysqlite's own transaction handling is switched off for that (see SQLAlchemy's "Serializable
 isolation / Savepoints / Transactional DDL" notes for pysqlite).
@@ -179,10 +179,11 @@ class Database:
         # Verified API keys, for ``key_cache_seconds``: state of this Database, not the process.
         self.key_cache = KeyCache()
         # The same pool, for reads of one statement that need no transaction of their own.
-        self._single = engine.execution_options(
+        pooled = self._bind if isinstance(self._bind, Engine) else engine
+        self._single = pooled.execution_options(
             **(
                 {"isolation_level": "AUTOCOMMIT"}
-                if engine.dialect.name == "postgresql"
+                if pooled.dialect.name == "postgresql"
                 else {WRITE_OPTION: NO_TRANSACTION}
             )
         )
