@@ -2,7 +2,7 @@
 it is read into memory) and a URL holding a NUL byte (400).
 
 No face has been chosen yet, but the path says which face the client speaks: each face gives
-the middlewares a :data:`Door` for its path prefixes (dialects/doors.py, wired in app.py), so a
+the front door (api/front.py) a :data:`Door` for its path prefixes (dialects/doors.py, wired in app.py), so a
 Voucherify client gets Voucherify's error object and an i-movo client i-movo's envelope; any
 other path gets the native problem+json.
 """
@@ -10,6 +10,7 @@ other path gets the native problem+json.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from enum import Enum
 from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
@@ -50,25 +51,20 @@ async def _refuse(scope: Scope, send: Send, doors: Doors, exc: DomainError, reas
     await _send_problem(send, exc.status, exc.code, exc.title, exc.detail, exc.field, reason)
 
 
-class RefuseNulInUrl:
+def refuse_nul_in_url(scope: Scope) -> InvalidUrl | None:
     """A NUL in a path or query can match nothing, and PostgreSQL refuses to compare text with
-    one (a 500): refuse it at the door with a 400 naming where it was."""
+    one (a 500): the 400 naming where it was, to refuse it at the door; None when there is none."""
+    raw_path = scope.get("raw_path") or scope["path"].encode()
+    for where, raw in (("path", raw_path), ("query", scope.get("query_string", b""))):
+        # Without a "%", the URL is its own decoding: no need to decode it.
+        if b"\x00" in (unquote_to_bytes(raw) if b"%" in raw else raw):
+            return InvalidUrl(f"the {where} contains a NUL character", field=where)
+    return None
 
-    def __init__(self, app: ASGIApp, doors: Doors = ()) -> None:
-        self.app = app
-        self.doors = doors
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            raw_path = scope.get("raw_path") or scope["path"].encode()
-            for where, raw in (("path", raw_path), ("query", scope.get("query_string", b""))):
-                # Without a "%", the URL is its own decoding: no need to decode it.
-                if b"\x00" in (unquote_to_bytes(raw) if b"%" in raw else raw):
-                    detail = f"the {where} contains a NUL character"
-                    exc = InvalidUrl(detail, field=where)
-                    await _refuse(scope, send, self.doors, exc, detail)
-                    return
-        await self.app(scope, receive, send)
+async def refuse(scope: Scope, send: Send, doors: Doors, exc: DomainError) -> None:
+    """``exc`` (a refusal at the door) in the shape of the face the path belongs to."""
+    await _refuse(scope, send, doors, exc, exc.detail)
 
 
 async def _send_problem(
@@ -97,26 +93,37 @@ async def _send_problem(
     await send({"type": "http.response.body", "body": body})
 
 
+class Body(Enum):
+    """What the body limit makes of a request before any of its body is read."""
+
+    TOO_LARGE = "too large"  # its Content-Length says so (or is not a number): refuse it
+    WITHIN = "within"  # its Content-Length is within the limit and the server enforces it
+    COUNTED = "counted"  # no length declared (chunked): count it as it is read
+
+
 class BodySizeLimit:
+    """A body larger than ``max_bytes`` answered 413 before it is read into memory: the front
+    door (api/front.py) asks :meth:`verdict`, then refuses, calls the app, or has :meth:`count`
+    count the body as the app reads it."""
+
     def __init__(self, app: ASGIApp, max_bytes: int, doors: Doors = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.doors = doors
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def verdict(self, scope: Scope) -> Body:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(scope, send)
-            return
+            return Body.TOO_LARGE
         if declared is not None and b"transfer-encoding" not in headers:
             # The server hands the app no more than the declared length (HTTP/1.1), which is
             # within the limit: nothing to count on the way in, nothing to replace on the way out.
-            await self.app(scope, receive, send)
-            return
+            return Body.WITHIN
+        return Body.COUNTED
+
+    async def count(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, counting the body as it is read: 413 as soon as it passes the limit."""
         seen = 0
         started = False
         too_large = False
@@ -141,7 +148,7 @@ class BodySizeLimit:
                 # (FastAPI turns any error while reading a body into "400 error parsing the
                 # body"): the answer is still 413, sent instead of theirs.
                 started = replaced = True
-                await self._refuse(scope, send)
+                await self.refuse(scope, send)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -151,9 +158,9 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(scope, send)
+                await self.refuse(scope, send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def refuse(self, scope: Scope, send: Send) -> None:
         detail = f"request bodies are limited to {self.max_bytes} bytes"
         exc = BodyTooLarge(detail, field="body")
         await _refuse(scope, send, self.doors, exc, f"larger than {self.max_bytes} bytes")

@@ -1,8 +1,8 @@
 """Which face a path belongs to, for the refusals made before any route is chosen.
 
-A body over the size limit or a NUL in the URL is refused by middleware (api/limits.py) before
+A body over the size limit or a NUL in the URL is refused at the front door (api/front.py) before
 routing; the path's prefix still says which platform the client speaks, so each face answers
-in its own error shape. app.py hands this table to the middlewares.
+in its own error shape. app.py hands this table to the front door.
 """
 
 from __future__ import annotations

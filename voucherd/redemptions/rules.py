@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Connection, Row, select
 from sqlalchemy.orm import Session
 
 from voucherd.campaigns.models import Campaign
@@ -48,7 +48,7 @@ class Target:
 
 
 def find_target(
-    session: Session, tenant_id: str, code: str, *, width: Width = Width.WHOLE
+    session: Session | Connection, tenant_id: str, code: str, *, width: Width = Width.WHOLE
 ) -> Target:
     """The voucher a redemption names (by code or id), NotFound naming ``code``. Below
     :attr:`Width.WHOLE`, ``campaign`` cannot be made; at :attr:`Width.JUDGED`, nor ``voucher``:

@@ -44,9 +44,11 @@ def validate(
     answer): the voucher is then presented from the row, and ``record`` is None."""
     caller.require("redeem")
     now = db.now()
-    with db.unit_of_work(write=False) as session:
+    # Judging reads one row (the voucher joined with its campaign) in one statement: no
+    # transaction is needed around it, and none is opened (Database.single_read).
+    with db.single_read() as connection:
         base_url = db.settings.public_base_url
-        return steps.judge(session, caller, body, now, base_url, show_record=show_record)
+        return steps.judge(connection, caller, body, now, base_url, show_record=show_record)
 
 
 def redeem(

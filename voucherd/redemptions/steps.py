@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from voucherd.auth.caller import Caller
@@ -33,7 +34,7 @@ from voucherd.vouchers.schemas import VoucherRecord, present_voucher
 
 
 def judge(
-    session: Session,
+    session: Session | Connection,
     caller: Caller,
     body: ValidateRequest,
     now: datetime,

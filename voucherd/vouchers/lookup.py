@@ -11,7 +11,17 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Select, Table, bindparam, inspect, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    inspect,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from voucherd.campaigns.models import Campaign
@@ -133,7 +143,7 @@ _BY = {
 
 
 def find_voucher_row(
-    session: Session,
+    session: Session | Connection,
     tenant_id: str,
     ref: str,
     *,
@@ -143,7 +153,8 @@ def find_voucher_row(
     """:func:`find_voucher`'s answer as one row: the voucher's attributes by their names, its
     campaign's prefixed with :data:`CAMPAIGN_PREFIX`. Same matching, same guard, same errors.
 
-    ``width``: how many columns (:class:`Width`); the fewer, the less CPU the lookup costs."""
+    ``width``: how many columns (:class:`Width`); the fewer, the less CPU the lookup costs.
+    ``session`` may be a plain connection (a validation's read without a transaction)."""
     query = code_query(ref, field=field)
     guard.before_lookup()
     exact, drawn = query.exact, query.drawn
