@@ -51,6 +51,10 @@ LONGEST = (
     "tests/faults/test_chaos.py::test_redemptions_survive_database_crashes",
     "tests/worker/test_worker.py::TestCrash::",
     "tests/faults/test_orders_crash.py::TestSigkill::",
+    "tests/webhooks/test_crash.py::TestCrash::",
+    "tests/observability/test_observability.py::TestProcesses::",
+    "tests/publications/test_concurrency.py::test_sixteen_threads_drain_a_pool_of_ten_thousand[",
+    "tests/auth/test_isolation.py::TestScopes::test_the_scope_alone_is_enough[",
     "tests/guard/test_guessing.py::TestBruteForce::",
     "tests/console/test_browser.py::",
     "tests/imports/test_import.py::TestTenThousand::",
@@ -112,7 +116,9 @@ def template(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     engine = make_engine(pg_url_for(name))
     upgrade(engine)
     engine.dispose()
-    yield Template(backend, name, tmp)
+    made = Template(backend, name, tmp)
+    yield made
+    made.dropper.wait()  # the copies first: none may be left behind
     with pg_admin() as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -83,7 +83,7 @@ def served(fresh_database: Callable[..., Database]) -> Iterator[Served]:
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, "voucherd serve did not answer"
-            time.sleep(0.2)
+            time.sleep(0.05)
         yield served
     finally:
         served.stop()

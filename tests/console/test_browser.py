@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -137,14 +136,27 @@ def _text(driver: WebDriver, css: str) -> str:
     return str(driver.find_element(By.CSS_SELECTOR, css).text)
 
 
+# Resolves once the page has drawn two frames: the first after a resize may still be at the old
+# size, the second is at the new one.
+_TWO_FRAMES = """
+const done = arguments[arguments.length - 1];
+requestAnimationFrame(() => requestAnimationFrame(() => done(window.innerWidth)));
+"""
+
+
+def _resize(driver: WebDriver, width: int, height: int) -> None:
+    """Resize and wait until the page is laid out and drawn at ``width`` (not a fixed pause:
+    quick on an idle machine, still right on a loaded one)."""
+    driver.set_window_size(width, height)
+    _wait(driver, lambda d: d.execute_async_script(_TWO_FRAMES) == width)
+
+
 def _shoot(driver: WebDriver, screens: Path, name: str) -> None:
     """The whole page at desktop and phone width."""
     for label, (width, height) in WIDTHS.items():
-        driver.set_window_size(width, height)
-        time.sleep(0.15)
+        _resize(driver, width, height)
         tall = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(width, min(max(height, int(tall) + 140), 5000))
-        time.sleep(0.15)
+        _resize(driver, width, min(max(height, int(tall) + 140), 5000))
         driver.save_screenshot(str(screens / f"{name}-{label}-{width}.png"))
         overflow = driver.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth"

@@ -2,8 +2,10 @@
 slowed then refused with an event recorded, nobody else troubled, typos free and told so, and
 every miss reading the same. Time here is the Database's clock (``FakeClock``), moved by the tests.
 
-The brute-force test runs 5,000 well-formed guesses against 5,000 live codes in CI; the issue's
-full size is one command::
+The brute-force test makes 5,000 well-formed guesses against 5,000 live codes in CI. The guesser
+keeps trying after its first refusal for as many guesses as it was let through (200, the default
+threshold), every one of them refused; the guesses it never sends are checked against the live
+codes in the database all the same. The issue's full size is one command::
 
     VOUCHERD_BRUTE_FORCE_SIZE=100000 .venv/bin/pytest tests/guard/test_guessing.py -k brute -p no:cacheprovider
 """
@@ -359,7 +361,7 @@ class TestBruteForce:
             sample = session.scalar(select(Voucher.code).limit(1)) or ""
         assert live >= BRUTE_FORCE_SIZE
         app = create_app(settings, db=db)
-        hits = misses = 0
+        hits = misses = refused = 0
         first_refusal: int | None = None
         with TestClient(app, client=GUESSER) as guesser:
             for index, guess in enumerate(guesses):
@@ -380,7 +382,13 @@ class TestBruteForce:
                     assert answer.json()["code"] == "too_many_failed_lookups"
                     if first_refusal is None:
                         first_refusal = index
+                    refused += 1
+                    # Refused as many times in a row as it was let through: the refusal holds
+                    # while it keeps guessing. Thousands more would take the same path.
+                    if refused == settings.guess_refuse_after:
+                        break
         assert hits == 0
+        assert refused == settings.guess_refuse_after
         assert misses == settings.guess_refuse_after
         assert first_refusal == settings.guess_refuse_after
         assert first_refusal < BRUTE_FORCE_SIZE // 4

@@ -449,7 +449,7 @@ def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
             httpx.get(url, timeout=2)
             return
         except httpx.TransportError:
-            time.sleep(0.2)
+            time.sleep(0.05)
     raise AssertionError(f"{url} never answered")
 
 

@@ -59,6 +59,11 @@ def worker_process(db: Database) -> subprocess.Popen[bytes]:
         "VOUCHERD_DELIVERY_CONCURRENCY": "1",
         "VOUCHERD_DELIVERY_BATCH_SIZE": "10",
         "VOUCHERD_WEBHOOK_MAX_ATTEMPTS": "100",
+        # A send that fails on a loaded machine (a timeout) is retried soon, not after the
+        # default backoff (10 s, doubling per failure, a killed claim counting as one), which
+        # could outlast the test's deadline. Backoff is not what this proves.
+        "VOUCHERD_DELIVERY_BACKOFF_SECONDS": "0.05",
+        "VOUCHERD_DELIVERY_BACKOFF_MAX_SECONDS": "0.5",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "voucherd", "worker"],

@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -104,6 +105,17 @@ def worker_process(db: Database, provider: Provider, **settings: object) -> subp
     )
 
 
+def catches_sigterm(process: subprocess.Popen[bytes]) -> bool:
+    """Whether ``process`` has its SIGTERM handler in place (Linux: the SigCgt mask of
+    /proc/PID/status). Until then a SIGTERM kills it outright: a worker still importing."""
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+    except OSError:  # gone
+        return False
+    caught = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
+
+
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> str:
     """Signal ``process`` and wait for it; its output."""
     if process.poll() is None:
@@ -195,7 +207,10 @@ class TestWorkerProcess:
         assert b"voucherd migrate" in done.stderr
 
 
-CRASH_DELIVERIES = 2000
+# Twelve kills, each after 40 to 120 more sends (the seeded draws add up to 1,124 sends by the
+# twelfth): enough deliveries that the kills all land while work remains, and a margin after
+# them (the overshoot of each wait, the resends) without a long tail that proves nothing more.
+CRASH_DELIVERIES = 1400
 KILLS = 12
 
 
@@ -218,6 +233,11 @@ class TestCrash:
             "delivery_concurrency": 1,
             "delivery_batch_size": 10,
             "delivery_max_attempts": 100,
+            # A send that fails on a loaded machine (a timeout) is retried soon: with the
+            # default backoff (10 s, doubling per failure, a killed claim counting as one) the
+            # last delivery could sit out the test's deadline. Backoff is not what this proves.
+            "delivery_backoff_seconds": 0.05,
+            "delivery_backoff_max_seconds": 0.5,
         }
         workers = [worker_process(db, provider, **knobs) for _ in range(2)]
         rng = random.Random(20261122)
@@ -240,6 +260,13 @@ class TestCrash:
                 kills += 1
                 workers.append(worker_process(db, provider, **knobs))
             wait_for(lambda: states(db)["SENT"] == CRASH_DELIVERIES, "every delivery reached SENT")
+            # The last one started may still be importing when the work runs out: it is stopped
+            # once it listens for SIGTERM, as an operator's stop would find it.
+            for worker in workers:
+                wait_for(
+                    lambda w=worker: w.poll() is not None or catches_sigterm(w),
+                    "a worker's SIGTERM handler was in place",
+                )
         finally:
             outputs = [stop(w) for w in workers]
 
