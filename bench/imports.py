@@ -99,14 +99,7 @@ def child(way: str, url: str, tenant_id: str, campaign: str, file: str) -> None:
     done = get_operation(db, caller, operation.id)
     db.dispose()
     result = done.result or {}
-    report = {
-        "status": done.status,
-        "store_seconds": stored,
-        "seconds": seconds,
-        "imported": result.get("imported"),
-        "rejected": result.get("rejected"),
-    }
-    sys.stdout.write(json.dumps(report) + "\n")
+    _report(done.status, stored, seconds, result.get("imported"), result.get("rejected"))
 
 
 def _child_cli(url: str, tenant_id: str, campaign: str, file: str) -> None:
@@ -122,12 +115,19 @@ def _child_cli(url: str, tenant_id: str, campaign: str, file: str) -> None:
         summary = import_file(db, caller, campaign, source, file_format=FileFormat.CSV)
     seconds = time.perf_counter() - started
     db.dispose()
+    _report("Completed", None, seconds, summary.imported, summary.rejected)
+
+
+def _report(
+    status: str, stored: float | None, seconds: float, imported: object, rejected: object
+) -> None:
+    """The child's figures, one JSON line on its stdout for the parent."""
     report = {
-        "status": "Completed",
-        "store_seconds": None,
+        "status": status,
+        "store_seconds": stored,
         "seconds": seconds,
-        "imported": summary.imported,
-        "rejected": summary.rejected,
+        "imported": imported,
+        "rejected": rejected,
     }
     sys.stdout.write(json.dumps(report) + "\n")
 

@@ -220,7 +220,11 @@ def _write(session: Session, target: Target, rows: list[ImportedRow], now: datet
     ids = new_ids("v", len(rows))
     tokens = new_public_tokens(len(rows))
     if is_postgresql(session):
-        _copy_vouchers(session, target, rows, ids, tokens, holders, now)
+        ledger: list[str] = []
+        pieces = _voucher_pieces(target, rows, ids, tokens, holders, now, ledger)
+        copy_in(session, "voucher", _VOUCHER_COLUMNS, pieces)
+        if ledger:
+            copy_in(session, "ledger_entry", _LEDGER_COLUMNS, "".join(ledger).encode())
     else:
         _insert_vouchers(session, target, rows, ids, tokens, holders, now)
     publications: list[dict[str, Any]] = []
@@ -270,30 +274,6 @@ _VOUCHER_COLUMNS = (
 _LEDGER_COLUMNS = "tenant_id, voucher_id, delta, kind, created_at"
 
 
-def _copy_vouchers(
-    session: Session,
-    target: Target,
-    rows: list[ImportedRow],
-    ids: list[str],
-    tokens: list[str],
-    holders: dict[int, str],
-    now: datetime,
-) -> None:
-    """PostgreSQL: the vouchers and their ledger entries as COPY text, built here line by line.
-
-    The columns every row shares are spelled once; a row's own values are spelled by kind (an
-    id or a token needs no escaping, a code only its backslashes, a date is spelled once per
-    distinct date): a value-by-value formatter cost more than the database spent storing it.
-    The vouchers go in pieces of :data:`_COPY_PIECE` rows, each sent as soon as it is spelled,
-    so PostgreSQL stores one while Python spells the next; the ledger entries follow.
-    """
-    ledger: list[str] = []
-    pieces = _voucher_pieces(target, rows, ids, tokens, holders, now, ledger)
-    copy_in(session, "voucher", _VOUCHER_COLUMNS, pieces)
-    if ledger:
-        copy_in(session, "ledger_entry", _LEDGER_COLUMNS, "".join(ledger).encode())
-
-
 _COPY_PIECE = 500
 
 
@@ -306,8 +286,14 @@ def _voucher_pieces(
     now: datetime,
     ledger: list[str],
 ) -> Iterator[bytes]:
-    """The vouchers' COPY text, :data:`_COPY_PIECE` rows at a time; their ledger entries are
-    appended to ``ledger`` on the way."""
+    """PostgreSQL: the vouchers' COPY text, :data:`_COPY_PIECE` rows at a time, each sent as
+    soon as it is spelled so PostgreSQL stores one piece while Python spells the next; their
+    ledger entries are appended to ``ledger`` on the way.
+
+    The columns every row shares are spelled once; a row's own values are spelled by kind (an
+    id or a token needs no escaping, a code only its backslashes, a date is spelled once per
+    distinct date): a value-by-value formatter cost more than the database spent storing it.
+    """
     campaign = target.campaign
     tenant_id = campaign.tenant_id
     now_text = now.isoformat()
