@@ -34,7 +34,7 @@ from voucherd.exports.rows import COLUMNS
 from voucherd.exports.schemas import ExportRequest
 from voucherd.operations.service import get_operation, open_result
 from voucherd.publications.models import Publication, PublicationVoucher
-from voucherd.publications.pool import claim_pool, create_publication
+from voucherd.publications.pool import claim_pool, create_publication, publication_row
 from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import MintVouchers
@@ -218,9 +218,10 @@ class TestFilters:
         campaign = make_campaign(db, tenant)
         mint(db, tenant, campaign.id, 10)
         with db.unit_of_work() as session:
-            publication = create_publication(
-                session, tenant_id=tenant.id, channel="API", now=db.now(), campaign_id=campaign.id
+            row = publication_row(
+                tenant_id=tenant.id, channel="API", now=db.now(), campaign_id=campaign.id
             )
+            publication = create_publication(session, row)
             assert publication is not None
             given = claim_pool(
                 session,
@@ -340,7 +341,7 @@ class TestForDistribution:
             while True:
                 with db.unit_of_work() as session:
                     publication = create_publication(
-                        session, tenant_id=tenant.id, channel="API", now=db.now()
+                        session, publication_row(tenant_id=tenant.id, channel="API", now=db.now())
                     )
                     assert publication is not None
                     codes = claim_pool(

@@ -39,7 +39,12 @@ from voucherd.idempotency.service import IdempotencyClaim
 from voucherd.operations.models import Operation
 from voucherd.operations.service import start_operation
 from voucherd.publications.models import Publication, PublicationVoucher
-from voucherd.publications.pool import EXPORT_CHANNEL, create_publication, pool_size
+from voucherd.publications.pool import (
+    EXPORT_CHANNEL,
+    create_publication,
+    pool_size,
+    publication_row,
+)
 from voucherd.vouchers.models import Voucher, VoucherEvent
 
 BATCH_SIZE = 5_000
@@ -235,11 +240,13 @@ def _claim_batch(
     if publication_id is None:
         publication_id = create_publication(
             session,
-            tenant_id=spec.tenant_id,
-            channel=EXPORT_CHANNEL,
-            now=now,
-            campaign_id=spec.campaign_id,
-            actor=spec.actor,
+            publication_row(
+                tenant_id=spec.tenant_id,
+                channel=EXPORT_CHANNEL,
+                now=now,
+                campaign_id=spec.campaign_id,
+                actor=spec.actor,
+            ),
         )
         assert publication_id is not None  # only a source_id can make it None
     rows = _claim_after(session, spec, publication_id, progress.after, want, now)

@@ -38,7 +38,7 @@ from voucherd.orders.schemas import OrderCreate, OrderItemCreate, OrderRecord
 from voucherd.pages.urls import page_url
 from voucherd.pagination import Page
 from voucherd.publications.models import PublicationVoucher
-from voucherd.publications.pool import create_publication
+from voucherd.publications.pool import create_publication, publication_row
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherOverrides, VoucherRecord
 from voucherd.vouchers.terms import check_capacity, issue_terms
@@ -205,12 +205,14 @@ def place_order(
         for item in items:
             item["publication_id"] = create_publication(
                 session,
-                tenant_id=caller.tenant_id,
-                channel=ORDER_CHANNEL,
-                now=now,
-                campaign_id=item["campaign_id"],
-                metadata={"client_order_id": order_id, "client": client.code},
-                actor=caller.key_id,
+                publication_row(
+                    tenant_id=caller.tenant_id,
+                    channel=ORDER_CHANNEL,
+                    now=now,
+                    campaign_id=item["campaign_id"],
+                    metadata={"client_order_id": order_id, "client": client.code},
+                    actor=caller.key_id,
+                ),
             )
             item["order_id"] = order_id
         session.execute(insert(ClientOrderItem), items)

@@ -55,7 +55,7 @@ from voucherd.orders.models import (
 )
 from voucherd.orders.service import ORDER_ENTITY
 from voucherd.publications.models import PublicationVoucher
-from voucherd.publications.pool import create_publication, record_publications
+from voucherd.publications.pool import create_publication, publication_row, record_publications
 from voucherd.vouchers.mint import mint_in_session
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherOverrides
@@ -308,12 +308,14 @@ def _give_share(
         )
     publication_id = create_publication(
         session,
-        tenant_id=run.tenant_id,
-        channel=DISTRIBUTION_CHANNEL,
-        now=now,
-        campaign_id=order_item.campaign_id,
-        metadata={"distribution_id": distribution.id, "recipient": recipient.position},
-        actor=run.actor,
+        publication_row(
+            tenant_id=run.tenant_id,
+            channel=DISTRIBUTION_CHANNEL,
+            now=now,
+            campaign_id=order_item.campaign_id,
+            metadata={"distribution_id": distribution.id, "recipient": recipient.position},
+            actor=run.actor,
+        ),
     )
     assert publication_id is not None
     record_publications(

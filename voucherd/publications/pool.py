@@ -80,38 +80,16 @@ def publication_row(
     }
 
 
-def create_publication(
-    session: Session,
-    *,
-    tenant_id: str,
-    channel: str,
-    now: datetime,
-    campaign_id: str | None = None,
-    customer_id: str | None = None,
-    metadata: dict[str, Any] | None = None,
-    actor: str | None = None,
-    source_id: str | None = None,
-    request_hash: str | None = None,
-) -> str | None:
-    """Insert a publication (still without vouchers) and return its id.
+def create_publication(session: Session, values: dict[str, Any]) -> str | None:
+    """Insert a publication (still without vouchers) from its :func:`publication_row` and
+    return its id.
 
     With a ``source_id`` already used in the tenant it inserts nothing and returns None (on
     PostgreSQL after waiting for a concurrent holder of that source_id to finish), so the caller
     can answer with the existing publication instead of failing.
     """
-    values = publication_row(
-        tenant_id=tenant_id,
-        channel=channel,
-        now=now,
-        campaign_id=campaign_id,
-        customer_id=customer_id,
-        metadata=metadata,
-        actor=actor,
-        source_id=source_id,
-        request_hash=request_hash,
-    )
     publication_id: str = values["id"]
-    if source_id is None:
+    if values["source_id"] is None:
         session.execute(_INSERT_PUBLICATION, values)  # prebuilt: no statement built per call
         return publication_id
     inserted = session.execute(

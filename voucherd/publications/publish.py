@@ -394,7 +394,8 @@ def _new_publication(
     saved on every request)."""
     fields = _publication_fields(caller, body, campaign_id, customer)
     publication_id = create_publication(
-        session, now=now, source_id=body.source_id, request_hash=request_hash, **fields
+        session,
+        publication_row(now=now, source_id=body.source_id, request_hash=request_hash, **fields),
     )
     if publication_id is None:
         raise _SourceIdTaken
