@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import distinct, func, select, update
+from sqlalchemy import Connection, distinct, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -76,7 +76,12 @@ class TestHotCard:
 
 
 def _racy_debit(
-    session: Session, redemption: Redemption, plan: Plan, *, campaign_id: str, actor: str
+    session: Session | Connection,
+    redemption: Redemption,
+    plan: Plan,
+    *,
+    campaign_id: str,
+    actor: str,
 ) -> Row[int | None, int, str] | None:
     """Read the balance, decide in Python, write it back: the lost update STYLE.md forbids.
 
@@ -89,8 +94,8 @@ def _racy_debit(
     """
     spend = plan.spend or 0
     now = redemption.created_at
-    session.commit()
-    engine = session.get_bind().engine
+    session.commit()  # a no-op on a Database.single_write connection (PostgreSQL)
+    engine = session.engine if isinstance(session, Connection) else session.get_bind().engine
     with engine.connect().execution_options(**{WRITE_OPTION: False}) as reader:
         balance = reader.scalar(select(Voucher.balance).where(Voucher.id == redemption.voucher_id))
     time.sleep(0.001)  # widen the window between the read and the write

@@ -1,8 +1,9 @@
 """Engines and the unit of work.
 
 Every public service function opens exactly one unit of work and commits it once at its end
-(STYLE.md habit 3), or, for a read that is one statement, :meth:`Database.single_read`. On SQLite a writing unit of work starts with ``BEGIN IMMEDIATE`` so that two
-writers queue on the database lock instead of failing when a read lock cannot be upgraded;
+(STYLE.md habit 3), or, for a read that is one statement, :meth:`Database.single_read`, and
+on PostgreSQL, for a write that is one statement, :meth:`Database.single_write`. On SQLite a
+writing unit of work starts with ``BEGIN IMMEDIATE`` so that two writers queue on the database lock instead of failing when a read lock cannot be upgraded;
 pysqlite's own transaction handling is switched off for that (see SQLAlchemy's "Serializable
 isolation / Savepoints / Transactional DDL" notes for pysqlite).
 """
@@ -248,6 +249,30 @@ class Database:
             with self.unit_of_work(write=False) as session:
                 yield session.connection()
             return
+        with self._single.connect() as connection:
+            yield connection
+
+    @property
+    def writes_single(self) -> bool:
+        """Whether :meth:`single_write` is available: PostgreSQL, on the engine. Not on SQLite,
+        whose writers queue for the database lock from ``BEGIN IMMEDIATE`` (and whose spend is
+        several statements), nor bound to the suite's connection, whose writes must stay inside
+        the test's transaction."""
+        return self.is_postgresql and isinstance(self._bind, Engine)
+
+    @contextmanager
+    def single_write(self) -> Iterator[Connection]:
+        """A connection for a use case whose only write is **one statement** (reads before and
+        after it, of one statement each, are allowed): every statement is its own transaction,
+        committed by PostgreSQL as it ends. No ``BEGIN`` and no ``COMMIT`` round trip, and a
+        row lock the statement takes is held to its end only, not through a round trip to the
+        client and back (one hot card: every waiter waits that much less).
+
+        Atomicity is the statement's: a data-modifying CTE writes all its rows or none. A use
+        case needing two writes, or a read and a write to agree beyond what the write's own
+        ``WHERE`` re-checks, uses :meth:`unit_of_work`. Only where :attr:`writes_single`."""
+        if not self.writes_single:
+            raise RuntimeError("single_write needs PostgreSQL on the engine (writes_single)")
         with self._single.connect() as connection:
             yield connection
 

@@ -124,7 +124,7 @@ def plan_redemption(target: Target, body: RedeemableRequest) -> Plan:
     return Plan(spend=spend, discount_amount=None)
 
 
-def why_debit_failed(session: Session, voucher_id: str, plan: Plan) -> NotRedeemable:
+def why_debit_failed(session: Session | Connection, voucher_id: str, plan: Plan) -> NotRedeemable:
     state, balance, redeemed, quantity = session.execute(
         select(
             Voucher.state, Voucher.balance, Voucher.redeemed_quantity, Voucher.redemption_quantity

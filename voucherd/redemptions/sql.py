@@ -16,7 +16,18 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, ColumnElement, Table, bindparam, case, insert, or_, text, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Table,
+    bindparam,
+    case,
+    insert,
+    or_,
+    text,
+    update,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
@@ -117,7 +128,12 @@ _GRANT_ON_SQLITE = _debit_on_sqlite(spending=False)
 
 
 def debit(
-    session: Session, redemption: Redemption, plan: Plan, *, campaign_id: str, actor: str
+    session: Session | Connection,
+    redemption: Redemption,
+    plan: Plan,
+    *,
+    campaign_id: str,
+    actor: str,
 ) -> Debited | None:
     """The check and the spend in one conditional statement, and the rows that record them
     (:func:`record_redemption`'s); None, with nothing written, when the voucher no longer
@@ -178,7 +194,12 @@ _RECORD_EVENT_ON_SQLITE = insert(EVENT)
 
 
 def record_redemption(
-    session: Session, redemption: Redemption, *, spend: int, campaign_id: str, actor: str
+    session: Session | Connection,
+    redemption: Redemption,
+    *,
+    spend: int,
+    campaign_id: str,
+    actor: str,
 ) -> None:
     """Write the redemption, the ledger entry for what it took, and its event, after a spend
     already made (:func:`debit` calls it on SQLite; on PostgreSQL it writes them itself)."""

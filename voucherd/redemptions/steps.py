@@ -69,7 +69,7 @@ def judge(
 
 
 def spend(
-    session: Session,
+    session: Session | Connection,
     caller: Caller,
     body: RedeemRequest,
     now: datetime,
@@ -78,7 +78,8 @@ def spend(
 ) -> RedemptionRecord:
     """Judge the voucher, then spend it and record the redemption with one conditional
     statement (``sql.debit``): the lookup and that statement are the round trips before the
-    COMMIT, and the voucher's row is locked only from that statement on.
+    COMMIT, and the voucher's row is locked only from that statement on. On PostgreSQL
+    ``session`` may be a ``Database.single_write`` connection: there is no COMMIT to wait for.
 
     ``show_voucher``: read the whole voucher and campaign, so that the record's ``voucher`` can
     show them (the faces answering with the whole voucher); without it, the narrow row the rules
