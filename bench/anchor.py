@@ -1,4 +1,5 @@
-"""The bare-framework anchor for issuing: what FastAPI under voucherd's own server can do.
+"""The bare-framework anchor: what FastAPI under voucherd's own server can do for issuing,
+redeeming and claiming.
 
 A minimal FastAPI app with one endpoint, ``POST /api/v1/vouchers`` taking ``{"campaign": ID}``,
 that writes the three rows voucherd's issue writes for a GIFT voucher (bench/issue_rows.py:
@@ -8,6 +9,12 @@ balance. No authentication, idempotency, guard, event log, outbox, logging or me
 framework and the database, nothing of ours. It runs under uvicorn with the settings
 ``voucherd serve`` gives it (the same worker count; uvloop and httptools picked the same way),
 so bench.issue can say how close voucherd's whole path gets to this ceiling.
+
+The same app answers ``POST /api/v1/redemptions`` (``{"code", "amount"}``: bench.redeem's floor
+transaction, the conditional UPDATE by code and the ledger INSERT) and ``POST
+/api/v1/publications`` (``{"campaign", "count": 1}``: bench.claim's floor statement, one code
+claimed with SKIP LOCKED after the last this process claimed), so bench.redeem and bench.claim
+can show the framework's own ceiling beside their floors too.
 
 Started by ``python -m bench.issue`` in the same run; by hand:
 ``BENCH_ANCHOR_DATABASE_URL=postgresql://... BENCH_ANCHOR_TENANT=ten_... python -m bench.anchor
@@ -31,7 +38,7 @@ if __package__ in (None, ""):  # run as ``python bench/anchor.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 from bench import common, issue_rows
@@ -41,6 +48,39 @@ POOL_SIZE = 10  # per process, as voucherd's db_pool_size
 
 class IssueBody(BaseModel):
     campaign: str
+
+
+class RedeemBody(BaseModel):
+    code: str
+    amount: int
+
+
+class PublishBody(BaseModel):
+    campaign: str
+    count: int
+
+
+# bench.redeem's floor transaction, by code (what a request names) rather than by id.
+_DEBIT_BY_CODE = """
+UPDATE voucher SET balance = balance - %(amount)s
+WHERE code = %(code)s AND balance >= %(amount)s
+RETURNING id
+"""
+_LEDGER = """
+INSERT INTO ledger_entry (tenant_id, voucher_id, delta, kind, created_at)
+VALUES (%(tenant)s, %(voucher)s, -%(amount)s, 'REDEMPTION', now())
+"""
+# bench.claim's floor statement (its _CLAIM), returning the code too.
+_CLAIM = """
+UPDATE voucher SET published_count = 1, updated_at = now()
+WHERE id = (
+    SELECT id FROM voucher
+    WHERE campaign_id = %(campaign)s AND published_count = 0 AND state = 'ACTIVE'
+      AND id > %(after)s
+    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+) AND published_count = 0
+RETURNING id, code
+"""
 
 
 class _Pool:
@@ -113,6 +153,38 @@ def create_app() -> FastAPI:
             "value": issue_rows.VALUE,
             "balance": issue_rows.VALUE,
         }
+
+    @app.post("/api/v1/redemptions", status_code=201)
+    async def redeem(body: RedeemBody) -> dict[str, Any]:
+        async with pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(_DEBIT_BY_CODE, {"code": body.code, "amount": body.amount})
+            row = await cursor.fetchone()
+            if row is None:
+                raise HTTPException(400, "the balance does not cover it")
+            await conn.execute(
+                _LEDGER, {"tenant": params["tenant"], "voucher": row[0], "amount": body.amount}
+            )
+        return {"object": "redemption", "status": "SUCCEEDED", "amount": body.amount,
+                "code": body.code, "voucher_id": row[0]}  # fmt: skip
+
+    last_claimed = {"after": ""}  # this process continues after its last claim, as voucherd's
+
+    @app.post("/api/v1/publications", status_code=201)
+    async def claim(body: PublishBody) -> dict[str, Any]:
+        if body.count != 1:
+            raise HTTPException(400, "the anchor claims one code at a time")
+        async with pool.connection() as conn:
+            after = last_claimed["after"]
+            cursor = await conn.execute(_CLAIM, {"campaign": body.campaign, "after": after})
+            row = await cursor.fetchone()
+            if row is None and after:  # nothing after the last: wrap round to the head once
+                cursor = await conn.execute(_CLAIM, {"campaign": body.campaign, "after": ""})
+                row = await cursor.fetchone()
+        if row is None:
+            raise HTTPException(409, "the pool ran dry")
+        last_claimed["after"] = row[0]
+        return {"object": "publication", "campaign_id": body.campaign, "count": 1,
+                "vouchers": [row[1]]}  # fmt: skip
 
     return app
 

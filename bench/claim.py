@@ -14,6 +14,10 @@ voucherd process does) and wrapping round once:
 = $1 AND published_count = 0 AND state = 'ACTIVE' AND id > $2 ORDER BY id LIMIT 1 FOR UPDATE
 SKIP LOCKED) RETURNING id``.
 
+Anchor: the bare FastAPI app of bench/anchor.py under the same server, claiming one code with
+the floor's statement per ``POST /api/v1/publications``, measured once per run right after a
+vacuum: the framework's own ceiling for this ratio (its claims write no publication).
+
 All phases drain the same pool, one after the other; nothing is truncated between them (the pool
 is the point), only vacuumed. Afterwards no code may be in two publications, and every
 publication answered must hold exactly the codes it said.
@@ -60,6 +64,7 @@ if __package__ in (None, ""):  # run as ``python bench/claim.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
+from bench.anchor import anchor_server
 from voucherd.errors import DomainError
 from voucherd.publications.publish import publish
 from voucherd.publications.schemas import PublishRequest
@@ -278,6 +283,8 @@ def _http_phase(
     campaign: str,
     label: str,
     args: argparse.Namespace,
+    *,
+    who: str = "voucherd",
 ) -> common.HttpResult:
     body = json.dumps({"campaign": campaign, "count": 1}).encode()
     result = common.drive_http(
@@ -289,18 +296,16 @@ def _http_phase(
         seconds=args.seconds,
         meter=common.CpuMeter(
             {
-                "voucherd": server.pids,
+                who: server.pids,
                 "postgres": common.postgres_serving(url),
                 "load generator": common.this_process,
             }
         ),
         check=_published_one(campaign),
     )
-    result.require_clean(201, "POST /api/v1/publications")
+    result.require_clean(201, f"{who}: POST /api/v1/publications")
     rate = result.count(201) / args.seconds
-    print(
-        f"  voucherd over HTTP, {label}, {args.connections} connections: {rate:,.0f} publications/s"
-    )
+    print(f"  {who} over HTTP, {label}, {args.connections} connections: {rate:,.0f} publications/s")
     print(f"    {result.cpu.describe(result.count(201), 'publication')}")
     print(f"    p50 {result.latency_ms(0.5):.1f} ms, p99 {result.latency_ms(0.99):.1f} ms")
     return result
@@ -368,6 +373,22 @@ class _Sides:
 
     def advance_floor(self, codes: int) -> None:
         _advance_floor(self.url, self.campaign, codes)
+
+    def anchor(self) -> float:
+        """The bare FastAPI anchor (bench/anchor.py) claiming with the floor's statement over
+        HTTP, right after a vacuum: the framework's own ceiling. Started for its phase only
+        (its pool's connections beside voucherd's and the floor's would pass PostgreSQL's 100);
+        its claims write no publication, so the final check is not theirs."""
+        _vacuum(self.url)
+        tenant = self.tenant
+        with anchor_server(
+            self.url, tenant.id, tenant.caller.key_id, workers=self.args.workers
+        ) as bare:
+            result = _http_phase(
+                bare, self.url, tenant, self.campaign, "first claims", self.args, who="anchor"
+            )
+        self.noise = max(self.noise, result.cpu.others)
+        return result.count(201) / self.args.seconds
 
 
 def _phase_pair(
@@ -459,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
                 f_first, f_after = _phase_pair(
                     args, url, campaign, sides.floor, sides.advance_floor
                 )
+                a_first = sides.anchor()
                 runs.append(
                     [
                         v_first,
@@ -470,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
                         f_after / f_first,
                         v_first / f_first,
                         v_after / f_after,
+                        a_first,
+                        v_first / a_first,
+                        a_first / f_first,
                         sides.noise,
                     ]
                 )
@@ -480,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
             common.require(ok, verdict)
     common.print_runs(
         ["HTTP /s", "HTTP after", "HTTP flat", "p99 ms", "floor /s", "floor after"]
-        + ["floor flat", "ratio", "ratio after", "others"],
+        + ["floor flat", "ratio", "ratio after", "anchor /s", "vs anchor", "anchor ratio"]
+        + ["others"],
         runs,
         key="claim",
     )
@@ -489,6 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     print("flat = after / first (1.0: flat; a claim walking over dead index entries falls)")
     print("floor /s = raw claims per second (FOR UPDATE SKIP LOCKED from the head of the pool)")
     print("ratio = voucherd / floor, first measurements (target >= 0.7); ratio after: the second")
+    print("anchor /s = the bare FastAPI anchor claiming with the floor's statement over HTTP")
+    print("vs anchor = voucherd / anchor; anchor ratio = anchor / floor: the framework's ceiling")
     print("others = most cores used by other processes during a phase (a shared machine's noise)")
     return 0
 

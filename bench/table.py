@@ -236,7 +236,13 @@ def rows(records: dict[str, Record], args: argparse.Namespace) -> list[list[str]
         table.append(
             [
                 f"redeem over HTTP on many cards (random of {args.cards:,}), 32 connections",
-                f"{_n(m['HTTP /s'])} /s, p99 {_n(m['p99 ms'])} ms",
+                f"{_n(m['HTTP /s'])} /s, p99 {_n(m['p99 ms'])} ms"
+                + (
+                    f"; anchor {_n(m['anchor /s'])} /s (vs anchor {_n(m['vs anchor'])}, "
+                    f"anchor ratio {_n(m['anchor ratio'])})"
+                    if "anchor /s" in m
+                    else ""
+                ),
                 f"{_n(m['floor tx/s'])} tx/s (UPDATE + INSERT, random rows)",
                 _n(m["ratio"]),
                 ">= 0.5",
@@ -267,6 +273,12 @@ def rows(records: dict[str, Record], args: argparse.Namespace) -> list[list[str]
                 (
                     f"{_n(m['HTTP /s'])} /s first, {_n(v_after)} /s after {args.after:,} claims "
                     f"(flat {_n(v_flat)}); p99 {_n(m['p99 ms'])} ms"
+                    + (
+                        f"; anchor {_n(m['anchor /s'])} /s (vs anchor {_n(m['vs anchor'])}, "
+                        f"anchor ratio {_n(m['anchor ratio'])})"
+                        if "anchor /s" in m
+                        else ""
+                    )
                 ),
                 f"{_n(m['floor /s'])} /s first, {_n(f_after)} /s after (flat {_n(f_flat)})",
                 f"{_n(m['ratio'])} (after: {_n(m['ratio after'])})",
