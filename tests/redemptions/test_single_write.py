@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy import Connection, event, func, select
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import make_tenant
 from tests.factories.vouchers import issue
+from tests.support.wire import statements, statuses, wire
 from voucherd.db.engine import Database
 from voucherd.errors import NotRedeemable
 from voucherd.idempotency.service import IdempotencyClaim
@@ -83,19 +85,24 @@ def _rows(database: Database, code: str) -> tuple[int | None, int, int, int]:
     return balance, int(redemptions or 0), int(entries or 0), int(events or 0)
 
 
-def test_two_statements_and_no_transaction_on_postgresql(database: Database) -> None:
+def test_two_statements_and_no_transaction_on_postgresql(
+    database: Database, tmp_path: Path
+) -> None:
     tenant, code = _card(database)
-    with _statements(database) as seen:
-        record = service.redeem(
-            database, tenant.caller, RedeemRequest.model_validate({"code": code, "amount": 700})
-        )
-    assert record.voucher_balance == 4300
+    body = RedeemRequest.model_validate({"code": code, "amount": 700})
     if database.is_postgresql:
-        # The lookup and the spend-and-record statement; nothing left open after either.
-        assert seen == [("SELECT", False), ("WITH", False)]
+        with wire(database, tmp_path / "trace") as seen_on_wire:
+            record = service.redeem(database, tenant.caller, body)
+        # The lookup, then the spend-and-record statement (a CTE: its tag is its SELECT's),
+        # with no BEGIN or COMMIT and the connection idle, not in a transaction, after each.
+        assert statements(seen_on_wire) == ["SELECT 1", "SELECT 1"]
+        assert statuses(seen_on_wire) == {"I"}
     else:
         assert database.writes_single is False
+        with _statements(database) as seen:
+            record = service.redeem(database, tenant.caller, body)
         assert ("BEGIN", True) in seen
+    assert record.voucher_balance == 4300
     assert _rows(database, code) == (4300, 1, 1, 1)
 
 
@@ -140,11 +147,18 @@ def test_the_same_answer_as_the_transactional_way(database: Database) -> None:
     assert [_rows(database, code) for code in codes] == [(3800, 1, 1, 1)] * 2
 
 
-def test_an_idempotency_key_keeps_the_transaction(database: Database) -> None:
+def test_an_idempotency_key_keeps_the_transaction(database: Database, tmp_path: Path) -> None:
     tenant, code = _card(database)
     body = RedeemRequest.model_validate({"code": code, "amount": 100})
     claim = IdempotencyClaim.of("key-1", "POST", "/api/v1/redemptions", b'{"amount":100}')
-    with _statements(database) as seen:
-        service.redeem(database, tenant.caller, body, idem=claim)
-    assert ("BEGIN", True) in seen or any(opened for _, opened in seen)
+    if database.is_postgresql:
+        with wire(database, tmp_path / "trace") as seen_on_wire:
+            service.redeem(database, tenant.caller, body, idem=claim)
+        assert seen_on_wire[0] == 'query "BEGIN"'
+        assert "T" in statuses(seen_on_wire)
+        assert seen_on_wire[-3:] == ['query "COMMIT"', "COMMIT", "ready I"]
+    else:
+        with _statements(database) as seen:
+            service.redeem(database, tenant.caller, body, idem=claim)
+        assert ("BEGIN", True) in seen
     assert _rows(database, code) == (4900, 1, 1, 1)

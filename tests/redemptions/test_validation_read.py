@@ -9,6 +9,7 @@ These run on whole databases whose units of work really commit (``fresh_database
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, event, text
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import make_tenant
 from tests.factories.vouchers import issue
+from tests.support.wire import statements, statuses, wire
 from voucherd.db.engine import Database
 from voucherd.redemptions import service
 from voucherd.redemptions.schemas import RedeemRequest, ValidateRequest, present_validation
@@ -36,25 +38,29 @@ def database(fresh_database: Callable[..., Database]) -> Database:
     return fresh_database(pool_size=2)
 
 
-def test_the_read_opens_no_transaction(database: Database) -> None:
+def test_the_read_opens_no_transaction(database: Database, tmp_path: Path) -> None:
     tenant = make_tenant(database)
     voucher = issue(database, tenant, make_campaign(database, tenant, type="GIFT"), value=5000)
-    open_during: list[bool] = []
+    body = ValidateRequest.model_validate({"code": voucher.voucher.code, "amount": 100})
+    if database.is_postgresql:
+        with wire(database, tmp_path / "trace") as seen:
+            result = service.validate(database, tenant.caller, body)
+        # One statement, no BEGIN before it, the connection idle after it.
+        assert statements(seen) == ["SELECT 1"]
+        assert statuses(seen) == {"I"}
+    else:
+        open_during: list[bool] = []
 
-    def after(connection: Connection, *_: Any) -> None:
-        open_during.append(_transaction_open(connection))
+        def after(connection: Connection, *_: Any) -> None:
+            open_during.append(_transaction_open(connection))
 
-    event.listen(database.engine, "after_cursor_execute", after)
-    try:
-        result = service.validate(
-            database,
-            tenant.caller,
-            ValidateRequest.model_validate({"code": voucher.voucher.code, "amount": 100}),
-        )
-    finally:
-        event.remove(database.engine, "after_cursor_execute", after)
+        event.listen(database.engine, "after_cursor_execute", after)
+        try:
+            result = service.validate(database, tenant.caller, body)
+        finally:
+            event.remove(database.engine, "after_cursor_execute", after)
+        assert open_during == [False]  # one statement, and no transaction around it
     assert result.valid
-    assert open_during == [False]  # one statement, and no transaction around it
 
 
 def test_a_committed_spend_is_seen_by_the_next_validation(database: Database) -> None:

@@ -1,0 +1,100 @@
+"""The hot statements on psycopg's cursor (``db/driver.py``) answer what SQLAlchemy answers: the
+same names, the same values of the same types (aware UTC timestamps, JSON as Python objects),
+and a lost connection comes out as SQLAlchemy's error, the connection invalidated.
+
+On SQLite nothing runs on the driver: the lookup answers SQLAlchemy's own rows there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Row, text
+from sqlalchemy.exc import DBAPIError
+
+from tests.factories.campaigns import make_campaign
+from tests.factories.tenants import make_tenant
+from tests.factories.vouchers import issue
+from voucherd.db.driver import DriverStatement
+from voucherd.db.engine import Database, is_database_outage
+from voucherd.vouchers.lookup import _BY, Width, find_voucher_row
+
+
+@pytest.fixture
+def database(fresh_database: Callable[..., Database]) -> Database:
+    return fresh_database(pool_size=2)
+
+
+def _voucher_with_everything(database: Database) -> str:
+    tenant = make_tenant(database)
+    campaign = make_campaign(
+        database,
+        tenant,
+        type="DISCOUNT",
+        discount={"type": "PERCENT", "percent_off": 15},
+        validity_timeframe={"interval": "P1D", "duration": "PT2H"},
+        validity_day_of_week=[1, 3, 5],
+        timezone="Europe/Lisbon",
+        start_date="2026-01-01T08:00:00+01:00",
+        metadata={"region": "north", "tier": [1, 2]},
+    )
+    voucher = issue(
+        database,
+        tenant,
+        campaign,
+        start_date="2026-02-01T10:30:00-05:00",
+        expiration_date="2027-02-01T00:00:00Z",
+        metadata={"note": "é ✓", "n": 3},
+        redemption_quantity=4,
+        category="spring",
+    )
+    return f"{tenant.id} {voucher.voucher.code}"
+
+
+@pytest.mark.parametrize("width", list(Width))
+def test_the_lookup_answers_what_sqlalchemy_answers(database: Database, width: Width) -> None:
+    tenant_id, code = _voucher_with_everything(database).split(" ")
+    with database.single_read() as connection:
+        found = find_voucher_row(connection, tenant_id, code, width=width)
+        statement = _BY[width][0]
+        expected = connection.execute(
+            statement, {"tenant_id": tenant_id, "exact": code, "drawn": None}
+        ).one()
+    if not database.is_postgresql:
+        assert isinstance(found, Row)  # nothing on the driver here
+    assert tuple(found) == tuple(expected)
+    assert found._fields == tuple(expected._fields)
+    for got, want in zip(found, expected, strict=True):
+        assert type(got) is type(want)
+        if isinstance(want, datetime):
+            assert got.tzinfo is UTC
+            assert want.tzinfo is UTC
+    assert found.start_date == datetime(2026, 2, 1, 15, 30, tzinfo=UTC)
+
+
+def test_a_lost_connection_is_sqlalchemys_error_and_is_not_reused(database: Database) -> None:
+    if not database.is_postgresql:
+        pytest.skip("psycopg's cursor serves PostgreSQL only; SQLite never takes this path")
+    select_pid = DriverStatement(text("SELECT pg_backend_pid() AS pid"))
+    with database.single_read() as connection:
+        pid = select_pid.rows(connection, {})[0].pid
+        with database.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(DBAPIError) as lost:
+            select_pid.first(connection, {})
+        assert lost.value.connection_invalidated
+        assert is_database_outage(lost.value)
+    for _ in range(3):  # the pool hands out working connections again
+        with database.single_read() as connection:
+            assert select_pid.rows(connection, {})[0].pid != pid
+
+
+def test_a_refused_statement_is_sqlalchemys_error(database: Database) -> None:
+    if not database.is_postgresql:
+        pytest.skip("psycopg's cursor serves PostgreSQL only; SQLite never takes this path")
+    with database.single_write() as connection, pytest.raises(DBAPIError) as refused:
+        DriverStatement(text("SELECT 1 / CAST(:zero AS int) AS x")).first(connection, {"zero": 0})
+    assert "division by zero" in str(refused.value)
+    assert not refused.value.connection_invalidated
