@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.customers.models import Customer
@@ -172,6 +172,52 @@ def claim_pool(
     if claimed and event is not None:
         _published_event(session, tenant_id, campaign_id, publication_id, len(claimed), actor, now)
     return claimed
+
+
+def claim_publication(
+    connection: Connection, *, publication: Mapping[str, Any], count: int, whole: bool = False
+) -> list[ClaimedCode]:
+    """A whole publication from the pool as one statement per try (PostgreSQL, for
+    ``Database.single_write``): ``count`` codes claimed, linked to ``publication`` (its
+    :func:`publication_row`, with a ``campaign_id``, no ``source_id``), which the statement
+    inserts, and its ``published`` event; or, when the pool has not ``count`` codes free (or the
+    campaign is no longer active), an empty list and nothing written.
+
+    Each statement commits on its own, so there is no second statement to finish a claim: a
+    try claims all or nothing, after this process's cursor first and then from the head of the
+    pool (:func:`claim_pool`'s order). The caller answers an empty list as :func:`claim_pool`'s
+    transactional way would (it runs that way).
+    """
+    campaign_id: str = publication["campaign_id"]
+    event = PublishedEvent(
+        tenant_id=publication["tenant_id"],
+        campaign_id=campaign_id,
+        publication_id=publication["id"],
+        actor=publication["actor"],
+        now=publication["created_at"],
+    )
+    after = POOL_CURSOR.start(campaign_id)
+    while True:
+        rows = claim_from_pool(
+            connection,
+            tenant_id=event.tenant_id,
+            campaign_id=campaign_id,
+            publication_id=event.publication_id,
+            count=count,
+            now=event.now,
+            holder_id=None,
+            after=after,
+            event=event,
+            publication=publication,
+            whole=whole,
+            all_or_none=True,
+        )
+        if rows:
+            POOL_CURSOR.moved(campaign_id, rows[-1][0])
+            return [_claimed(row, whole) for row in rows]
+        if after is None:
+            return []
+        after = None  # not enough past where the last claim stopped: once more from the head
 
 
 def _claimed(row: Sequence[Any], whole: bool) -> ClaimedCode:

@@ -36,6 +36,7 @@ from voucherd.idempotency import service as idempotency
 from voucherd.publications.models import CampaignHolder, Publication
 from voucherd.publications.pool import (
     claim_pool,
+    claim_publication,
     create_publication,
     entry_of,
     publication_row,
@@ -111,6 +112,12 @@ def _publish(
     idem: idempotency.IdempotencyClaim | None,
 ) -> Published:
     now = db.now()
+    if idem is None and db.writes_single and _whole_in_one_statement(body):
+        record = _publish_from_pool_single(db, caller, body, body.campaign, now)
+        if record is not None:
+            return Published(record, created=True)
+        # The pool lacked codes (or the campaign changed): nothing was written; the
+        # transactional way answers, as it always has (mints, or refuses with what is missing).
     with db.unit_of_work() as session:
         idempotency.claim(session, db, caller.tenant_id, idem)
         if body.source_id is not None and request_hash is not None:
@@ -322,16 +329,14 @@ def _publish_from_pool(
         )
     voucher = None
     if len(codes) == 1:
-        # Fresh from the pool, so this publication is its only one: no query for the entries;
-        # and its columns came back from the claim (a minted one is read).
-        entry = entry_of(publication, customer.source_id if customer is not None else None)
+        # Its columns came back from the claim (a minted one is read).
         columns = claimed[0].columns if claimed else None
         found = (
             detached(Voucher, columns)
             if columns is not None
             else session.get_one(Voucher, codes[0][0])
         )
-        voucher = VoucherRecord(found, campaign.name, [entry], campaign=campaign)
+        voucher = _fresh_voucher(publication, campaign, customer, found)
     record = _record(
         publication,
         campaign_name=campaign.name,
@@ -342,6 +347,68 @@ def _publish_from_pool(
     if body.delivery is not None:
         record = _deliver(session, caller, record, body.delivery, customer, now, settings_of_tenant)
     return record
+
+
+def _whole_in_one_statement(body: PublishRequest) -> bool:
+    """Whether the publication can be one statement (:func:`_publish_from_pool_single`): codes
+    from a pool, and nothing else to write or to look up first. A ``source_id`` is looked up
+    for a replay first, a customer is resolved (perhaps created) and counted, a delivery writes
+    its outbox rows: each a write or read that must agree with the claim, so a transaction."""
+    return (
+        body.campaign is not None
+        and body.source_id is None
+        and body.customer is None
+        and body.delivery is None
+    )
+
+
+def _publish_from_pool_single(
+    db: Database, caller: Caller, body: PublishRequest, ref: str | None, now: datetime
+) -> PublicationRecord | None:
+    """The campaign's read, then the publication, its codes, their links and its event as one
+    statement (``sql.claim_from_pool``'s ``all_or_none``), each its own transaction
+    (``Database.single_write``): two round trips, no ``BEGIN``/``COMMIT``, and the claimed rows
+    locked only while that statement runs.
+
+    Under READ COMMITTED the transactional way's claim never saw its campaign read's snapshot
+    either; what could change in between is re-checked by the statement: each code still in the
+    pool (``SKIP LOCKED``, ``published_count = 0``), the campaign still active. None, with
+    nothing written, when the pool has not ``count`` codes free: the caller goes the
+    transactional way, which answers that case (an AUTO_UPDATE campaign mints what is missing,
+    a STATIC one refuses with how many)."""
+    assert ref is not None
+    count = body.count or 1
+    with db.single_write() as connection:
+        campaign, _, _ = campaign_and_tenant(connection, caller.tenant_id, ref, with_settings=False)
+        if not campaign.active:
+            raise Conflict(
+                "the campaign is not active", field="campaign", code=ErrorCode.CAMPAIGN_INACTIVE
+            )
+        row = publication_row(now=now, **_publication_fields(caller, body, campaign.id, None))
+        claimed = claim_publication(connection, publication=row, count=count, whole=count == 1)
+    if not claimed:
+        return None
+    publication = _publication_of(row)
+    voucher = None
+    if count == 1:
+        assert claimed[0].columns is not None
+        voucher = _fresh_voucher(publication, campaign, None, detached(Voucher, claimed[0].columns))
+    return _record(
+        publication,
+        campaign_name=campaign.name,
+        customer=None,
+        codes=[(c.voucher_id, c.code) for c in claimed],
+        voucher=voucher,
+    )
+
+
+def _fresh_voucher(
+    publication: Publication, campaign: Campaign, customer: Customer | None, voucher: Voucher
+) -> VoucherRecord:
+    """The one voucher of a publication, fresh from the pool (or minted for it): this
+    publication is its only one, so its entries need no query."""
+    entry = entry_of(publication, customer.source_id if customer is not None else None)
+    return VoucherRecord(voucher, campaign.name, [entry], campaign=campaign)
 
 
 def _mint_missing(

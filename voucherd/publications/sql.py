@@ -30,6 +30,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Integer,
     String,
     Table,
@@ -46,6 +47,7 @@ from sqlalchemy import cast as cast_
 from sqlalchemy import inspect as inspect_
 from sqlalchemy.orm import Session
 
+from voucherd.campaigns.models import Campaign
 from voucherd.db.dialect import is_postgresql
 from voucherd.publications.models import Publication, PublicationVoucher
 from voucherd.vouchers.models import Voucher, VoucherEvent
@@ -54,6 +56,7 @@ VOUCHER = cast(Table, Voucher.__table__)
 LINK = cast(Table, PublicationVoucher.__table__)
 PUBLICATION = cast(Table, Publication.__table__)
 VOUCHER_EVENT = cast(Table, VoucherEvent.__table__)
+CAMPAIGN = cast(Table, Campaign.__table__)
 _V, _K, _P = VOUCHER.c, LINK.c, PUBLICATION.c
 # A claimed voucher's attribute names (``metadata_``) beside its columns (``metadata``), in the
 # order a whole-row claim returns them, so the answer's voucher is built from the claim's own
@@ -113,7 +116,7 @@ POOL_CURSOR = PoolCursor()
 
 
 def claim_from_pool(
-    session: Session,
+    session: Session | Connection,
     *,
     tenant_id: str,
     campaign_id: str,
@@ -125,6 +128,7 @@ def claim_from_pool(
     event: PublishedEvent | None = None,
     publication: Mapping[str, Any] | None = None,
     whole: bool = False,
+    all_or_none: bool = False,
 ) -> list[Sequence[Any]]:
     """Claim up to ``count`` codes of the pool (those after ``after`` when given) and link them
     to the publication; rows of ``(voucher_id, code)`` in id order, or with ``whole`` of every
@@ -135,9 +139,15 @@ def claim_from_pool(
     trip for the whole claim in the common case. Otherwise the caller writes the event itself,
     once, for all it claimed. With ``publication`` (PostgreSQL only: the publication's row, by
     column name) the same statement inserts the publication too.
+
+    ``all_or_none`` (PostgreSQL, with ``publication`` and ``event``: a whole publication in one
+    statement, :func:`voucherd.publications.pool.claim_publication`): the statement claims all
+    ``count`` codes, with the publication, links and event, or writes nothing and returns no
+    row; and it claims only while the campaign is still active, re-checked by the statement.
     """
     postgresql = is_postgresql(session)
     assert publication is None or postgresql, "on SQLite the publication is inserted first"
+    assert not all_or_none or (postgresql and publication is not None and event is not None)
     statement = _claim_statement(
         postgresql=postgresql,
         after=after is not None,
@@ -145,6 +155,7 @@ def claim_from_pool(
         event=event is not None and postgresql,
         publication=publication is not None,
         whole=whole,
+        all_or_none=all_or_none,
     )
     params: dict[str, Any] = {
         "c_tenant": tenant_id,
@@ -160,9 +171,11 @@ def claim_from_pool(
         params.update({f"p_{name}": value for name, value in publication.items()})
     # On the session's connection, not through the session: a Core statement gains nothing
     # from the ORM's execution path but its cost.
-    rows = session.connection().execute(statement, params).all()
+    connection = session if isinstance(session, Connection) else session.connection()
+    rows = connection.execute(statement, params).all()
     if postgresql:
         return list(rows)
+    assert isinstance(session, Session), "on SQLite a claim runs in a unit of work"
     claimed = sorted(rows, key=lambda row: row[0])
     if claimed:
         session.execute(
@@ -177,10 +190,18 @@ def claim_from_pool(
 
 @cache
 def _claim_statement(
-    *, postgresql: bool, after: bool, holder: bool, event: bool, publication: bool, whole: bool
+    *,
+    postgresql: bool,
+    after: bool,
+    holder: bool,
+    event: bool,
+    publication: bool,
+    whole: bool,
+    all_or_none: bool = False,
 ) -> Any:
     """The claim, built once per shape and run with parameters (``c_...``, ``p_...``): building
-    it per publication cost more Python than the rest of the claim."""
+    it per publication cost more Python than the rest of the claim. ``all_or_none``: see
+    :func:`claim_from_pool`."""
     now = bindparam("c_now", type_=_V.updated_at.type)
     head = select(_V.id).where(
         _V.campaign_id == bindparam("c_campaign", type_=String),
@@ -190,6 +211,10 @@ def _claim_statement(
     )
     if after:
         head = head.where(_V.id > bindparam("c_after", type_=String))
+    if all_or_none:
+        # Read before the statement, outside it: re-checked here, so a campaign switched off
+        # since claims nothing (and the transactional way then answers why).
+        head = head.where(_still_active())
     head = head.order_by(_V.id).limit(bindparam("c_count", type_=Integer))
     values: dict[str, Any] = {"published_count": 1, "updated_at": now}
     if holder:
@@ -204,7 +229,12 @@ def _claim_statement(
     # planner may rescan it, and every rescan skips to further rows (a claim of 25 returned 30
     # that way).
     head_cte = head.with_for_update(skip_locked=True).cte("head")
-    claimed = claim.where(_V.id == head_cte.c.id, _UNPUBLISHED).cte("claimed")
+    claim = claim.where(_V.id == head_cte.c.id, _UNPUBLISHED)
+    if all_or_none:
+        # All ``count`` rows locked, or none updated: the statement is the whole publication.
+        got = select(func.count()).select_from(head_cte).scalar_subquery()
+        claim = claim.where(got == bindparam("c_count", type_=Integer))
+    claimed = claim.cte("claimed")
     # One round trip: claim the codes and link them to the publication in one statement. The
     # link's foreign key to a publication inserted by the same statement holds: PostgreSQL
     # checks it at the end of the statement, when every part of it has run.
@@ -218,17 +248,37 @@ def _claim_statement(
     )
     query = select(*(claimed.c[c.key] for c in returned)).add_cte(link.cte("linked"))
     if publication:
-        query = query.add_cte(_publication_cte())
+        query = query.add_cte(_publication_cte(claimed if all_or_none else None))
     if event:
         query = query.add_cte(_event_cte(claimed))
     return query.order_by(claimed.c.id)
 
 
-def _publication_cte() -> Any:
+def _publication_cte(claimed: Any = None) -> Any:
     """``INSERT INTO publication VALUES (:p_id, :p_tenant_id, ...)``, every column a parameter
-    named after it."""
+    named after it; given ``claimed``, ``INSERT ... SELECT ... FROM claimed HAVING count(*) =
+    :c_count``: only with every code asked for (the links' foreign key to it then makes a short
+    claim fail whole rather than leave codes linked to no publication)."""
     values = {c.name: bindparam(f"p_{c.name}", type_=c.type) for c in PUBLICATION.c}
-    return insert(PUBLICATION).values(values).cte("new_publication")
+    if claimed is None:
+        return insert(PUBLICATION).values(values).cte("new_publication")
+    rows = (
+        select(*values.values())
+        .select_from(claimed)
+        .having(func.count() == bindparam("c_count", type_=Integer))
+    )
+    return insert(PUBLICATION).from_select(list(values), rows).cte("new_publication")
+
+
+def _still_active() -> ColumnElement[bool]:
+    """The claimed campaign is (still) active: ``EXISTS (SELECT FROM campaign WHERE id =
+    :c_campaign AND active)``."""
+    c = CAMPAIGN.c
+    return (
+        select(literal(1))
+        .where(c.id == bindparam("c_campaign", type_=String), c.active.is_(True))
+        .exists()
+    )
 
 
 @dataclass(frozen=True, slots=True)

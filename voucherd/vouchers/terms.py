@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, and_, bindparam, func, inspect, null, or_, select, text
+from sqlalchemy import Connection, Table, and_, bindparam, func, inspect, null, or_, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.instrumentation import manager_of_class
 
@@ -95,11 +95,13 @@ def detached(cls: type[_Entity], values: Mapping[str, Any]) -> _Entity:
 
 
 def campaign_and_tenant(
-    session: Session, tenant_id: str, ref: str, *, with_settings: bool
+    session: Session | Connection, tenant_id: str, ref: str, *, with_settings: bool
 ) -> tuple[Campaign, int | None, dict[str, Any] | None]:
-    """The campaign, the tenant's weekly limit and (for deliveries) its settings, in one read."""
+    """The campaign, the tenant's weekly limit and (for deliveries) its settings, in one read
+    (``session`` may be a ``Database.single_write`` connection: one statement)."""
     statement = _CAMPAIGN_LIMIT_AND_SETTINGS if with_settings else _CAMPAIGN_AND_LIMIT
-    rows = session.connection().execute(statement, {"tenant_id": tenant_id, "ref": ref}).all()
+    connection = session if isinstance(session, Connection) else session.connection()
+    rows = connection.execute(statement, {"tenant_id": tenant_id, "ref": ref}).all()
     if not rows:
         raise NotFound(f"no campaign with id or name {ref!r}", field="campaign")
     # An id match wins over a campaign that happens to be named like another's id.
