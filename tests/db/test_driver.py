@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Row, text
+from sqlalchemy import Row, bindparam, literal, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import make_tenant
 from tests.factories.vouchers import issue
+from voucherd.db.base import JSONType, UTCDateTime
 from voucherd.db.driver import DriverStatement
 from voucherd.db.engine import Database, is_database_outage
 from voucherd.vouchers.lookup import _BY, Width, find_voucher_row
@@ -98,3 +100,22 @@ def test_a_refused_statement_is_sqlalchemys_error(database: Database) -> None:
         DriverStatement(text("SELECT 1 / CAST(:zero AS int) AS x")).first(connection, {"zero": 0})
     assert "division by zero" in str(refused.value)
     assert not refused.value.connection_invalidated
+
+
+def test_typed_and_fixed_parameters_are_sent_as_sqlalchemy_sends_them(database: Database) -> None:
+    """A JSON parameter is serialised by its type (psycopg adapts no dict by itself), a value
+    SQLAlchemy put in the statement (``literal``) is sent with it, an aware time goes as UTC."""
+    if not database.is_postgresql:
+        pytest.skip("psycopg's cursor serves PostgreSQL only; SQLite never takes this path")
+    statement = select(
+        bindparam("doc", type_=JSONType).label("doc"),
+        literal(7).label("seven"),
+        bindparam("at", type_=UTCDateTime()).label("at"),
+    )
+    lisbon = datetime(2026, 7, 1, 12, 0, tzinfo=ZoneInfo("Europe/Lisbon"))
+    with database.single_read() as connection:
+        row = DriverStatement(statement).first(connection, {"doc": {"a": [1, "é"]}, "at": lisbon})
+    assert row.doc == {"a": [1, "é"]}
+    assert row.seven == 7
+    assert row.at == lisbon
+    assert row.at.tzinfo is UTC

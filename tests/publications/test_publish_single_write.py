@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import Tenant, make_tenant
 from tests.support.clock import FakeClock
 from tests.support.concurrency import run_together
+from tests.support.wire import statements, statuses, wire
 from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict
@@ -116,18 +118,23 @@ def _bound(database: Database, connection: Connection) -> Database:
 
 class TestOneStatement:
     def test_the_read_and_one_statement_and_no_transaction_on_postgresql(
-        self, database: Database
+        self, database: Database, tmp_path: Path
     ) -> None:
         tenant = make_tenant(database)
         campaign = _campaign(database, tenant, 5)
-        with _statements(database) as seen:
-            one = publish(database, tenant.caller, _body(campaign)).record
-            three = publish(database, tenant.caller, _body(campaign, count=3)).record
         if database.is_postgresql:
-            # The campaign's read and the statement that writes it all; nothing left open.
-            assert seen == [("SELECT", False), ("WITH", False)] * 2
+            with wire(database, tmp_path / "trace") as on_wire:
+                one = publish(database, tenant.caller, _body(campaign)).record
+                three = publish(database, tenant.caller, _body(campaign, count=3)).record
+            # The campaign's read and the statement that writes it all (a CTE: its tag is its
+            # SELECT's), nothing left open after either.
+            assert statements(on_wire) == ["SELECT 1", "SELECT 1", "SELECT 1", "SELECT 3"]
+            assert statuses(on_wire) == {"I"}
         else:
             assert database.writes_single is False
+            with _statements(database) as seen:
+                one = publish(database, tenant.caller, _body(campaign)).record
+                three = publish(database, tenant.caller, _body(campaign, count=3)).record
             assert ("BEGIN", True) in seen
         assert (one.count, three.count) == (1, 3)
         assert one.voucher is not None
@@ -136,7 +143,9 @@ class TestOneStatement:
         assert len({code for _, code in one.codes + three.codes}) == 4
         assert _rows(database, campaign) == (2, 4, 2, 4)
 
-    def test_the_claim_wraps_round_to_the_head_as_before(self, database: Database) -> None:
+    def test_the_claim_wraps_round_to_the_head_as_before(
+        self, database: Database, tmp_path: Path
+    ) -> None:
         """Nothing past this process's cursor: a second try from the head of the pool."""
         tenant = make_tenant(database)
         campaign = _campaign(database, tenant, 3)
@@ -149,11 +158,15 @@ class TestOneStatement:
                 )
             )
         POOL_CURSOR.moved(campaign.id, ids[-1])
-        with _statements(database) as seen:
+        if database.is_postgresql:
+            with wire(database, tmp_path / "trace") as on_wire:
+                record = publish(database, tenant.caller, _body(campaign, count=2)).record
+            # The read, a claim after the cursor that finds nothing, one from the head.
+            assert statements(on_wire) == ["SELECT 1", "SELECT 0", "SELECT 2"]
+            assert statuses(on_wire) == {"I"}
+        else:
             record = publish(database, tenant.caller, _body(campaign, count=2)).record
         assert [voucher_id for voucher_id, _ in record.codes] == ids[:2]
-        if database.is_postgresql:
-            assert seen == [("SELECT", False), ("WITH", False), ("WITH", False)]
         assert _rows(database, campaign) == (1, 2, 1, 2)
 
     def test_the_same_answer_as_the_transactional_way(self, database: Database) -> None:

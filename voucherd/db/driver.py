@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, cast
@@ -34,7 +35,9 @@ _TIMESTAMPTZ = 1184
 
 @lru_cache(maxsize=64)
 def _row_type(names: tuple[str, ...]) -> Any:
-    return namedtuple("Row", names)  # field names known only at run time
+    # Known only at run time; a name that cannot be an attribute (an unlabelled ``?column?``,
+    # a second ``id``) is renamed ``_<index>``, its value still there by index.
+    return namedtuple("Row", names, rename=True)
 
 
 def _rows_of(cursor: Cursor[Any]) -> Callable[[Sequence[Any]], Any]:
@@ -59,6 +62,23 @@ def _rows_of(cursor: Cursor[Any]) -> Callable[[Sequence[Any]], Any]:
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    # The values SQLAlchemy put in the statement itself (``literal(1)``, ``values(x=1)``).
+    fixed: Mapping[str, Any]
+    # Bind parameters whose type converts the value first (JSON to psycopg's ``Jsonb``, an
+    # aware datetime to UTC), by name: what ``Connection.execute`` would do to them.
+    processors: Mapping[str, Callable[[Any], Any]]
+
+    def parameters(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        values = {**self.fixed, **given}
+        for name, process in self.processors.items():
+            if name in values:
+                values[name] = process(values[name])
+        return values
+
+
 class DriverStatement:
     """A statement compiled once per dialect, executed on the driver's cursor."""
 
@@ -66,16 +86,21 @@ class DriverStatement:
 
     def __init__(self, statement: Executable) -> None:
         self._statement = statement
-        self._compiled: dict[str, str] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
-    def _sql(self, connection: Connection) -> str:
+    def _compile(self, connection: Connection) -> _Compiled:
         dialect = connection.dialect
-        sql = self._compiled.get(dialect.name)
-        if sql is None:
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
             assert isinstance(self._statement, ClauseElement)
-            sql = str(self._statement.compile(dialect=dialect))
-            self._compiled[dialect.name] = sql
-        return sql
+            statement = self._statement.compile(dialect=dialect)
+            given = dict(statement.params)
+            # SQLAlchemy's own table of them (no public name): a statement whose types convert
+            # nothing has none, and tests/db/test_driver.py checks a JSON one end to end.
+            processors = dict(getattr(statement, "_bind_processors", {}))
+            compiled = _Compiled(str(statement), given, processors)
+            self._compiled[dialect.name] = compiled
+        return compiled
 
     def rows(self, connection: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Every row the statement returns (psycopg connections only: PostgreSQL).
@@ -83,7 +108,9 @@ class DriverStatement:
         psycopg's errors come out as SQLAlchemy's, as from ``Connection.execute``: the API's
         handlers answer a lost database with a 503 (``db.engine.is_database_outage``), and a
         connection the server dropped is invalidated, not handed to the next request."""
-        sql = self._sql(connection)
+        compiled = self._compile(connection)
+        sql = compiled.sql
+        params = compiled.parameters(params)
         driver = cast(psycopg.Connection[Any], connection.connection.dbapi_connection)
         try:
             with driver.cursor(row_factory=_rows_of) as cursor:
