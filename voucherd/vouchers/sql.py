@@ -18,7 +18,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import String, Table, insert, text
+from sqlalchemy import Connection, String, Table, insert, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -81,7 +81,7 @@ _INSERT_EVENT = insert(EVENT)
 
 
 def insert_issued(
-    session: Session,
+    session: Session | Connection,
     row: dict[str, Any],
     *,
     actor: str,
@@ -89,13 +89,17 @@ def insert_issued(
     delivery: dict[str, Any] | None = None,
 ) -> bool:
     """Write one issued voucher with its ledger entry, its event and (when asked) its planned
-    delivery; False, writing nothing, if its code is taken."""
+    delivery; False, writing nothing, if its code is taken.
+
+    On PostgreSQL that is one statement, so ``session`` may be a ``Database.single_write``
+    connection: the statement is its own transaction, and a taken code (``ON CONFLICT DO
+    NOTHING``, so no ``v`` row for the other CTEs to select from) commits nothing at all."""
     params = {column: row.get(column) for column in ISSUE_COLUMNS}
     params[_V.metadata.name] = row.get("metadata_")
     # The session's connection, not Session.execute: these are Core statements, and the ORM's
     # execution path (events, compile state) costs CPU on every issue for nothing.
-    conn = session.connection()
-    if is_postgresql(session):
+    conn = session if isinstance(session, Connection) else session.connection()
+    if is_postgresql(conn):
         if params["metadata"] is not None:
             params["metadata"] = json.dumps(params["metadata"])
         params.update(actor=actor, event_data=json.dumps(event))
@@ -129,7 +133,7 @@ def insert_issued(
         },
     )
     if delivery is not None:
-        insert_planned(session, delivery, actor=actor)
+        insert_planned(conn, delivery, actor=actor)
     return True
 
 
