@@ -154,7 +154,7 @@ def test_an_idempotency_key_keeps_the_transaction(database: Database, tmp_path: 
     if database.is_postgresql:
         with wire(database, tmp_path / "trace") as seen_on_wire:
             service.redeem(database, tenant.caller, body, idem=claim)
-        assert seen_on_wire[0] == 'query "BEGIN"'
+        assert seen_on_wire[0].startswith('query "BEGIN')
         assert "T" in statuses(seen_on_wire)
         assert seen_on_wire[-3:] == ['query "COMMIT"', "COMMIT", "ready I"]
     else:

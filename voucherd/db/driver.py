@@ -7,7 +7,8 @@ thread on the same connection (2026-12-07). Here a Core or text statement is com
 the connection's dialect and run on the DBAPI connection underneath the same SQLAlchemy
 ``Connection``, so it shares that connection's transaction (or its autocommit) and its pool.
 
-Rows keep SQLAlchemy's shape where the callers read it: named tuples (attributes by label,
+SQLAlchemy's ``before_cursor_execute`` and ``after_cursor_execute`` events still fire around
+each statement. Rows keep SQLAlchemy's shape where the callers read it: named tuples (attributes by label,
 items by index), timestamps as aware UTC datetimes (``UTCDateTime``'s answer), JSON as Python
 objects (psycopg's own ``jsonb`` loader, as SQLAlchemy's psycopg dialect uses it).
 tests/db/test_driver.py compares the rows with SQLAlchemy's, column by column.
@@ -112,9 +113,13 @@ class DriverStatement:
         sql = compiled.sql
         params = compiled.parameters(params)
         driver = cast(psycopg.Connection[Any], connection.connection.dbapi_connection)
+        dispatch = connection.dispatch
         try:
             with driver.cursor(row_factory=_rows_of) as cursor:
+                # SQLAlchemy's statement events still fire (for whoever listens: the tests).
+                dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
                 cursor.execute(sql, params, prepare=True)
+                dispatch.after_cursor_execute(connection, cursor, sql, params, None, False)
                 return cursor.fetchall()
         except psycopg.Error as error:
             dropped = connection.dialect.is_disconnect(cast(Any, error), cast(Any, driver), None)

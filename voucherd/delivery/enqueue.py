@@ -13,7 +13,7 @@ from typing import Any
 
 import babel
 import phonenumbers
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from voucherd.auth.models import Tenant
@@ -134,7 +134,7 @@ def _national_or_international(value: str, region: str | None) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def tenant_settings(session: Session, tenant_id: str) -> dict[str, Any]:
+def tenant_settings(session: Session | Connection, tenant_id: str) -> dict[str, Any]:
     return session.scalar(select(Tenant.settings).where(Tenant.id == tenant_id)) or {}
 
 

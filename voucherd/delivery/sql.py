@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from sqlalchemy import Column, Table, insert, text
+from sqlalchemy import Column, Connection, Table, insert, text
 from sqlalchemy.orm import Session
 
 from voucherd.delivery.models import Delivery, DeliveryEvent, DeliveryVoucher
@@ -83,7 +83,9 @@ def delivery_parameters(row: Mapping[str, Any]) -> dict[str, Any]:
     return {f"{_PREFIX}{column.name}": row[column.name] for column in _PLANNED}
 
 
-def insert_planned(session: Session, row: Mapping[str, Any], *, actor: str | None) -> None:
+def insert_planned(
+    session: Session | Connection, row: Mapping[str, Any], *, actor: str | None
+) -> None:
     """The delivery and its first event as two prebuilt statements (SQLite's issue path, and
     every delivery asked for outside an issue)."""
     session.execute(INSERT_DELIVERY, dict(row))

@@ -3,34 +3,69 @@
 The rules of what may be issued are in ``vouchers/terms.py``; the statement that writes the
 voucher with its ledger entry, its event and its outbox row (one round trip on PostgreSQL) is in
 ``vouchers/sql.py``.
+
+On PostgreSQL, without an Idempotency-Key, an issue that spends no limit (no per-customer
+count, no campaign budget or weekly value limit, no code-space count) runs its campaign read and
+its one writing statement each as their own transaction (``Database.single_write``): two round
+trips instead of four. Everything else (SQLite, a key, a limit) stays one unit of work, because
+a limit is spent by statements of its own, which must commit or roll back with the voucher.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
 from voucherd.auth.caller import Caller
+from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import is_mistyped
 from voucherd.db.engine import Database
 from voucherd.delivery.enqueue import automatic_delivery, plan_delivery
 from voucherd.delivery.enqueue import tenant_settings as read_tenant_settings
-from voucherd.delivery.schemas import RequestedDelivery
+from voucherd.delivery.schemas import DeliveryRequest, RequestedDelivery
 from voucherd.errors import Conflict, ErrorCode, InvalidInput, LimitReached
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id, new_public_tokens
 from voucherd.observability import metrics
-from voucherd.vouchers.limits import count_customer_issue
+from voucherd.vouchers.limits import count_customer_issue, counts_customer
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord
 from voucherd.vouchers.sql import insert_issued
 from voucherd.vouchers.terms import (
     REDRAWS,
+    IssueTerms,
     campaign_and_tenant,
     check_capacity,
+    counts_capacity,
     detached,
     issue_terms,
     requested_value,
     spend_limits,
+    spends_limits,
     voucher_row,
 )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the campaign read decided for one issue, before anything is written."""
+
+    campaign: Campaign
+    terms: IssueTerms
+    weekly_limit: int | None  # the tenant's, as read with the campaign
+    tenant_settings: dict[str, Any] | None  # read with the campaign when the request delivers
+    asked: DeliveryRequest | None  # the delivery asked for, by the request or the campaign
+
+
+@dataclass(frozen=True)
+class _Issued:
+    campaign: Campaign
+    row: dict[str, Any]  # the voucher's columns, as written
+    delivery: dict[str, Any] | None  # the delivery row written with it
 
 
 def issue_voucher(
@@ -53,65 +88,137 @@ def issue_voucher(
             "this code has the shape of a voucherd code but a wrong check character", field="code"
         )
     now = db.now()
-    with db.unit_of_work() as session:
-        idempotency.claim(session, db, caller.tenant_id, idem)
-        campaign, weekly_limit, tenant_settings = campaign_and_tenant(
-            session, caller.tenant_id, body.campaign, with_settings=body.delivery is not None
-        )
-        terms = issue_terms(campaign, requested_value(body, campaign), body, now)
-        asked = body.delivery
-        if asked is None and campaign_delivers:
-            asked = automatic_delivery(
-                campaign, recipient=body.recipient, customer_ref=body.customer_ref
-            )
-        count_customer_issue(session, campaign, body.customer_ref)
-        spend_limits(session, terms, 1, weekly_limit, now)
-        row = voucher_row(terms, now=now)
-        row.update(
-            id=new_id("v"),
-            public_token=new_public_tokens(1)[0],
-            customer_ref=body.customer_ref,
-            holder_name=body.holder.name if body.holder else None,
-            holder_address=body.holder.address if body.holder else None,
-            holder_postcode=body.holder.postcode if body.holder else None,
-        )
-        event = {"value": terms.value, "customer_ref": body.customer_ref is not None}
-        delivery = None
-        if asked is not None:
-            if tenant_settings is None:  # the campaign, not the request, asked for a delivery
-                tenant_settings = read_tenant_settings(session, caller.tenant_id)
-            delivery = plan_delivery(
-                asked,
-                tenant_settings,
-                tenant_id=caller.tenant_id,
-                voucher_id=row["id"],
-                now=now,
-                origin="issue",
-            )
-        if body.code is not None:
-            row["code"] = body.code
-            if not insert_issued(session, row, actor=caller.key_id, event=event, delivery=delivery):
-                raise Conflict(
-                    "this code is already in use", field="code", code=ErrorCode.DUPLICATE_CODE
-                )
-        else:
-            spec = terms.spec
-            check_capacity(session, db, campaign, spec, 1)
-            for _ in range(REDRAWS):
-                row["code"] = spec.generate(1)[0]
-                if insert_issued(session, row, actor=caller.key_id, event=event, delivery=delivery):
-                    break
-            else:
-                raise LimitReached(
-                    "no free code could be drawn; the code space is nearly full",
-                    field="campaign",
-                    code=ErrorCode.CODE_SPACE_EXHAUSTED,
-                )
-        idempotency.bind_effect(session, caller.tenant_id, idem, "voucher", row["id"])
-        session.commit()
+    issued: _Issued | None = None
+    plan: _Plan | None = None  # read without a transaction, kept for one when a limit applies
+    if idem is None and db.writes_single:
+        # The read and the write each as their own transaction: under READ COMMITTED the write
+        # never saw the read's snapshot anyway, and it re-checks the one fact it depends on
+        # that can change in between, the code's being free (ON CONFLICT: nothing written,
+        # redraw or refuse). A limit is spent by statements of its own: a unit of work.
+        with db.single_write() as connection:
+            plan = _plan(connection, caller, body, now, campaign_delivers=campaign_delivers)
+            if not _spends_limits(db, body, plan):
+                issued = _write(connection, db, caller, body, plan, now)
+    if issued is None:
+        issued = _issue_in_transaction(db, caller, body, now, plan, idem, campaign_delivers)
     metrics.vouchers_issued("issue")
+    delivery = issued.delivery
     requested = None
     if delivery is not None:
         requested = RequestedDelivery(delivery["id"], delivery["channel"], delivery["state"])
-    voucher = detached(Voucher, row)
+    voucher = detached(Voucher, issued.row)
+    campaign = issued.campaign
     return VoucherRecord(voucher, campaign.name, delivery=requested, campaign=campaign)
+
+
+def _issue_in_transaction(
+    db: Database,
+    caller: Caller,
+    body: IssueVoucher,
+    now: datetime,
+    plan: _Plan | None,
+    idem: idempotency.IdempotencyClaim | None,
+    campaign_delivers: bool,
+) -> _Issued:
+    """The unit of work: the key's claim, the limits' spends and the voucher commit together.
+
+    ``plan``: the campaign as already read without a transaction (the single-write path found
+    a limit to spend); reading it again inside would see no more than that read saw (READ
+    COMMITTED), and every limit below re-checks under its own lock or condition."""
+    with db.unit_of_work() as session:
+        idempotency.claim(session, db, caller.tenant_id, idem)
+        if plan is None:
+            plan = _plan(session, caller, body, now, campaign_delivers=campaign_delivers)
+        count_customer_issue(session, plan.campaign, body.customer_ref)
+        spend_limits(session, plan.terms, 1, plan.weekly_limit, now)
+        issued = _write(session, db, caller, body, plan, now)
+        idempotency.bind_effect(session, caller.tenant_id, idem, "voucher", issued.row["id"])
+        session.commit()
+    return issued
+
+
+def _plan(
+    session: Session | Connection,
+    caller: Caller,
+    body: IssueVoucher,
+    now: datetime,
+    *,
+    campaign_delivers: bool,
+) -> _Plan:
+    """Read the campaign (one statement) and decide the terms and the delivery asked for, or
+    raise the first rule the request breaks. Writes nothing."""
+    campaign, weekly_limit, tenant_settings = campaign_and_tenant(
+        session, caller.tenant_id, body.campaign, with_settings=body.delivery is not None
+    )
+    terms = issue_terms(campaign, requested_value(body, campaign), body, now)
+    asked = body.delivery
+    if asked is None and campaign_delivers:
+        asked = automatic_delivery(
+            campaign, recipient=body.recipient, customer_ref=body.customer_ref
+        )
+    return _Plan(campaign, terms, weekly_limit, tenant_settings, asked)
+
+
+def _spends_limits(db: Database, body: IssueVoucher, plan: _Plan) -> bool:
+    """Whether issuing under ``plan`` spends a limit by a statement of its own (so it needs a
+    unit of work): a per-customer count, a campaign budget or weekly value, or the count of a
+    small code space (its advisory lock and count must hold to the insert's commit)."""
+    return (
+        counts_customer(plan.campaign, body.customer_ref)
+        or spends_limits(plan.terms, plan.weekly_limit)
+        or (body.code is None and counts_capacity(db, plan.terms.spec))
+    )
+
+
+def _write(
+    session: Session | Connection,
+    db: Database,
+    caller: Caller,
+    body: IssueVoucher,
+    plan: _Plan,
+    now: datetime,
+) -> _Issued:
+    """Write the voucher with its ledger entry, event and delivery: on PostgreSQL one
+    statement per code drawn, each writing all its rows or (the code taken) none."""
+    campaign, terms = plan.campaign, plan.terms
+    row = voucher_row(terms, now=now)
+    row.update(
+        id=new_id("v"),
+        public_token=new_public_tokens(1)[0],
+        customer_ref=body.customer_ref,
+        holder_name=body.holder.name if body.holder else None,
+        holder_address=body.holder.address if body.holder else None,
+        holder_postcode=body.holder.postcode if body.holder else None,
+    )
+    event = {"value": terms.value, "customer_ref": body.customer_ref is not None}
+    delivery = None
+    if plan.asked is not None:
+        tenant_settings = plan.tenant_settings
+        if tenant_settings is None:  # the campaign, not the request, asked for a delivery
+            tenant_settings = read_tenant_settings(session, caller.tenant_id)
+        delivery = plan_delivery(
+            plan.asked,
+            tenant_settings,
+            tenant_id=caller.tenant_id,
+            voucher_id=row["id"],
+            now=now,
+            origin="issue",
+        )
+    if body.code is not None:
+        row["code"] = body.code
+        if not insert_issued(session, row, actor=caller.key_id, event=event, delivery=delivery):
+            raise Conflict(
+                "this code is already in use", field="code", code=ErrorCode.DUPLICATE_CODE
+            )
+        return _Issued(campaign, row, delivery)
+    spec = terms.spec
+    check_capacity(session, db, campaign, spec, 1)
+    for _ in range(REDRAWS):
+        row["code"] = spec.generate(1)[0]
+        if insert_issued(session, row, actor=caller.key_id, event=event, delivery=delivery):
+            return _Issued(campaign, row, delivery)
+    raise LimitReached(
+        "no free code could be drawn; the code space is nearly full",
+        field="campaign",
+        code=ErrorCode.CODE_SPACE_EXHAUSTED,
+    )

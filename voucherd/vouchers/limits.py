@@ -96,9 +96,15 @@ def spend_campaign_budget(session: Session, campaign: Campaign, value: int) -> N
         )
 
 
+def counts_customer(campaign: Campaign, customer_ref: str | None) -> bool:
+    """Whether :func:`count_customer_issue` writes a count: a campaign with a
+    ``per_customer_limit``, issuing to a customer."""
+    return campaign.per_customer_limit is not None and customer_ref is not None
+
+
 def count_customer_issue(session: Session, campaign: Campaign, customer_ref: str | None) -> None:
     """One more voucher for this customer from this campaign, within ``per_customer_limit``."""
-    if campaign.per_customer_limit is None or customer_ref is None:
+    if not counts_customer(campaign, customer_ref):
         return
     counted = session.execute(
         upsert(session, CampaignCustomer)

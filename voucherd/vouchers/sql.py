@@ -18,11 +18,12 @@ import json
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import String, Table, insert, text
+from sqlalchemy import Connection, String, Table, insert, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from voucherd.db.dialect import is_postgresql
+from voucherd.db.driver import DriverStatement
 from voucherd.delivery.sql import delivery_ctes, delivery_parameters, insert_planned
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 
@@ -80,8 +81,12 @@ _INSERT_LEDGER = insert(LEDGER)
 _INSERT_EVENT = insert(EVENT)
 
 
+_ISSUE_ON_DRIVER = DriverStatement(_ISSUE_ON_POSTGRESQL)
+_ISSUE_WITH_DELIVERY_ON_DRIVER = DriverStatement(_ISSUE_WITH_DELIVERY_ON_POSTGRESQL)
+
+
 def insert_issued(
-    session: Session,
+    session: Session | Connection,
     row: dict[str, Any],
     *,
     actor: str,
@@ -89,20 +94,27 @@ def insert_issued(
     delivery: dict[str, Any] | None = None,
 ) -> bool:
     """Write one issued voucher with its ledger entry, its event and (when asked) its planned
-    delivery; False, writing nothing, if its code is taken."""
+    delivery; False, writing nothing, if its code is taken.
+
+    On PostgreSQL that is one statement, so ``session`` may be a ``Database.single_write``
+    connection: the statement is its own transaction, and a taken code (``ON CONFLICT DO
+    NOTHING``, so no ``v`` row for the other CTEs to select from) commits nothing at all."""
     params = {column: row.get(column) for column in ISSUE_COLUMNS}
     params[_V.metadata.name] = row.get("metadata_")
     # The session's connection, not Session.execute: these are Core statements, and the ORM's
     # execution path (events, compile state) costs CPU on every issue for nothing.
-    conn = session.connection()
-    if is_postgresql(session):
+    conn = session if isinstance(session, Connection) else session.connection()
+    if is_postgresql(conn):
         if params["metadata"] is not None:
             params["metadata"] = json.dumps(params["metadata"])
         params.update(actor=actor, event_data=json.dumps(event))
-        if delivery is None:
-            return conn.execute(_ISSUE_ON_POSTGRESQL, params).first() is not None
-        params.update(delivery_parameters(delivery))
-        return conn.execute(_ISSUE_WITH_DELIVERY_ON_POSTGRESQL, params).first() is not None
+        if delivery is not None:
+            params.update(delivery_parameters(delivery))
+        if isinstance(session, Connection):  # single_write's: straight on psycopg's cursor
+            on_driver = _ISSUE_ON_DRIVER if delivery is None else _ISSUE_WITH_DELIVERY_ON_DRIVER
+            return on_driver.first(conn, params) is not None
+        statement = _ISSUE_ON_POSTGRESQL if delivery is None else _ISSUE_WITH_DELIVERY_ON_POSTGRESQL
+        return conn.execute(statement, params).first() is not None
     if conn.execute(_ISSUE_VOUCHER_ON_SQLITE, params).first() is None:
         return False
     if row["balance"]:
@@ -129,7 +141,7 @@ def insert_issued(
         },
     )
     if delivery is not None:
-        insert_planned(session, delivery, actor=actor)
+        insert_planned(conn, delivery, actor=actor)
     return True
 
 

@@ -8,7 +8,7 @@ order), so each checks the same rules before it writes anything.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -22,6 +22,7 @@ from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.validity import localise
 from voucherd.codes.generator import CodeSpec, capacity, spec_from_config
 from voucherd.db.dialect import is_postgresql
+from voucherd.db.driver import DriverStatement
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, ErrorCode, InvalidInput, LimitReached, NotFound
 from voucherd.money import MAX_MINOR_UNITS, to_minor
@@ -81,6 +82,11 @@ _CAMPAIGN_LIMIT_AND_SETTINGS = (
     .where(_CAMPAIGN_MATCH)
 )
 _CAMPAIGN_KEYS = tuple(key for key, _ in _CAMPAIGN_ATTRIBUTES)
+# With settings or without: the same statements on psycopg's cursor, for a connection's read.
+_ON_DRIVER = {
+    False: DriverStatement(_CAMPAIGN_AND_LIMIT),
+    True: DriverStatement(_CAMPAIGN_LIMIT_AND_SETTINGS),
+}
 _Entity = TypeVar("_Entity")
 
 
@@ -97,11 +103,18 @@ def detached(cls: type[_Entity], values: Mapping[str, Any]) -> _Entity:
 def campaign_and_tenant(
     session: Session | Connection, tenant_id: str, ref: str, *, with_settings: bool
 ) -> tuple[Campaign, int | None, dict[str, Any] | None]:
-    """The campaign, the tenant's weekly limit and (for deliveries) its settings, in one read
-    (``session`` may be a ``Database.single_write`` connection: one statement)."""
+    """The campaign, the tenant's weekly limit and (for deliveries) its settings, in one read.
+
+    ``session`` may be a connection (``Database.single_write``'s: the read is one statement),
+    on PostgreSQL read on psycopg's cursor (``db/driver.py``)."""
     statement = _CAMPAIGN_LIMIT_AND_SETTINGS if with_settings else _CAMPAIGN_AND_LIMIT
-    connection = session if isinstance(session, Connection) else session.connection()
-    rows = connection.execute(statement, {"tenant_id": tenant_id, "ref": ref}).all()
+    params = {"tenant_id": tenant_id, "ref": ref}
+    rows: Sequence[Any]
+    if isinstance(session, Connection) and session.dialect.name == "postgresql":
+        rows = _ON_DRIVER[with_settings].rows(session, params)
+    else:
+        conn = session if isinstance(session, Connection) else session.connection()
+        rows = conn.execute(statement, params).all()
     if not rows:
         raise NotFound(f"no campaign with id or name {ref!r}", field="campaign")
     # An id match wins over a campaign that happens to be named like another's id.
@@ -189,18 +202,30 @@ def issue_terms(
     )
 
 
+def spends_limits(terms: IssueTerms, weekly_limit: int | None) -> bool:
+    """Whether :func:`spend_limits` writes anything for these terms: a money voucher with a
+    value, from a campaign with a budget or a tenant with a weekly value limit (as read with the
+    campaign). Without one, issuing spends no limit and needs no transaction for it."""
+    campaign = terms.campaign
+    return (
+        campaign.type in MONEY_TYPES
+        and bool(terms.value)
+        and (campaign.budget is not None or weekly_limit is not None)
+    )
+
+
 def spend_limits(
     session: Session, terms: IssueTerms, count: int, weekly_limit: int | None, now: datetime
 ) -> None:
     """Spend the campaign's budget and the tenant's weekly value on ``count`` vouchers."""
     campaign = terms.campaign
-    if campaign.type in MONEY_TYPES and terms.value:
+    if terms.value and spends_limits(terms, weekly_limit):
         total = terms.value * count
         spend_campaign_budget(session, campaign, total)
         spend_weekly_value(session, campaign.tenant_id, total, now, limit_seen=weekly_limit)
 
 
-def _take_turns_in_small_space(session: Session, spec: CodeSpec) -> None:
+def _take_turns_in_small_space(session: Session | Connection, spec: CodeSpec) -> None:
     """In a small code space, drawers of the same code shape take turns (PostgreSQL).
 
     Two transactions whose fresh codes overlap would each wait in ``INSERT ... ON CONFLICT``
@@ -216,14 +241,23 @@ def _take_turns_in_small_space(session: Session, spec: CodeSpec) -> None:
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+def counts_capacity(db: Database, spec: CodeSpec) -> bool:
+    """Whether :func:`check_capacity` counts codes for ``spec``: only in a small code space,
+    where the count and the insert must share a transaction (and its advisory lock)."""
+    return capacity(spec, db.settings.max_code_space_fill) < _COUNT_CAPACITY_BELOW
+
+
 def check_capacity(
-    session: Session, db: Database, campaign: Campaign, spec: CodeSpec, count: int
+    session: Session | Connection, db: Database, campaign: Campaign, spec: CodeSpec, count: int
 ) -> None:
     """Refuse ``count`` more codes of ``spec`` when they would fill the code space past the
-    deployment's ``max_code_space_fill``, so codes stay unguessable."""
-    room = capacity(spec, db.settings.max_code_space_fill)
-    if room >= _COUNT_CAPACITY_BELOW:
+    deployment's ``max_code_space_fill``, so codes stay unguessable.
+
+    A no-op where not :func:`counts_capacity`; where it is, ``session`` must be a unit of work's
+    (the advisory lock and the count hold to its commit)."""
+    if not counts_capacity(db, spec):
         return
+    room = capacity(spec, db.settings.max_code_space_fill)
     _take_turns_in_small_space(session, spec)
     existing = session.scalar(select(func.count()).where(Voucher.campaign_id == campaign.id)) or 0
     if existing + count > room:
