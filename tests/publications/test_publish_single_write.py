@@ -12,21 +12,20 @@ These run on whole databases whose units of work really commit (``fresh_database
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import Tenant, make_tenant
 from tests.support.clock import FakeClock
 from tests.support.concurrency import run_together
-from tests.support.wire import statements, statuses, wire
+from tests.support.wire import statements, statements_seen, statuses, wire
 from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict
@@ -44,29 +43,6 @@ from voucherd.vouchers.schemas import MintVouchers
 @pytest.fixture
 def database(fresh_database: Callable[..., Database]) -> Database:
     return fresh_database(pool_size=8, clock=FakeClock())
-
-
-def _transaction_open(connection: Connection) -> bool:
-    dbapi: Any = connection.connection.dbapi_connection
-    info = getattr(dbapi, "info", None)
-    if info is not None:  # psycopg: the server's own word
-        return bool(info.transaction_status != 0)  # 0: IDLE
-    return bool(dbapi.in_transaction)
-
-
-@contextmanager
-def _statements(database: Database) -> Iterator[list[tuple[str, bool]]]:
-    """Each statement's first word and whether a transaction was open right after it."""
-    seen: list[tuple[str, bool]] = []
-
-    def after(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append((statement.split(None, 1)[0].upper(), _transaction_open(connection)))
-
-    event.listen(database.engine, "after_cursor_execute", after)
-    try:
-        yield seen
-    finally:
-        event.remove(database.engine, "after_cursor_execute", after)
 
 
 def _campaign(
@@ -132,7 +108,7 @@ class TestOneStatement:
             assert statuses(on_wire) == {"I"}
         else:
             assert database.writes_single is False
-            with _statements(database) as seen:
+            with statements_seen(database) as seen:
                 one = publish(database, tenant.caller, _body(campaign)).record
                 three = publish(database, tenant.caller, _body(campaign, count=3)).record
             assert ("BEGIN", True) in seen
@@ -211,7 +187,7 @@ class TestOneStatement:
             (_body(campaign, source_id="s-1"), None),
             (_body(campaign, customer={"source_id": "c-1"}), None),
         ):
-            with _statements(database) as seen:
+            with statements_seen(database) as seen:
                 publish(database, tenant.caller, body, idem=idem)
             assert ("BEGIN", True) in seen or any(opened for _, opened in seen)
             assert ("WITH", False) not in seen

@@ -8,18 +8,17 @@ These run on whole databases whose units of work really commit (``fresh_database
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event, func, select
+from sqlalchemy import func, select
 
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import make_tenant
 from tests.factories.vouchers import issue
-from tests.support.wire import statements, statuses, wire
+from tests.support.wire import statements, statements_seen, statuses, wire
 from voucherd.db.engine import Database
 from voucherd.errors import NotRedeemable
 from voucherd.idempotency.service import IdempotencyClaim
@@ -32,29 +31,6 @@ from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 @pytest.fixture
 def database(fresh_database: Callable[..., Database]) -> Database:
     return fresh_database(pool_size=2)
-
-
-def _transaction_open(connection: Connection) -> bool:
-    dbapi: Any = connection.connection.dbapi_connection
-    info = getattr(dbapi, "info", None)
-    if info is not None:  # psycopg: the server's own word
-        return bool(info.transaction_status != 0)  # 0: IDLE
-    return bool(dbapi.in_transaction)
-
-
-@contextmanager
-def _statements(database: Database) -> Iterator[list[tuple[str, bool]]]:
-    """Each statement's first word and whether a transaction was open right after it."""
-    seen: list[tuple[str, bool]] = []
-
-    def after(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append((statement.split(None, 1)[0].upper(), _transaction_open(connection)))
-
-    event.listen(database.engine, "after_cursor_execute", after)
-    try:
-        yield seen
-    finally:
-        event.remove(database.engine, "after_cursor_execute", after)
 
 
 def _card(database: Database, value: int = 5000) -> tuple[Any, str]:
@@ -99,7 +75,7 @@ def test_two_statements_and_no_transaction_on_postgresql(
         assert statuses(seen_on_wire) == {"I"}
     else:
         assert database.writes_single is False
-        with _statements(database) as seen:
+        with statements_seen(database) as seen:
             record = service.redeem(database, tenant.caller, body)
         assert ("BEGIN", True) in seen
     assert record.voucher_balance == 4300
@@ -158,7 +134,7 @@ def test_an_idempotency_key_keeps_the_transaction(database: Database, tmp_path: 
         assert "T" in statuses(seen_on_wire)
         assert seen_on_wire[-3:] == ['query "COMMIT"', "COMMIT", "ready I"]
     else:
-        with _statements(database) as seen:
+        with statements_seen(database) as seen:
             service.redeem(database, tenant.caller, body, idem=claim)
         assert ("BEGIN", True) in seen
     assert _rows(database, code) == (4900, 1, 1, 1)

@@ -18,19 +18,10 @@ from sqlalchemy import Connection, event, text
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import make_tenant
 from tests.factories.vouchers import issue
-from tests.support.wire import statements, statuses, wire
+from tests.support.wire import statements, statuses, transaction_open, wire
 from voucherd.db.engine import Database
 from voucherd.redemptions import service
 from voucherd.redemptions.schemas import RedeemRequest, ValidateRequest, present_validation
-
-
-def _transaction_open(connection: Connection) -> bool:
-    """Whether the server (PostgreSQL) or the library (SQLite) holds a transaction open."""
-    dbapi: Any = connection.connection.dbapi_connection
-    info = getattr(dbapi, "info", None)
-    if info is not None:  # psycopg: the server's own word
-        return bool(info.transaction_status != 0)  # 0: IDLE
-    return bool(dbapi.in_transaction)
 
 
 @pytest.fixture
@@ -52,7 +43,7 @@ def test_the_read_opens_no_transaction(database: Database, tmp_path: Path) -> No
         open_during: list[bool] = []
 
         def after(connection: Connection, *_: Any) -> None:
-            open_during.append(_transaction_open(connection))
+            open_during.append(transaction_open(connection))
 
         event.listen(database.engine, "after_cursor_execute", after)
         try:
@@ -96,7 +87,7 @@ def test_the_pool_gives_units_of_work_their_transactions_back(database: Database
     for _ in range(3):
         with database.unit_of_work(write=False) as session:
             session.execute(text("SELECT 1"))
-            assert _transaction_open(session.connection())
+            assert transaction_open(session.connection())
 
 
 @pytest.mark.parametrize("show_record", [True, False])

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from psycopg import pq
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 
 from voucherd.db.engine import Database
 
@@ -67,3 +67,30 @@ def statements(seen: list[str]) -> list[str]:
 def statuses(seen: list[str]) -> set[str]:
     """The transaction statuses seen after each message (``I``, ``T``, ``E``)."""
     return {m.removeprefix("ready ") for m in seen if m.startswith("ready ")}
+
+
+def transaction_open(connection: Connection) -> bool:
+    """Whether the server (PostgreSQL, psycopg's word) or the library (SQLite) holds a
+    transaction open on ``connection``."""
+    dbapi: Any = connection.connection.dbapi_connection
+    info = getattr(dbapi, "info", None)
+    if info is not None:
+        return bool(info.transaction_status != 0)  # 0: IDLE
+    return bool(dbapi.in_transaction)
+
+
+@contextmanager
+def statements_seen(database: Database) -> Iterator[list[tuple[str, bool]]]:
+    """Each statement SQLAlchemy's events see (``db/driver.py``'s included), as its first word,
+    and whether a transaction was open right after it. psycopg sends its own ``BEGIN`` without
+    an event; SQLite's is a statement of ours."""
+    seen: list[tuple[str, bool]] = []
+
+    def after(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append((statement.split(None, 1)[0].upper(), transaction_open(connection)))
+
+    event.listen(database.engine, "after_cursor_execute", after)
+    try:
+        yield seen
+    finally:
+        event.remove(database.engine, "after_cursor_execute", after)

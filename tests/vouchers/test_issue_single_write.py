@@ -11,18 +11,18 @@ These run on whole databases whose units of work really commit (``fresh_database
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, text
 
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import Tenant, make_tenant
 from tests.factories.vouchers import issue
 from tests.support.clock import FakeClock
 from tests.support.rows import count_rows
+from tests.support.wire import statements_seen
 from voucherd.codes import generator
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, ErrorCode, InvalidInput, LimitReached
@@ -52,29 +52,6 @@ def database(fresh_database: Callable[..., Database], clock: FakeClock) -> Datab
     return fresh_database(pool_size=2, clock=clock)
 
 
-def _transaction_open(connection: Connection) -> bool:
-    dbapi: Any = connection.connection.dbapi_connection
-    info = getattr(dbapi, "info", None)
-    if info is not None:  # psycopg: the server's own word
-        return bool(info.transaction_status != 0)  # 0: IDLE
-    return bool(dbapi.in_transaction)
-
-
-@contextmanager
-def _statements(database: Database) -> Iterator[list[tuple[str, bool]]]:
-    """Each statement's first word and whether a transaction was open right after it."""
-    seen: list[tuple[str, bool]] = []
-
-    def after(connection: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append((statement.split(None, 1)[0].upper(), _transaction_open(connection)))
-
-    event.listen(database.engine, "after_cursor_execute", after)
-    try:
-        yield seen
-    finally:
-        event.remove(database.engine, "after_cursor_execute", after)
-
-
 def _written(database: Database) -> dict[str, int]:
     return count_rows(database, tables=WRITTEN)
 
@@ -101,7 +78,7 @@ class TestSingleWrite:
     def test_two_statements_and_no_transaction_on_postgresql(self, database: Database) -> None:
         tenant = make_tenant(database)
         campaign = make_campaign(database, tenant, type="GIFT", default_value=2500)
-        with _statements(database) as seen:
+        with statements_seen(database) as seen:
             record = issue(database, tenant, campaign)
         assert (record.voucher.balance, record.voucher.campaign_id) == (2500, campaign.id)
         if database.is_postgresql:
@@ -119,7 +96,7 @@ class TestSingleWrite:
     def test_a_delivery_rides_in_the_same_statement(self, database: Database) -> None:
         tenant = make_tenant(database)
         campaign = make_campaign(database, tenant, type="GIFT", default_value=2500)
-        with _statements(database) as seen:
+        with statements_seen(database) as seen:
             record = issue(database, tenant, campaign, delivery={"channel": "none"})
         assert record.delivery is not None
         if database.is_postgresql:
@@ -137,7 +114,7 @@ class TestSingleWrite:
         single read (PostgreSQL), and the refusal comes before any write."""
         tenant = make_tenant(database)
         campaign = make_campaign(database, tenant, type="GIFT", delivery_channel="email")
-        with _statements(database) as seen, pytest.raises(InvalidInput) as refused:
+        with statements_seen(database) as seen, pytest.raises(InvalidInput) as refused:
             issue(database, tenant, campaign, recipient="ann@example.com")
         assert refused.value.code == ErrorCode.CHANNEL_NOT_CONFIGURED
         if database.is_postgresql:
@@ -154,7 +131,7 @@ class TestSingleWrite:
         monkeypatch.setattr(generator, "os", _ZerosFirst(calls=1))
         first = issue(database, tenant, campaign)
         monkeypatch.setattr(generator, "os", _ZerosFirst(calls=1))
-        with _statements(database) as seen:
+        with statements_seen(database) as seen:
             second = issue(database, tenant, campaign)
         assert first.voucher.code != second.voucher.code
         if database.is_postgresql:
@@ -186,7 +163,7 @@ class TestExplicitCode:
         campaign = make_campaign(database, tenant, type="GIFT", default_value=100)
         issue(database, tenant, campaign, code="SUMMER-2026", delivery={"channel": "none"})
         before = _written(database)
-        with _statements(database) as seen, pytest.raises(Conflict) as refused:
+        with statements_seen(database) as seen, pytest.raises(Conflict) as refused:
             issue(database, tenant, campaign, code="SUMMER-2026", delivery={"channel": "none"})
         assert (refused.value.code, refused.value.field) == (ErrorCode.DUPLICATE_CODE, "code")
         if database.is_postgresql:
@@ -299,7 +276,7 @@ class TestLimitsKeepTheTransaction:
         tenant = make_tenant(database)
         campaign = make_campaign(database, tenant, type="GIFT", default_value=100)
         claim = IdempotencyClaim.of("key-1", "POST", "/api/v1/vouchers", b"{}")
-        with _statements(database) as seen:
+        with statements_seen(database) as seen:
             issue_voucher(database, tenant.caller, _issue_body(campaign.id), idem=claim)
         assert _in_a_transaction(seen)
         assert count_rows(database, tables=("voucher", "idempotency_record")) == {
@@ -311,7 +288,7 @@ class TestLimitsKeepTheTransaction:
     def _issued_in_a_transaction(
         database: Database, tenant: Tenant, campaign: str, customer_ref: str | None = None
     ) -> None:
-        with _statements(database) as seen:
+        with statements_seen(database) as seen:
             issue(database, tenant, campaign, customer_ref=customer_ref)
         assert _in_a_transaction(seen)
 
