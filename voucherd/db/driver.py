@@ -83,11 +83,22 @@ class _Compiled:
 class DriverStatement:
     """A statement compiled once per dialect, executed on the driver's cursor."""
 
-    __slots__ = ("_compiled", "_statement")
+    __slots__ = ("_compiled", "_make_row", "_statement")
 
     def __init__(self, statement: Executable) -> None:
         self._statement = statement
         self._compiled: dict[str, _Compiled] = {}
+        # The statement's rows always have the same columns: how to make one is worked out from
+        # its first result (names, which are timestamps) and kept, not redone per execution.
+        self._make_row: Callable[[Sequence[Any]], Any] | None = None
+
+    def _row_factory(self, cursor: Cursor[Any]) -> Callable[[Sequence[Any]], Any]:
+        make = self._make_row
+        if make is None:
+            make = _rows_of(cursor)
+            if cursor.pgresult is not None and cursor.pgresult.nfields:
+                self._make_row = make
+        return make
 
     def _compile(self, connection: Connection) -> _Compiled:
         dialect = connection.dialect
@@ -115,7 +126,7 @@ class DriverStatement:
         driver = cast(psycopg.Connection[Any], connection.connection.dbapi_connection)
         dispatch = connection.dispatch
         try:
-            with driver.cursor(row_factory=_rows_of) as cursor:
+            with driver.cursor(row_factory=self._row_factory) as cursor:
                 # SQLAlchemy's statement events still fire (for whoever listens: the tests).
                 dispatch.before_cursor_execute(connection, cursor, sql, params, None, False)
                 cursor.execute(sql, params, prepare=True)
