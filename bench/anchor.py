@@ -70,17 +70,6 @@ _LEDGER = """
 INSERT INTO ledger_entry (tenant_id, voucher_id, delta, kind, created_at)
 VALUES (%(tenant)s, %(voucher)s, -%(amount)s, 'REDEMPTION', now())
 """
-# bench.claim's floor statement (its _CLAIM), returning the code too.
-_CLAIM = """
-UPDATE voucher SET published_count = 1, updated_at = now()
-WHERE id = (
-    SELECT id FROM voucher
-    WHERE campaign_id = %(campaign)s AND published_count = 0 AND state = 'ACTIVE'
-      AND id > %(after)s
-    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
-) AND published_count = 0
-RETURNING id, code
-"""
 
 
 class _Pool:
@@ -167,6 +156,10 @@ def create_app() -> FastAPI:
         return {"object": "redemption", "status": "SUCCEEDED", "amount": body.amount,
                 "code": body.code, "voucher_id": row[0]}  # fmt: skip
 
+    # bench.claim's floor statement; imported here, in the app, since bench.claim imports
+    # this module to start the anchor.
+    from bench.claim import CLAIM_ONE
+
     last_claimed = {"after": ""}  # this process continues after its last claim, as voucherd's
 
     @app.post("/api/v1/publications", status_code=201)
@@ -175,10 +168,10 @@ def create_app() -> FastAPI:
             raise HTTPException(400, "the anchor claims one code at a time")
         async with pool.connection() as conn:
             after = last_claimed["after"]
-            cursor = await conn.execute(_CLAIM, {"campaign": body.campaign, "after": after})
+            cursor = await conn.execute(CLAIM_ONE, {"campaign": body.campaign, "after": after})
             row = await cursor.fetchone()
             if row is None and after:  # nothing after the last: wrap round to the head once
-                cursor = await conn.execute(_CLAIM, {"campaign": body.campaign, "after": ""})
+                cursor = await conn.execute(CLAIM_ONE, {"campaign": body.campaign, "after": ""})
                 row = await cursor.fetchone()
         if row is None:
             raise HTTPException(409, "the pool ran dry")

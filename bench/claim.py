@@ -12,7 +12,7 @@ statement shape voucherd uses, each client continuing after the last code it cla
 voucherd process does) and wrapping round once:
 ``UPDATE voucher SET published_count = 1 WHERE id = (SELECT id FROM voucher WHERE campaign_id
 = $1 AND published_count = 0 AND state = 'ACTIVE' AND id > $2 ORDER BY id LIMIT 1 FOR UPDATE
-SKIP LOCKED) RETURNING id``.
+SKIP LOCKED) RETURNING id, code``.
 
 Anchor: the bare FastAPI app of bench/anchor.py under the same server, claiming one code with
 the floor's statement per ``POST /api/v1/publications``, measured once per run right after a
@@ -75,7 +75,8 @@ from voucherd.vouchers.schemas import MintVouchers
 # (publications/pool.py): a floor that always starts at the head of the pool walks the dead index
 # entries of every code claimed since the last vacuum, and measured 8-39 claims/s on a
 # 1,000,000-code pool, which no ratio can be taken against.
-_CLAIM = """
+# The anchor (bench/anchor.py) claims with this statement too, answering with the code.
+CLAIM_ONE = """
 UPDATE voucher SET published_count = 1, updated_at = now()
 WHERE id = (
     SELECT id FROM voucher
@@ -83,7 +84,7 @@ WHERE id = (
       AND id > %(after)s
     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
 ) AND published_count = 0
-RETURNING id
+RETURNING id, code
 """
 
 
@@ -101,9 +102,9 @@ WHERE id IN (
 def claim_one(conn: psycopg.Connection[Any], client: common.FloorClient) -> None:
     after = client.state.get("after", "")
     with conn.transaction():
-        row = conn.execute(_CLAIM, {**client.params, "after": after}).fetchone()
+        row = conn.execute(CLAIM_ONE, {**client.params, "after": after}).fetchone()
         if row is None and after:  # nothing after the last: wrap round to the head once
-            row = conn.execute(_CLAIM, {**client.params, "after": ""}).fetchone()
+            row = conn.execute(CLAIM_ONE, {**client.params, "after": ""}).fetchone()
         if row is None:
             raise psycopg.errors.NoDataFound("the pool ran dry")
     client.state["after"] = row[0]
