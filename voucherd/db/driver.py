@@ -27,6 +27,7 @@ import psycopg
 from psycopg import Cursor
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -148,3 +149,22 @@ class DriverStatement:
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Any | None:
         rows = self.rows(connection, params)
         return rows[0] if rows else None
+
+
+# Each statement's DriverStatement, by the statement's identity. The statements handed to
+# :func:`rows` are built once (module constants, cached shapes) and kept alive by the entry.
+_ON_DRIVER: dict[int, DriverStatement] = {}
+
+
+def rows(session: Session | Connection, statement: Executable, params: Mapping[str, Any]) -> Any:
+    """Every row of a Core or text ``statement``: on psycopg's cursor when ``session`` is a
+    plain connection on PostgreSQL (``Database.single_read``/``single_write``'s), otherwise on
+    the session's or connection's own ``execute``. The one way the hot paths choose."""
+    if isinstance(session, Connection):
+        if session.dialect.name == "postgresql":
+            on_driver = _ON_DRIVER.get(id(statement))
+            if on_driver is None:
+                on_driver = _ON_DRIVER[id(statement)] = DriverStatement(statement)
+            return on_driver.rows(session, params)
+        return session.execute(statement, params).all()
+    return session.connection().execute(statement, params).all()

@@ -48,8 +48,8 @@ from sqlalchemy import inspect as inspect_
 from sqlalchemy.orm import Session
 
 from voucherd.campaigns.models import Campaign
+from voucherd.db import driver
 from voucherd.db.dialect import is_postgresql
-from voucherd.db.driver import DriverStatement
 from voucherd.publications.models import Publication, PublicationVoucher
 from voucherd.vouchers.models import Voucher, VoucherEvent
 
@@ -172,10 +172,7 @@ def claim_from_pool(
         params.update({f"p_{name}": value for name, value in publication.items()})
     # On the session's connection, not through the session: a Core statement gains nothing
     # from the ORM's execution path but its cost.
-    if isinstance(session, Connection) and postgresql:  # a single_write connection
-        return _on_driver(statement).rows(session, params)
-    connection = session if isinstance(session, Connection) else session.connection()
-    rows = connection.execute(statement, params).all()
+    rows = driver.rows(session, statement, params)
     if postgresql:
         return list(rows)
     assert isinstance(session, Session), "on SQLite a claim runs in a unit of work"
@@ -189,18 +186,6 @@ def claim_from_pool(
             ],
         )
     return list(claimed)
-
-
-_DRIVER_STATEMENTS: dict[int, DriverStatement] = {}
-
-
-def _on_driver(statement: Any) -> DriverStatement:
-    """The claim statement of one shape (``_claim_statement``'s, cached: never collected) on
-    psycopg's cursor (``db/driver.py``)."""
-    found = _DRIVER_STATEMENTS.get(id(statement))
-    if found is None:
-        found = _DRIVER_STATEMENTS[id(statement)] = DriverStatement(statement)
-    return found
 
 
 @cache

@@ -32,8 +32,8 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
+from voucherd.db import driver
 from voucherd.db.dialect import is_postgresql
-from voucherd.db.driver import DriverStatement
 from voucherd.redemptions.models import Redemption
 from voucherd.redemptions.schemas import Plan
 from voucherd.vouchers.sql import EVENT, EVENT_COLUMNS, LEDGER, VOUCHER, names
@@ -94,8 +94,6 @@ def _spend_and_record_on_postgresql(*, spending: bool) -> TextClause:
 
 _SPEND_AND_RECORD_ON_POSTGRESQL = _spend_and_record_on_postgresql(spending=True)
 _GRANT_AND_RECORD_ON_POSTGRESQL = _spend_and_record_on_postgresql(spending=False)
-_SPEND_ON_DRIVER = DriverStatement(_SPEND_AND_RECORD_ON_POSTGRESQL)
-_GRANT_ON_DRIVER = DriverStatement(_GRANT_AND_RECORD_ON_POSTGRESQL)
 
 
 def _debit_on_sqlite(*, spending: bool) -> Any:
@@ -147,13 +145,10 @@ def debit(
     if is_postgresql(session):
         params = _redemption_parameters(redemption, campaign_id=campaign_id, actor=actor)
         params["spend"] = spend
-        if isinstance(session, Connection):  # a single_write connection: straight on psycopg
-            on_driver = _SPEND_ON_DRIVER if spending else _GRANT_ON_DRIVER
-            debited: Debited | None = on_driver.first(session, params)
-            return debited
         statement = _SPEND_AND_RECORD_ON_POSTGRESQL if spending else _GRANT_AND_RECORD_ON_POSTGRESQL
-        row: Debited | None = session.execute(statement, params).first()
-        return row
+        # On single_write's connection, straight on psycopg's cursor.
+        debited = driver.rows(session, statement, params)
+        return cast(Debited, debited[0]) if debited else None
     row = session.execute(
         _SPEND_ON_SQLITE if spending else _GRANT_ON_SQLITE,
         {"voucher_id": redemption.voucher_id, "spend": spend, "now": redemption.created_at},

@@ -8,7 +8,6 @@ counted against the caller's key and address, once per code asked of the databas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, cast
 
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.typed import code_query
-from voucherd.db.driver import DriverStatement
+from voucherd.db import driver
 from voucherd.guard import service as guard
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherRecord
@@ -144,11 +143,6 @@ _BY = {
 }
 
 
-_ON_DRIVER = {
-    id(statement): DriverStatement(statement) for shapes in _BY.values() for statement in shapes
-}
-
-
 def find_voucher_row(
     session: Session | Connection,
     tenant_id: str,
@@ -174,13 +168,9 @@ def find_voucher_row(
         statement = by_drawn
     else:
         statement = by_either
-    params = {"tenant_id": tenant_id, "exact": exact, "drawn": drawn}
-    rows: Sequence[Any]
-    if isinstance(session, Connection) and session.dialect.name == "postgresql":
-        # The hottest read there is (every validation and redemption): straight on psycopg.
-        rows = _ON_DRIVER[id(statement)].rows(session, params)
-    else:
-        rows = session.execute(statement, params).all()
+    # The hottest read there is (every validation and redemption): on a plain connection on
+    # PostgreSQL, straight on psycopg's cursor.
+    rows = driver.rows(session, statement, {"tenant_id": tenant_id, "exact": exact, "drawn": drawn})
     for row in rows:  # the text as typed wins, as in find_voucher
         if exact is not None and exact in (row.id, row.code):
             return row

@@ -22,8 +22,8 @@ from sqlalchemy import Connection, String, Table, insert, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from voucherd.db import driver
 from voucherd.db.dialect import is_postgresql
-from voucherd.db.driver import DriverStatement
 from voucherd.delivery.sql import delivery_ctes, delivery_parameters, insert_planned
 from voucherd.vouchers.models import LedgerEntry, Voucher, VoucherEvent
 
@@ -81,10 +81,6 @@ _INSERT_LEDGER = insert(LEDGER)
 _INSERT_EVENT = insert(EVENT)
 
 
-_ISSUE_ON_DRIVER = DriverStatement(_ISSUE_ON_POSTGRESQL)
-_ISSUE_WITH_DELIVERY_ON_DRIVER = DriverStatement(_ISSUE_WITH_DELIVERY_ON_POSTGRESQL)
-
-
 def insert_issued(
     session: Session | Connection,
     row: dict[str, Any],
@@ -110,11 +106,9 @@ def insert_issued(
         params.update(actor=actor, event_data=json.dumps(event))
         if delivery is not None:
             params.update(delivery_parameters(delivery))
-        if isinstance(session, Connection):  # single_write's: straight on psycopg's cursor
-            on_driver = _ISSUE_ON_DRIVER if delivery is None else _ISSUE_WITH_DELIVERY_ON_DRIVER
-            return on_driver.first(conn, params) is not None
         statement = _ISSUE_ON_POSTGRESQL if delivery is None else _ISSUE_WITH_DELIVERY_ON_POSTGRESQL
-        return conn.execute(statement, params).first() is not None
+        # On single_write's connection, straight on psycopg's cursor.
+        return bool(driver.rows(session, statement, params))
     if conn.execute(_ISSUE_VOUCHER_ON_SQLITE, params).first() is None:
         return False
     if row["balance"]:

@@ -8,7 +8,7 @@ order), so each checks the same rules before it writes anything.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -21,8 +21,8 @@ from voucherd.auth.models import Tenant
 from voucherd.campaigns.models import Campaign
 from voucherd.campaigns.validity import localise
 from voucherd.codes.generator import CodeSpec, capacity, spec_from_config
+from voucherd.db import driver
 from voucherd.db.dialect import is_postgresql
-from voucherd.db.driver import DriverStatement
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict, ErrorCode, InvalidInput, LimitReached, NotFound
 from voucherd.money import MAX_MINOR_UNITS, to_minor
@@ -82,11 +82,6 @@ _CAMPAIGN_LIMIT_AND_SETTINGS = (
     .where(_CAMPAIGN_MATCH)
 )
 _CAMPAIGN_KEYS = tuple(key for key, _ in _CAMPAIGN_ATTRIBUTES)
-# With settings or without: the same statements on psycopg's cursor, for a connection's read.
-_ON_DRIVER = {
-    False: DriverStatement(_CAMPAIGN_AND_LIMIT),
-    True: DriverStatement(_CAMPAIGN_LIMIT_AND_SETTINGS),
-}
 _Entity = TypeVar("_Entity")
 
 
@@ -108,13 +103,7 @@ def campaign_and_tenant(
     ``session`` may be a connection (``Database.single_write``'s: the read is one statement),
     on PostgreSQL read on psycopg's cursor (``db/driver.py``)."""
     statement = _CAMPAIGN_LIMIT_AND_SETTINGS if with_settings else _CAMPAIGN_AND_LIMIT
-    params = {"tenant_id": tenant_id, "ref": ref}
-    rows: Sequence[Any]
-    if isinstance(session, Connection) and session.dialect.name == "postgresql":
-        rows = _ON_DRIVER[with_settings].rows(session, params)
-    else:
-        conn = session if isinstance(session, Connection) else session.connection()
-        rows = conn.execute(statement, params).all()
+    rows = driver.rows(session, statement, {"tenant_id": tenant_id, "ref": ref})
     if not rows:
         raise NotFound(f"no campaign with id or name {ref!r}", field="campaign")
     # An id match wins over a campaign that happens to be named like another's id.
