@@ -11,7 +11,9 @@ line aside; bench/README.md, "Validation: a read without a transaction, one fron
    lookups and authentication report; on the way out, its failed lookups counted before the
    answer leaves and the rate-limit headers added;
 3. **a NUL in the URL**: 400 (api/limits.py);
-4. **a body over the limit**: 413 before it is read, or as soon as a chunked body passes it.
+4. **a body over the limit**: 413 before it is read, or as soon as a chunked body passes it;
+5. **an express lane** (api/hot.py), when the request's method and path have one: the hot
+   routes answered without FastAPI's routing; every other request goes on into the app.
 
 The answers are the same, header for header: the guard's headers are added before the request
 id, as when the guard's layer sat inside the observing one, and a 500 answered here carries no
@@ -21,9 +23,11 @@ rate-limit headers, as before.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from voucherd.api.hot import Lane
 from voucherd.api.limits import Body, BodySizeLimit, Doors, refuse, refuse_nul_in_url
 from voucherd.guard.middleware import GuardedVisit
 from voucherd.guard.service import Guard
@@ -38,12 +42,21 @@ from voucherd.observability.middleware import (
 
 class FrontDoor:
     def __init__(
-        self, app: ASGIApp, *, guard: Guard, max_body_bytes: int, doors: Doors = ()
+        self,
+        app: ASGIApp,
+        *,
+        guard: Guard,
+        max_body_bytes: int,
+        doors: Doors = (),
+        express_lanes: Callable[[ASGIApp], Mapping[tuple[str, str], Lane]] | None = None,
     ) -> None:
         self.app = app
         self.guard = guard
         self.doors = doors
-        self.body_limit = BodySizeLimit(app, max_body_bytes, doors)
+        # Built with the middleware stack, once the app is whole: a lane hands what it does not
+        # answer to the rest of the app (``app``).
+        self.lanes = express_lanes(app) if express_lanes is not None else {}
+        self.body_limit = BodySizeLimit(self._routed, max_body_bytes, doors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,7 +103,7 @@ class FrontDoor:
         context.leave(token)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # 3. a NUL in the URL, 4. the body's size
+        # 3. a NUL in the URL, 4. the body's size, 5. an express lane or the app
         bad_url = refuse_nul_in_url(scope)
         if bad_url is not None:
             await refuse(scope, send, self.doors, bad_url)
@@ -98,8 +111,15 @@ class FrontDoor:
         body_limit = self.body_limit
         verdict = body_limit.verdict(scope)
         if verdict is Body.WITHIN:
-            await self.app(scope, receive, send)
+            await self._routed(scope, receive, send)
         elif verdict is Body.TOO_LARGE:
             await body_limit.refuse(scope, send)
         else:
             await body_limit.count(scope, receive, send)
+
+    async def _routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.lanes.get((scope["method"], scope["path"])) if self.lanes else None
+        if lane is None:
+            await self.app(scope, receive, send)
+        else:
+            await lane(scope, receive, send)

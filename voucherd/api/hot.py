@@ -46,9 +46,15 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from fastapi.telemetry import get_telemetry_data
 from pydantic_core import PydanticUndefined
+from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from voucherd.observability.context import flat_routes
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -193,29 +199,43 @@ def _parameters(request: Request, step: _Step) -> dict[str, Any]:
 
 def short_way(plan: _Plan, slow: Handler, overrides: Any, status_code: int | None) -> Handler:
     """The route's handler: ``plan`` when every value is valid, else FastAPI's ``slow``."""
-    steps = plan.steps
 
     async def handle(request: Request) -> Response:
-        if getattr(overrides, "dependency_overrides", None) or get_telemetry_data() is not None:
+        if _fastapi_must_answer(overrides):
             return await slow(request)
-        try:
-            arguments = [_parameters(request, step) for step in steps]
-            if plan.body is not None:
-                arguments[-1].update(await _body(request, plan.body))
-        except _Invalid:
-            return await slow(request)
-        results: list[Any] = []
-        for step, values in zip(steps, arguments, strict=True):
-            for name, index in step.sub_results:
-                values[name] = results[index]
-            results.append(await step.call(**values))
-        answer = results[-1]
-        if isinstance(answer, Response):
-            return answer
-        # FastAPI's answer for a route without a response model returning plain data.
-        return JSONResponse(jsonable_encoder(answer), status_code=status_code or 200)
+        answer = await _answer(plan, request, status_code)
+        return await slow(request) if answer is None else answer
 
     return handle
+
+
+def _fastapi_must_answer(overrides: Any) -> bool:
+    """Dependency overrides (tests) or FastAPI's telemetry: only FastAPI's solver honours them."""
+    return bool(getattr(overrides, "dependency_overrides", None)) or (
+        get_telemetry_data() is not None
+    )
+
+
+async def _answer(plan: _Plan, request: Request, status_code: int | None) -> Response | None:
+    """The route's answer, the short way; None, before any dependency has run, when some value
+    would make FastAPI answer with a validation error (then FastAPI answers)."""
+    steps = plan.steps
+    try:
+        arguments = [_parameters(request, step) for step in steps]
+        if plan.body is not None:
+            arguments[-1].update(await _body(request, plan.body))
+    except _Invalid:
+        return None
+    results: list[Any] = []
+    for step, values in zip(steps, arguments, strict=True):
+        for name, index in step.sub_results:
+            values[name] = results[index]
+        results.append(await step.call(**values))
+    answer = results[-1]
+    if isinstance(answer, Response):
+        return answer
+    # FastAPI's answer for a route without a response model returning plain data.
+    return JSONResponse(jsonable_encoder(answer), status_code=status_code or 200)
 
 
 async def _body(request: Request, node: Dependant) -> dict[str, Any]:
@@ -251,16 +271,16 @@ def _contexts(app: FastAPI) -> Iterator[Any]:
             yield from nested()
 
 
-def install(app: FastAPI) -> list[str]:
-    """Give every eligible route of ``app``'s included routers the short way; the paths it
-    was given to, as ``METHOD path``."""
+@dataclass(frozen=True)
+class _Eligible:
+    context: Any  # FastAPI's effective route context of an included route
+    plan: _Plan
+
+
+def _eligible(app: FastAPI) -> Iterator[_Eligible]:
+    """Every route of ``app``'s included routers the short way can answer."""
     from fastapi import routing
 
-    context_var = getattr(routing, "_effective_route_context_var", None)
-    wrap = getattr(routing, "wrap_app_with_body_limit", None)
-    if context_var is None or wrap is None:
-        return []
-    given: list[str] = []
     for context in _contexts(app):
         route = context.original_route
         # Exactly FastAPI's route: a face's own route class may wrap the handler (its error
@@ -272,15 +292,30 @@ def install(app: FastAPI) -> list[str]:
         if context.is_json_stream or context.stream_item_field is not None:
             continue
         try:
-            plan = _plan(context.dependant, context._embed_body_fields)
+            yield _Eligible(context, _plan(context.dependant, context._embed_body_fields))
         except _Ineligible:
             continue
+
+
+def install(app: FastAPI) -> list[str]:
+    """Give every eligible route of ``app``'s included routers the short way; the paths it
+    was given to, as ``METHOD path``."""
+    from fastapi import routing
+
+    context_var = getattr(routing, "_effective_route_context_var", None)
+    wrap = getattr(routing, "wrap_app_with_body_limit", None)
+    if context_var is None or wrap is None:
+        return []
+    given: list[str] = []
+    for eligible in _eligible(app):
+        context = eligible.context
         token = context_var.set(context)
         try:
-            slow = route.get_route_handler()
+            slow = context.original_route.get_route_handler()
         finally:
             context_var.reset(token)
-        handler = short_way(plan, slow, context.dependency_overrides_provider, context.status_code)
+        overrides = context.dependency_overrides_provider
+        handler = short_way(eligible.plan, slow, overrides, context.status_code)
         context.app = wrap(routing.request_response(handler), context.max_body_size)
         given += [f"{method} {context.path}" for method in sorted(context.methods or ())]
     return given
@@ -294,3 +329,112 @@ def _returns_response(endpoint: Callable[..., Any]) -> bool:
     except (NameError, TypeError, ValueError):
         return False
     return isinstance(annotation, type) and issubclass(annotation, Response)
+
+
+# --- express lanes: the hot routes without routing -------------------------------------------
+#
+# The short way above still starts below FastAPI's routing: Starlette's exception middleware,
+# FastAPI's exit stacks, and a match of the path against every route of every router before
+# the route's own (10 of the 30 frames of a request's stack, 8-10% of a redemption's CPU in
+# one process, bench/README.md "Express lanes"). A route whose path has no parameters is found
+# by one dictionary look-up on (method, path) instead: the front door (api/front.py) hands the
+# request to its lane, which does what routing and those layers would have done for it (the
+# scope's route, endpoint and path parameters; the app's exception handlers), then answers
+# the short way. Anything the short way would give to FastAPI (an invalid value, a body that is
+# not JSON, overrides) goes through the whole app as before, its body replayed.
+
+Lane = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def express_lanes(app: FastAPI, inner: ASGIApp) -> dict[tuple[str, str], Lane]:
+    """A lane for each route the short way answers whose path has no parameters and which
+    FastAPI's routing would choose for that method and path, keyed by (method, path).
+
+    ``inner`` is what the front door would otherwise call: Starlette's exception middleware
+    around the rest of the app. Its exception handlers are the ones a lane hands errors to; if
+    it is something else (a later Starlette), there are no lanes."""
+    handlers = (
+        getattr(inner, "_exception_handlers", None),
+        getattr(inner, "_status_handlers", None),
+    )
+    if not isinstance(inner, ExceptionMiddleware) or None in handlers:
+        return {}
+    lanes: dict[tuple[str, str], Lane] = {}
+    for eligible in _eligible(app):
+        context = eligible.context
+        if context.param_convertors or context.max_body_size is not None:
+            continue
+        for method in context.methods or ():
+            if _routed_to(app, method, context.path) is context:
+                lanes[(method, context.path)] = _lane(app, eligible, handlers, inner)
+    return lanes
+
+
+def _routed_to(app: FastAPI, method: str, path: str) -> Any:
+    """The route FastAPI's routing would choose first for ``method`` and ``path``."""
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
+    for candidate in flat_routes(app.router.routes):
+        match, _ = candidate.matches(scope)
+        if match == Match.FULL:
+            return candidate
+    return None
+
+
+class _Refused(Exception):
+    """The short way gave the request to FastAPI: the lane sends it through the whole app."""
+
+
+def _lane(app: FastAPI, eligible: _Eligible, handlers: tuple[Any, Any], inner: ASGIApp) -> Lane:
+    context, plan = eligible.context, eligible.plan
+    route = context.original_route
+    overrides = context.dependency_overrides_provider
+    status_code = context.status_code
+
+    async def lane(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("root_path") or _fastapi_must_answer(overrides):
+            await inner(scope, receive, send)
+            return
+        # What routing and the exception middleware would have left in the scope: the access
+        # line and the metrics name the route by it, dependencies read the app and the route,
+        # and errors go to the app's exception handlers.
+        scope["app"] = app
+        scope.setdefault("router", app.router)
+        scope["route"] = route
+        scope["endpoint"] = route.endpoint
+        scope["path_params"] = {}
+        scope["starlette.exception_handlers"] = handlers
+        request = Request(scope, receive, send)
+
+        async def respond(scope: Scope, receive: Receive, send: Send) -> None:
+            answer = await _answer(plan, request, status_code)
+            if answer is None:
+                raise _Refused
+            await answer(scope, receive, send)
+
+        # Errors as FastAPI's handler and then Starlette's exception middleware take them: an
+        # error becomes its handler's answer; an error a handler raises (a replay's answer
+        # re-read as the database drops) is looked up again, outside (a 503, not a 500).
+        routed = wrap_app_handling_exceptions(respond, request)
+        try:
+            await wrap_app_handling_exceptions(routed, request)(scope, receive, send)
+        except _Refused:
+            await inner(scope, _replayed(request, receive), send)
+
+    return lane
+
+
+def _replayed(request: Request, receive: Receive) -> Receive:
+    """``receive`` as it was before the lane read the body: the body first, then the rest."""
+    body: bytes | None = getattr(request, "_body", None)
+    if body is None:
+        return receive
+    given = False
+
+    async def again() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return again

@@ -95,12 +95,12 @@ def _routes_of(app: Any) -> list[Any]:
         return []
     cached: tuple[int, list[Any]] | None = getattr(state, "observability_routes", None)
     if cached is None or cached[0] != len(routes):
-        cached = (len(routes), list(_flat(routes)))
+        cached = (len(routes), list(flat_routes(routes)))
         state.observability_routes = cached
     return cached[1]
 
 
-def _flat(routes: Iterable[Any]) -> Iterator[Any]:
+def flat_routes(routes: Iterable[Any]) -> Iterator[Any]:
     """Every route, those of included routers too (which FastAPI matches as one block)."""
     for route in routes:
         nested = getattr(route, "effective_route_contexts", None)
