@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
@@ -243,12 +243,15 @@ def voucherd_origin() -> str:
 
 
 @contextlib.contextmanager
-def voucherd_server(database_url: str, *, workers: int = 2) -> Iterator[Server]:
+def voucherd_server(
+    database_url: str, *, workers: int = 2, env: Mapping[str, str] | None = None
+) -> Iterator[Server]:
     """``voucherd serve --workers N`` on a free port, stopped (its whole process group) on exit.
 
     Production defaults: the guard, metrics and JSON access logs (into a scratch file, shown
-    if the server fails); a benchmark raises its tenant's rate limits with
-    :func:`raise_rate_limits`, never by switching the guard off.
+    if the server fails), and ``env`` on top (a benchmark's ``--env``: a setting to compare);
+    a benchmark raises its tenant's rate limits with :func:`raise_rate_limits`, never by
+    switching the guard off.
     """
     port = _free_port()
     command = [sys.executable, "-m", "voucherd", "serve", "--host", "127.0.0.1"]
@@ -257,7 +260,7 @@ def voucherd_server(database_url: str, *, workers: int = 2) -> Iterator[Server]:
         # Its own session: Ctrl-C reaches only us, and we stop the server in order.
         process = subprocess.Popen(
             command,
-            env=child_env(database_url),
+            env=child_env(database_url, **(env or {})),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -351,6 +354,14 @@ def parser(description: str, *, seconds: float = 20.0) -> argparse.ArgumentParse
         "--runs", type=int, default=1, help="repeat voucherd and floor phases; print medians"
     )
     return command
+
+
+def env_item(text: str) -> tuple[str, str]:
+    """A ``--env NAME=VALUE`` argument."""
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError("NAME=VALUE")
+    return name, value
 
 
 def median(values: Sequence[float]) -> float:

@@ -632,13 +632,6 @@ def _mix(text: str) -> tuple[float, float, float]:
     return parts[0] / total, parts[1] / total, parts[2] / total
 
 
-def _env_item(text: str) -> tuple[str, str]:
-    name, equals, value = text.partition("=")
-    if not equals or not name:
-        raise argparse.ArgumentTypeError("NAME=VALUE")
-    return name, value
-
-
 def main(argv: list[str] | None = None) -> int:
     command = common.parser(__doc__.split("\n\n")[0], seconds=60.0)
     command.set_defaults(warmup=5.0)
@@ -658,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         "--env",
         action="append",
         default=[],
-        type=_env_item,
+        type=common.env_item,
         metavar="NAME=VALUE",
         help="more environment for the API and worker processes, e.g. VOUCHERD_GUARD_ENABLED=false",
     )

@@ -420,6 +420,14 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--cards", type=int, default=100_000, help="cards in the many mode")
     command.add_argument("--workers", type=int, default=2, help="voucherd worker processes")
     command.add_argument("--http", action="store_true", help="(always on; kept for old scripts)")
+    command.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        type=common.env_item,
+        metavar="NAME=VALUE",
+        help="a setting for the voucherd processes, e.g. VOUCHERD_DB_POOL_SIZE=10",
+    )
     args = command.parse_args(argv)
     modes = ["hot", "many"] if args.mode == "both" else [args.mode]
     runs: dict[str, list[list[float]]] = {mode: [] for mode in modes}
@@ -439,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
             + f"; floor: {args.clients} psycopg clients; modes: {', '.join(modes)}; "
             f"{args.seconds:g} s measured after {args.warmup:g} s warm-up"
         )
-        with common.voucherd_server(url, workers=args.workers) as server:
+        if args.env:
+            print(f"server environment: {' '.join(f'{k}={v}' for k, v in args.env)}")
+        with common.voucherd_server(url, workers=args.workers, env=dict(args.env)) as server:
             common.raise_rate_limits(server, tenant.token)
             for run in range(1, args.runs + 1):
                 for mode in modes:
