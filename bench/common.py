@@ -356,8 +356,15 @@ def parser(description: str, *, seconds: float = 20.0) -> argparse.ArgumentParse
     return command
 
 
-def env_item(text: str) -> tuple[str, str]:
-    """A ``--env NAME=VALUE`` argument."""
+def add_env_option(command: argparse.ArgumentParser, help: str) -> None:
+    """``--env NAME=VALUE``, repeatable: settings for the voucherd processes a benchmark
+    starts (``args.env``: a list of (name, value))."""
+    command.add_argument(
+        "--env", action="append", default=[], type=_env_item, metavar="NAME=VALUE", help=help
+    )
+
+
+def _env_item(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
     if not equals or not name:
         raise argparse.ArgumentTypeError("NAME=VALUE")

@@ -647,13 +647,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="V,R,I",
         help="shares of validate, redeem and issue, e.g. 70,20,10 or 1,0,0",
     )
-    command.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        type=common.env_item,
-        metavar="NAME=VALUE",
-        help="more environment for the API and worker processes, e.g. VOUCHERD_GUARD_ENABLED=false",
+    common.add_env_option(
+        command,
+        "more environment for the API and worker processes, e.g. VOUCHERD_GUARD_ENABLED=false",
     )
     command.add_argument(
         "--serve-option",

@@ -420,13 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--cards", type=int, default=100_000, help="cards in the many mode")
     command.add_argument("--workers", type=int, default=2, help="voucherd worker processes")
     command.add_argument("--http", action="store_true", help="(always on; kept for old scripts)")
-    command.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        type=common.env_item,
-        metavar="NAME=VALUE",
-        help="a setting for the voucherd processes, e.g. VOUCHERD_DB_POOL_SIZE=10",
+    common.add_env_option(
+        command, "a setting for the voucherd processes, e.g. VOUCHERD_DB_POOL_SIZE=10"
     )
     args = command.parse_args(argv)
     modes = ["hot", "many"] if args.mode == "both" else [args.mode]
