@@ -417,8 +417,12 @@ def _lane(app: FastAPI, eligible: _Eligible, handlers: tuple[Any, Any], inner: A
         routed = wrap_app_handling_exceptions(respond, request)
         try:
             await wrap_app_handling_exceptions(routed, request)(scope, receive, send)
+            return
         except _Refused:
-            await inner(scope, _replayed(request, receive), send)
+            pass
+        # Outside the except: an error of the second pass is not logged as raised "during
+        # handling of" the refusal.
+        await inner(scope, _replayed(request, receive), send)
 
     return lane
 
