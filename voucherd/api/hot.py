@@ -335,12 +335,12 @@ def _returns_response(endpoint: Callable[..., Any]) -> bool:
 #
 # The short way above still starts below FastAPI's routing: Starlette's exception middleware,
 # FastAPI's exit stacks, and a match of the path against every route of every router before
-# the route's own (10 of the 30 frames of a request's stack, 8-10% of a redemption's CPU in
-# one process, bench/README.md "Express lanes"). A route whose path has no parameters is found
-# by one dictionary look-up on (method, path) instead: the front door (api/front.py) hands the
-# request to its lane, which does what routing and those layers would have done for it (the
-# scope's route, endpoint and path parameters; the app's exception handlers), then answers
-# the short way. Anything the short way would give to FastAPI (an invalid value, a body that is
+# the route's own (10 of the ~30 frames of a request's stack, 5-9% of a redemption's or a
+# validation's CPU in one process, bench/README.md "Express lanes"). A route whose path has no
+# parameters is found by one dictionary look-up on (method, path) instead: the front door
+# (api/front.py) hands the request to its lane, which does what routing and those layers would
+# have done for it (the scope's route, endpoint and path parameters; the app's exception
+# handlers), then answers the short way. Anything the short way would give to FastAPI (an invalid value, a body that is
 # not JSON, overrides) goes through the whole app as before, its body replayed.
 
 Lane = Callable[[Scope, Receive, Send], Awaitable[None]]
