@@ -340,8 +340,9 @@ def _returns_response(endpoint: Callable[..., Any]) -> bool:
 # parameters is found by one dictionary look-up on (method, path) instead: the front door
 # (api/front.py) hands the request to its lane, which does what routing and those layers would
 # have done for it (the scope's route, endpoint and path parameters; the app's exception
-# handlers), then answers the short way. Anything the short way would give to FastAPI (an invalid value, a body that is
-# not JSON, overrides) goes through the whole app as before, its body replayed.
+# handlers), then answers the short way. Anything the short way would give to FastAPI (an
+# invalid value, a body that is not JSON, overrides) goes through the whole app as before, its
+# body replayed.
 
 Lane = Callable[[Scope, Receive, Send], Awaitable[None]]
 
