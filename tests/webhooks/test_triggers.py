@@ -44,3 +44,20 @@ def test_on_sqlite_publications_probe_the_subscriptions_before_the_insert(engine
             text("SELECT sql FROM sqlite_master WHERE name = 'webhook_published'")
         ).scalar_one()
     assert "WHEN EXISTS (SELECT 1 FROM webhook_subscription" in sql
+
+
+def test_voucher_events_probe_the_subscriptions_before_the_insert(engine: Engine) -> None:
+    """0014: an event of a type the tenant does not subscribe to skips the trigger's INSERT."""
+    probe = "EXISTS (SELECT 1 FROM webhook_subscription WHERE tenant_id = NEW.tenant_id"
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            sql = connection.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = 'webhook_voucher_event'")
+            ).scalar_one()
+            assert f"AND {probe}" in sql.partition(" BEGIN ")[0]  # in the WHEN
+        else:
+            body = connection.execute(
+                text("SELECT prosrc FROM pg_proc WHERE proname = 'webhook_voucher_event'")
+            ).scalar_one()
+            assert body.strip().startswith(f"BEGIN IF {probe}")
+            assert "INSERT INTO webhook_message" in body
