@@ -100,9 +100,10 @@ def _admin(url: str) -> psycopg.Connection[Any]:
 
 
 @contextlib.contextmanager
-def bench_database(url: str | None = None) -> Iterator[str]:
+def bench_database(url: str | None = None, *, setup: str | None = None) -> Iterator[str]:
     """A new ``voucherd_bench_*`` database migrated to head; dropped on the way out, whatever
-    happens (errors, Ctrl-C, SIGTERM under :func:`run`)."""
+    happens (errors, Ctrl-C, SIGTERM under :func:`run`). ``setup``: SQL run on it after the
+    migrations, as one command (a schema variant to measure against the migrated one)."""
     base = url or server_url()
     name = f"voucherd_bench_{secrets.token_hex(4)}"
     bench_url = _with_database(base, name)
@@ -114,6 +115,9 @@ def bench_database(url: str | None = None) -> Iterator[str]:
             upgrade(engine)
         finally:
             engine.dispose()
+        if setup:
+            with psycopg.connect(libpq_url(bench_url), autocommit=True) as conn:
+                conn.execute(setup.encode())
         yield bench_url
     finally:
         with _admin(base) as admin:

@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     benchmarks = [
         ["bench.issue", *timing],
         ["bench.redeem", *timing, "--cards", str(args.count)],
+        ["bench.redeem_db", *timing, "--cards", str(min(args.count, 20_000))],
         ["bench.mint", "--count", str(args.count)],
         ["bench.claim", *timing, "--pool", str(args.count), "--after", str(args.count // 5)],
         ["bench.deliver", *timing],
