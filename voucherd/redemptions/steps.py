@@ -31,6 +31,7 @@ from voucherd.redemptions.schemas import (
 )
 from voucherd.vouchers.lookup import Width, shown_record, voucher_of
 from voucherd.vouchers.schemas import VoucherRecord, present_voucher
+from voucherd.vouchers.terms import detached
 
 
 def judge(
@@ -90,19 +91,27 @@ def spend(
     plan = plan_redemption(target, body)
     row = target.row
     order = body.order
-    redemption = Redemption(
-        id=new_id("r"),
-        tenant_id=caller.tenant_id,
-        voucher_id=row.id,
-        status="SUCCEEDED",
-        amount=plan.spend if plan.spend is not None else plan.discount_amount,
-        order_amount=order.amount if order else None,
-        order_reference=order.reference if order else None,
-        merchant_ref=body.merchant_ref,
-        store_ref=body.store_ref,
-        customer_ref=body.customer_ref,
-        metadata_=body.metadata,
-        created_at=now,
+    # The row to record, made as a load makes one (never added to a session: the statement
+    # writes it): the constructor's change events cost about a tenth of the use case's CPU.
+    redemption = detached(
+        Redemption,
+        {
+            "id": new_id("r"),
+            "tenant_id": caller.tenant_id,
+            "voucher_id": row.id,
+            "status": "SUCCEEDED",
+            "amount": plan.spend if plan.spend is not None else plan.discount_amount,
+            "order_amount": order.amount if order else None,
+            "order_reference": order.reference if order else None,
+            "merchant_ref": body.merchant_ref,
+            "store_ref": body.store_ref,
+            "customer_ref": body.customer_ref,
+            "metadata_": body.metadata,
+            "created_at": now,
+            "rollback_id": None,
+            "rolled_back_at": None,
+            "rollback_reason": None,
+        },
     )
     # Called through the module so the concurrency tests can swap in a racy spend.
     debited = sql.debit(session, redemption, plan, campaign_id=row.campaign_id, actor=caller.key_id)
