@@ -14,8 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Table, and_, bindparam, func, inspect, null, or_, select, text
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.instrumentation import manager_of_class
+from sqlalchemy.orm import Session, class_mapper
 
 from voucherd.auth.models import Tenant
 from voucherd.campaigns.models import Campaign
@@ -89,8 +88,12 @@ def detached(cls: type[_Entity], values: Mapping[str, Any]) -> _Entity:
     """An instance of the mapped ``cls`` holding ``values`` (attribute names), outside any
     session, its attributes set as a load sets them: without the change events a constructor
     fires for each. For what a use case wrote with Core statements and hands back to be read
-    (the issued voucher, the campaign it was issued from); never added to a session."""
-    instance: _Entity = manager_of_class(cls).new_instance()
+    (the issued voucher, the campaign it was issued from); never added to a session.
+
+    ``class_mapper`` configures the mappers first if nothing has yet (a fresh process whose
+    first use of an entity is this one): an attribute of an instance made before that has no
+    implementation to read it through."""
+    instance: _Entity = class_mapper(cls).class_manager.new_instance()
     instance.__dict__.update(values)
     return instance
 
