@@ -198,6 +198,16 @@ def make_tenant(db: Database) -> BenchTenant:
     return BenchTenant(name, tenant.id, key.token, authenticate_token(db, key.token))
 
 
+def make_gift_tenant(url: str, *, value: int) -> tuple[BenchTenant, str]:
+    """A tenant with a key, and a GIFT campaign (its id) opening every voucher at ``value``."""
+    db = open_database(url)
+    try:
+        tenant = make_tenant(db)
+        return tenant, make_gift_campaign(db, tenant, value=value)
+    finally:
+        db.dispose()
+
+
 def make_gift_campaign(db: Database, tenant: BenchTenant, *, value: int) -> str:
     """A GIFT campaign with default codes and ``value`` as every voucher's opening balance."""
     body = CampaignCreate(

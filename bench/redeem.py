@@ -428,12 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[list[float]]] = {mode: [] for mode in modes}
     origin = common.voucherd_origin()
     with common.bench_database() as url:
-        db = common.open_database(url)
-        try:
-            tenant = common.make_tenant(db)
-            campaign = common.make_gift_campaign(db, tenant, value=BALANCE)
-        finally:
-            db.dispose()
+        tenant, campaign = common.make_gift_tenant(url, value=BALANCE)
         print(f"redeem: {common.machine_line(url)}; voucherd from {origin}")
         print(
             f"voucherd serve --workers {args.workers} (production defaults, tenant rate limits "

@@ -69,12 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = args.setup.read_text() if args.setup else None
     runs: list[list[float]] = []
     with common.bench_database(setup=setup) as url:
-        db = common.open_database(url)
-        try:
-            tenant = common.make_tenant(db)
-            campaign = common.make_gift_campaign(db, tenant, value=BALANCE)
-        finally:
-            db.dispose()
+        tenant, campaign = common.make_gift_tenant(url, value=BALANCE)
         print(f"redeem_db: {common.machine_line(url)}")
         print(
             f"voucherd's redeem() in {args.clients} client processes on {args.cards:,} cards; "
