@@ -43,7 +43,7 @@ def _wait(port: int, process: subprocess.Popen[bytes]) -> None:
                 return
         except OSError:
             time.sleep(0.2)
-    raise common.BenchFailed(f"{process.args} did not answer")
+    raise common.BenchFailed(f"{process.args!r} did not answer")
 
 
 def measure(command: list[str], workers: int, seconds: float) -> tuple[float, float, float]:
