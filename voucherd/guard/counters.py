@@ -24,7 +24,7 @@ def _adding(insert: Any) -> Any:
 
 # Built once, on the table, and executed with the rows as parameters: the ORM entity with the
 # rows as its VALUES was compiled anew on every sync (a cache miss per row count), 1.9-2.6 ms
-# of CPU a sync against 0.7 ms this way, paid by the request that syncs, every
+# of CPU a sync against 0.55-0.67 ms this way, paid by the request that syncs, every
 # ``rate_limit_sync_seconds`` in each API process.
 _ADD_ON_POSTGRESQL = _adding(postgresql.insert(_COUNTER))
 _ADD_ON_SQLITE = _adding(sqlite.insert(_COUNTER))
