@@ -27,6 +27,8 @@ from typing import Any, Self
 if __package__ in (None, ""):  # run as ``python bench/redeem_db.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bench import common
 from bench.redeem import BALANCE, _check_ledger, _new_cards, _wait_quiet
 from voucherd.errors import DomainError
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 params=params,
                 meter=common.CpuMeter({"postgres": common.postgres_serving(url)}),
                 connect=connect,
-                failures=(DomainError,),
+                failures=(DomainError, SQLAlchemyError),
             )
             common.require(not result.errors, f"redeem() in clients: {dict(result.errors)}")
             ok, verdict = _check_ledger(url, None)

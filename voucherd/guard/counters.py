@@ -34,7 +34,7 @@ def add_counts(session: Session, rows: list[dict[str, Any]]) -> list[tuple[str, 
     """Add each row's hits to its counter; the shared totals after, as (subject, start, hits).
     ``rows`` name distinct counters (one statement may not update a row twice)."""
     statement = _ADD_ON_POSTGRESQL if is_postgresql(session) else _ADD_ON_SQLITE
-    found = session.execute(statement, rows[0] if len(rows) == 1 else rows)
+    found = session.execute(statement, rows)
     return [(str(s), int(w), int(h)) for s, w, h in found]
 
 

@@ -108,9 +108,6 @@ def spend(
             "customer_ref": body.customer_ref,
             "metadata_": body.metadata,
             "created_at": now,
-            "rollback_id": None,
-            "rolled_back_at": None,
-            "rollback_reason": None,
         },
     )
     # Called through the module so the concurrency tests can swap in a racy spend.
