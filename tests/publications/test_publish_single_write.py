@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select, text, update
 
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import Tenant, make_tenant
@@ -288,6 +288,33 @@ def test_concurrent_publications_never_share_a_code(database: Database) -> None:
             )
         ).all()
     assert dict(counted) == {r.publication.id: r.count for r in records}
+
+
+def test_a_one_code_claim_is_planned_once_not_on_every_publication(
+    fresh_database: Callable[..., Database],
+) -> None:
+    """With its count as a parameter (``LIMIT $n``) PostgreSQL judged the claim's generic plan
+    too dear (an unknown limit is costed as a tenth of the rows) and planned the statement
+    afresh on every publication; a one-code claim says ``LIMIT 1`` and keeps a generic plan."""
+    database = fresh_database(pool_size=1)  # one connection: the statements prepared on it
+    if not database.writes_single:
+        pytest.skip("the one-statement claim is PostgreSQL's")
+    tenant = make_tenant(database)
+    campaign = _campaign(database, tenant, 40)
+    for _ in range(12):
+        assert publish(database, tenant.caller, _body(campaign)).record.count == 1
+    with database.single_read() as connection:
+        plans = connection.execute(
+            text(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE 'WITH head AS%' AND statement LIKE '%LIMIT 1 %'"
+                " ORDER BY generic_plans + custom_plans DESC"
+            )
+        ).all()
+    assert plans, "the claim was never prepared"
+    generic, custom = plans[0]  # the claims after the first (which starts at the pool's head)
+    assert generic >= 1, plans
+    assert custom <= 5, plans
 
 
 def _refusal(database: Database, tenant: Tenant, body: PublishRequest, *, bound: bool) -> Conflict:

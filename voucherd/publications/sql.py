@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -157,6 +158,7 @@ def claim_from_pool(
         publication=publication is not None,
         whole=whole,
         all_or_none=all_or_none,
+        one=count == 1,
     )
     params: dict[str, Any] = {
         "c_tenant": tenant_id,
@@ -198,10 +200,19 @@ def _claim_statement(
     publication: bool,
     whole: bool,
     all_or_none: bool = False,
+    one: bool = False,
 ) -> Any:
     """The claim, built once per shape and run with parameters (``c_...``, ``p_...``): building
     it per publication cost more Python than the rest of the claim. ``all_or_none``: see
-    :func:`claim_from_pool`."""
+    :func:`claim_from_pool`.
+
+    ``one``: a claim of one code (most publications) says ``LIMIT 1``, not ``LIMIT $n``. With
+    the count a parameter PostgreSQL costs a generic plan for an unknown limit (a tenth of the
+    rows) and so planned the statement afresh on every execution (0 generic plans in 300);
+    with the literal it keeps the generic plan after five executions. Measured on one
+    connection, 180 claims from a 100,000-code pool: 563-630 µs of PostgreSQL's CPU a claim
+    with the parameter, 324-332 µs with the literal (bench/README.md, "The claim planned
+    once")."""
     now = bindparam("c_now", type_=_V.updated_at.type)
     head = select(_V.id).where(
         _V.campaign_id == bindparam("c_campaign", type_=String),
@@ -215,7 +226,8 @@ def _claim_statement(
         # Read before the statement, outside it: re-checked here, so a campaign switched off
         # since claims nothing (and the transactional way then answers why).
         head = head.where(_still_active())
-    head = head.order_by(_V.id).limit(bindparam("c_count", type_=Integer))
+    limit = literal_column("1", Integer) if one else bindparam("c_count", type_=Integer)
+    head = head.order_by(_V.id).limit(limit)
     values: dict[str, Any] = {"published_count": 1, "updated_at": now}
     if holder:
         values["holder_id"] = bindparam("c_holder", type_=String)
