@@ -7,7 +7,7 @@ On SQLite nothing runs on the driver: the lookup answers SQLAlchemy's own rows t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ from tests.factories.tenants import make_tenant
 from tests.factories.vouchers import issue
 from voucherd.db.base import JSONType, UTCDateTime
 from voucherd.db.driver import DriverStatement
-from voucherd.db.engine import Database, is_database_outage
+from voucherd.db.engine import Database, is_database_outage, make_engine
 from voucherd.vouchers.lookup import _BY, Width, find_voucher_row
 
 
@@ -119,3 +119,77 @@ def test_typed_and_fixed_parameters_are_sent_as_sqlalchemy_sends_them(database: 
     assert row.seven == 7
     assert row.at == lisbon
     assert row.at.tzinfo is UTC
+
+
+@pytest.fixture
+def one_connection(database: Database) -> Iterator[Database]:
+    """The database through a pool of one connection: every unit of work on the same one."""
+    url = database.engine.url.render_as_string(hide_password=False)
+    single = Database(make_engine(url, pool_size=1, overflow=0), settings=database.settings)
+    yield single
+    single.dispose()
+
+
+def _prepared(database: Database) -> int:
+    with database.single_read() as connection:
+        count = connection.execute(text("SELECT count(*) FROM pg_prepared_statements"))
+        return int(count.scalar_one())
+
+
+def test_a_rollback_keeps_the_connections_prepared_statements(one_connection: Database) -> None:
+    """psycopg's own rollback forgets every prepared statement (and sends DEALLOCATE ALL): each
+    GET and each refused write then sent the hot statements back to being planned on every
+    execution. voucherd's rollback keeps them, and still rolls back."""
+    if not one_connection.is_postgresql:
+        pytest.skip("prepared statements are psycopg's; SQLite has none to keep")
+    tenant = make_tenant(one_connection)
+    ping = DriverStatement(select(literal(1).label("one")))
+    for _ in range(6):  # psycopg prepares a statement on its fifth execution
+        with one_connection.single_read() as connection:
+            ping.rows(connection, {})
+    kept = _prepared(one_connection)
+    assert kept >= 1
+    with one_connection.unit_of_work(write=False) as session:  # a read: ends in ROLLBACK
+        session.execute(text("SELECT 1"))
+    with pytest.raises(LookupError):
+        _refused_rename(one_connection, tenant.id)
+    assert _prepared(one_connection) == kept
+    with one_connection.single_read() as connection:  # and the write was rolled back
+        name = connection.execute(text("SELECT name FROM tenant WHERE id = :id"), {"id": tenant.id})
+        assert name.scalar_one() != "renamed"
+
+
+def test_a_connection_lost_before_its_rollback_is_not_reused(
+    database: Database, one_connection: Database
+) -> None:
+    if not one_connection.is_postgresql:
+        pytest.skip("voucherd's rollback replaces psycopg's on PostgreSQL only")
+    select_pid = text("SELECT pg_backend_pid()")
+    pids: list[int] = []
+    with pytest.raises(DBAPIError) as lost:
+        _read_whose_connection_is_lost(one_connection, database, pids)
+    pid = pids[0]
+    # The rollback met the lost connection, as psycopg's own rollback would: an outage (a
+    # 503 to a client), and the pool hands out working connections again.
+    assert lost.value.connection_invalidated
+    assert is_database_outage(lost.value)
+    for _ in range(3):
+        with one_connection.unit_of_work(write=False) as session:
+            assert session.execute(select_pid).scalar_one() != pid
+
+
+def _refused_rename(database: Database, tenant_id: str) -> None:
+    """A write unit of work that a refusal ends before its commit."""
+    with database.unit_of_work() as session:
+        session.execute(
+            text("UPDATE tenant SET name = 'renamed' WHERE id = :id"), {"id": tenant_id}
+        )
+        raise LookupError("refused")
+
+
+def _read_whose_connection_is_lost(database: Database, killer: Database, pids: list[int]) -> None:
+    """A read unit of work whose backend ``killer`` terminates before it ends (and rolls back)."""
+    with database.unit_of_work(write=False) as session:
+        pids.append(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        with killer.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[0]})

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+import psycopg
+from psycopg import pq
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -50,7 +52,7 @@ def make_engine(url: str, *, pool_size: int = 10, overflow: int | None = None) -
     overflow = pool_size * 2 if overflow is None else overflow
     if url.startswith("sqlite"):
         return _sqlite_engine(url, pool_size, overflow)
-    return create_engine(
+    engine = create_engine(
         url,
         # Parameters carry codes and customer data; keep them out of exception text and logs.
         hide_parameters=True,
@@ -60,6 +62,29 @@ def make_engine(url: str, *, pool_size: int = 10, overflow: int | None = None) -
         # invalidates the pool and its request answers 503 (api/problems.py), safe to retry.
         pool_recycle=1800,
     )
+    engine.dialect.do_rollback = _rollback_keeping_prepared  # type: ignore[method-assign]
+    return engine
+
+
+def _rollback_keeping_prepared(dbapi_connection: Any) -> None:
+    """Roll back, and keep the connection's prepared statements.
+
+    psycopg's ``rollback()`` also forgets every statement it prepared on the connection and
+    sends ``DEALLOCATE ALL`` (in case the transaction created what they refer to). voucherd
+    rolls back every read unit of work (a ``GET``) and every refused write (a balance too low
+    under an Idempotency-Key), and each such rollback sent the connection's hot statements
+    back to being parsed and planned on every execution until psycopg prepared them again five
+    executions later (bench/README.md, "Prepared statements kept"). No unit of work changes
+    the schema (migrations run apart, before serving), so nothing a prepared statement refers
+    to can vanish with a rollback. Errors are psycopg's, so a lost connection is still seen as
+    one (SQLAlchemy invalidates it)."""
+    pgconn = dbapi_connection.pgconn
+    if pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        return
+    result = pgconn.exec_(b"ROLLBACK")
+    if result.status != pq.ExecStatus.COMMAND_OK:
+        message = (result.error_message or pgconn.error_message).decode(errors="replace")
+        raise psycopg.OperationalError(message.strip() or "ROLLBACK failed")
 
 
 _SQLITE_BUSY_SECONDS = 60
