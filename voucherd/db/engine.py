@@ -74,10 +74,11 @@ def _rollback_keeping_prepared(dbapi_connection: Any) -> None:
     rolls back every read unit of work (a ``GET``) and every refused write (a balance too low
     under an Idempotency-Key), and each such rollback sent the connection's hot statements
     back to being parsed and planned on every execution until psycopg prepared them again five
-    executions later (bench/README.md, "Prepared statements kept"). No unit of work changes
-    the schema (migrations run apart, before serving), so nothing a prepared statement refers
-    to can vanish with a rollback. Errors are psycopg's, so a lost connection is still seen as
-    one (SQLAlchemy invalidates it)."""
+    executions later (bench/README.md, "Plans kept"). No unit of work changes the schema
+    (migrations run apart, before serving, and ``serve`` disposes of their connections), so
+    nothing a prepared statement refers to can vanish with a rollback. A ROLLBACK that fails
+    raises psycopg's OperationalError, so SQLAlchemy still sees a lost connection as one and
+    invalidates it (tests/db/test_driver.py)."""
     pgconn = dbapi_connection.pgconn
     if pgconn.transaction_status == pq.TransactionStatus.IDLE:
         return

@@ -211,8 +211,7 @@ def _claim_statement(
     rows) and so planned the statement afresh on every execution (0 generic plans in 300);
     with the literal it keeps the generic plan after five executions. Measured on one
     connection, 180 claims from a 100,000-code pool: 563-630 µs of PostgreSQL's CPU a claim
-    with the parameter, 324-332 µs with the literal (bench/README.md, "The claim planned
-    once")."""
+    with the parameter, 324-332 µs with the literal (bench/README.md, "Plans kept")."""
     now = bindparam("c_now", type_=_V.updated_at.type)
     head = select(_V.id).where(
         _V.campaign_id == bindparam("c_campaign", type_=String),
