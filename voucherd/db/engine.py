@@ -74,13 +74,23 @@ def _rollback_keeping_prepared(dbapi_connection: Any) -> None:
     rolls back every read unit of work (a ``GET``) and every refused write (a balance too low
     under an Idempotency-Key), and each such rollback sent the connection's hot statements
     back to being parsed and planned on every execution until psycopg prepared them again five
-    executions later (bench/README.md, "Plans kept"). No unit of work changes the schema
-    (migrations run apart, before serving, and ``serve`` disposes of their connections), so
-    nothing a prepared statement refers to can vanish with a rollback. A ROLLBACK that fails
-    raises psycopg's OperationalError, so SQLAlchemy still sees a lost connection as one and
-    invalidates it (tests/db/test_driver.py)."""
+    executions later (bench/README.md, "Plans kept").
+
+    Keeping them is safe while no unit of work re-creates an object under a name a prepared
+    statement uses with another shape: PostgreSQL re-resolves the names of a statement whose
+    plan went stale (the mint's ``ON COMMIT DROP`` staging table, re-created by each mint, is
+    such a name, and psycopg never dropped its statements at a commit either); it fails only
+    when the result's columns changed. Schema changes run in migrations, apart, before serving
+    (CONTRIBUTING.md). A connection in the middle of a statement, or in a state libpq cannot
+    tell, gets psycopg's own rollback, which refuses at once instead of waiting; a ROLLBACK
+    that fails raises psycopg's OperationalError, so SQLAlchemy still sees a lost connection as
+    one and invalidates it (tests/db/test_driver.py)."""
     pgconn = dbapi_connection.pgconn
-    if pgconn.transaction_status == pq.TransactionStatus.IDLE:
+    status = pgconn.transaction_status
+    if status == pq.TransactionStatus.IDLE:
+        return
+    if status not in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR):
+        dbapi_connection.rollback()
         return
     result = pgconn.exec_(b"ROLLBACK")
     if result.status != pq.ExecStatus.COMMAND_OK:
