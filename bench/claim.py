@@ -315,15 +315,7 @@ def _http_phase(
 def _floor_phase(
     url: str, campaign: str, label: str, args: argparse.Namespace
 ) -> common.FloorResult:
-    result = common.run_floor(
-        claim_one,
-        url,
-        clients=args.clients,
-        warmup=args.warmup,
-        seconds=args.seconds,
-        params={"campaign": campaign},
-        meter=common.CpuMeter({"postgres": common.postgres_serving(url)}),
-    )
+    result = common.run_postgres_floor(claim_one, url, args, {"campaign": campaign})
     common.require(not result.errors, f"floor, claim with SKIP LOCKED: {dict(result.errors)}")
     print(f"  floor, claim one code with SKIP LOCKED, {label}: {result.rate:,.0f} tx/s")
     print(f"    {result.cpu.describe(result.transactions, 'transaction')}")

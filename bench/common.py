@@ -351,6 +351,24 @@ def _stop_group(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         os.killpg(process.pid, signal.SIGKILL)  # a worker that outlived its supervisor
 
 
+def run_postgres_floor(
+    body: FloorBody, url: str, args: argparse.Namespace, params: Mapping[str, Any], **more: Any
+) -> FloorResult:
+    """:func:`run_floor` as the PostgreSQL benchmarks run it: their ``--clients``,
+    ``--warmup`` and ``--seconds``, with PostgreSQL's CPU metered; ``more`` for ``connect`` and
+    ``failures``."""
+    return run_floor(
+        body,
+        url,
+        clients=args.clients,
+        warmup=args.warmup,
+        seconds=args.seconds,
+        params=params,
+        meter=CpuMeter({"postgres": postgres_serving(url)}),
+        **more,
+    )
+
+
 # --- arguments and printing ---------------------------------------------------------------------
 
 

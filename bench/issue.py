@@ -114,15 +114,7 @@ def _http_phase(
 def _floor_phase(
     url: str, body: common.FloorBody, label: str, params: dict[str, Any], args: argparse.Namespace
 ) -> common.FloorResult:
-    result = common.run_floor(
-        body,
-        url,
-        clients=args.clients,
-        warmup=args.warmup,
-        seconds=args.seconds,
-        params=params,
-        meter=common.CpuMeter({"postgres": common.postgres_serving(url)}),
-    )
+    result = common.run_postgres_floor(body, url, args, params)
     common.require(not result.errors, f"floor, {label}: {dict(result.errors)}")
     print(f"  floor, {label}: {result.rate:,.0f} tx/s")
     print(f"    {result.cpu.describe(result.transactions, 'transaction')}")

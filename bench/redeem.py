@@ -330,15 +330,7 @@ def _floor_phase(
     url: str, body: common.FloorBody, params: dict[str, Any], label: str, args: argparse.Namespace
 ) -> common.FloorResult:
     _wait_quiet(url)
-    result = common.run_floor(
-        body,
-        url,
-        clients=args.clients,
-        warmup=args.warmup,
-        seconds=args.seconds,
-        params=params,
-        meter=common.CpuMeter({"postgres": common.postgres_serving(url)}),
-    )
+    result = common.run_postgres_floor(body, url, args, params)
     common.require(not result.errors, f"floor, {label}: {dict(result.errors)}")
     ok, verdict = _check_ledger(url, None)
     print(f"  floor, UPDATE + INSERT, {label}: {result.rate:,.0f} tx/s")

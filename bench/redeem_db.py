@@ -82,14 +82,11 @@ def main(argv: list[str] | None = None) -> int:
             _, codes = _new_cards(url, tenant, campaign, args.cards)
             _wait_quiet(url)
             params: dict[str, Any] = {"codes": codes, "caller": tenant.caller}
-            result = common.run_floor(
+            result = common.run_postgres_floor(
                 redeem_one,
                 url,
-                clients=args.clients,
-                warmup=args.warmup,
-                seconds=args.seconds,
-                params=params,
-                meter=common.CpuMeter({"postgres": common.postgres_serving(url)}),
+                args,
+                params,
                 connect=connect,
                 failures=(DomainError, SQLAlchemyError),
             )
