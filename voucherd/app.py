@@ -27,6 +27,7 @@ from voucherd.exports.routes import router as exports_router
 from voucherd.guard.service import Guard
 from voucherd.imports.routes import router as imports_router
 from voucherd.observability.routes import router as metrics_router
+from voucherd.observability.telemetry import native_telemetry
 from voucherd.operations.routes import router as operations_router
 from voucherd.orders.routes import router as orders_router
 from voucherd.pages.routes import router as pages_router
@@ -67,6 +68,7 @@ def create_app(
         # Served by voucherd.docs from the package, not from a CDN: they work offline.
         docs_url=None,
         redoc_url=None,
+        telemetry=native_telemetry(settings),
     )
     app.state.db = db
     app.state.settings = settings

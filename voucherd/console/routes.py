@@ -37,6 +37,7 @@ from voucherd.console.web import (
 )
 from voucherd.db.engine import Database
 from voucherd.errors import DomainError, InvalidInput
+from voucherd.observability.telemetry import native_telemetry
 
 router = APIRouter()
 
@@ -55,7 +56,9 @@ def create_console(db: Database, settings: Settings) -> FastAPI:
         till,
     )
 
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        docs_url=None, redoc_url=None, openapi_url=None, telemetry=native_telemetry(settings)
+    )
     app.state.console = Console(db, settings)
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(NotSignedIn, not_signed_in)
