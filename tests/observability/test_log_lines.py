@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import logging
 from typing import Any
@@ -10,7 +12,7 @@ import pytest
 import structlog
 
 from voucherd.observability import context
-from voucherd.observability.logs import formatter
+from voucherd.observability.logs import _dumps, formatter
 
 
 def _record(
@@ -54,3 +56,26 @@ def test_a_plain_line_is_structlogs_line(record: logging.LogRecord, in_request: 
 
     assert ours.pop("time")[:16] == theirs.pop("time")[:16]
     assert list(ours.items()) == list(theirs.items())
+
+
+@dataclasses.dataclass
+class _Shown:
+    amount: int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"route": "/api/v1/redemptions", "status": 201, "duration_ms": 3.125, "tenant_id": None},
+        {"é": "ü ✓", 1: "a key that is not a string", "nested": {"list": [1, 2.5, True]}},
+        {"at": datetime.datetime(2026, 12, 7, 18, 0, tzinfo=datetime.UTC), "as": _Shown(5)},
+        {"past 64 bits": 2**70, "a type": object},
+    ],
+    ids=["access line", "keys and unicode", "time and dataclass", "what orjson refuses"],
+)
+def test_a_line_holds_what_the_standard_encoder_would_write(value: dict[Any, Any]) -> None:
+    """Lines are encoded by orjson (faster); their content is what json.dumps(default=str)
+    made of them before."""
+    assert json.loads(_dumps(value)) == json.loads(
+        json.dumps(value, default=str, ensure_ascii=False)
+    )

@@ -24,6 +24,7 @@ import logging
 import sys
 from typing import Any, Literal, TextIO
 
+import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
@@ -116,12 +117,22 @@ class _JsonLines(structlog.stdlib.ProcessorFormatter):
         return _dumps(event)
 
 
-# json.dumps(event, default=str, ensure_ascii=False), with its encoder made once, not per line.
+# What json.dumps(event, default=str, ensure_ascii=False) would write, by orjson: the access
+# line's encoding cost 40,000 of the 1.9 million instructions of a redemption's API process with
+# the standard library's encoder (callgrind, 2026-12-07). A time, a dataclass or a non-string key
+# is still written as the standard encoder writes it (str(), keys as strings); what orjson
+# refuses (an integer past 64 bits) goes to the standard encoder.
+_ORJSON = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 def _dumps(event: Any, **_: Any) -> str:
-    return _ENCODER.encode(event)
+    try:
+        return orjson.dumps(event, default=str, option=_ORJSON).decode()
+    except orjson.JSONEncodeError:
+        return _ENCODER.encode(event)
 
 
 class _Handler(logging.StreamHandler[TextIO]):
