@@ -163,11 +163,7 @@ def _not_voucherds(line: str) -> bool:
 def assert_clean(canary: Canary, log_stream: io.StringIO, db: Database) -> None:
     deliver_due(db)  # whatever the flows left in the outbox is sent (and logged) too
     metrics = canary.client.get("/metrics").text
-    lines = [
-        line
-        for line in log_stream.getvalue().splitlines()
-        if not _not_voucherds(line)
-    ]
+    lines = [line for line in log_stream.getvalue().splitlines() if not _not_voucherds(line)]
     if os.environ.get("VOUCHERD_CANARY_DUMP"):  # a file to read what was searched
         with open(os.environ["VOUCHERD_CANARY_DUMP"], "a") as dump:
             dump.write("\n".join([*lines, *canary.errors, metrics, *canary.secrets]) + "\n")
@@ -577,10 +573,6 @@ class TestDatabaseOutage:
                     errors.append(answer.text)
         finally:
             down.dispose()
-        logged = [
-            line
-            for line in log_stream.getvalue().splitlines()
-            if not _not_voucherds(line)
-        ]
+        logged = [line for line in log_stream.getvalue().splitlines() if not _not_voucherds(line)]
         assert any("unavailable" in line for line in logged)
         assert not [t for t in logged + errors if GUESS.lower() in t.lower()]

@@ -24,8 +24,9 @@ from functools import lru_cache
 from typing import Any, cast
 
 import psycopg
-from psycopg import Cursor
+from psycopg import AsyncCursor, Cursor
 from sqlalchemy import Connection
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
@@ -42,7 +43,7 @@ def _row_type(names: tuple[str, ...]) -> Any:
     return namedtuple("Row", names, rename=True)
 
 
-def _rows_of(cursor: Cursor[Any]) -> Callable[[Sequence[Any]], Any]:
+def _rows_of(cursor: Cursor[Any] | AsyncCursor[Any]) -> Callable[[Sequence[Any]], Any]:
     """psycopg's row factory: a named tuple per row, timestamps moved to UTC."""
     result = cursor.pgresult
     if result is None or not result.nfields:
@@ -93,7 +94,9 @@ class DriverStatement:
         # its first result (names, which are timestamps) and kept, not redone per execution.
         self._make_row: Callable[[Sequence[Any]], Any] | None = None
 
-    def _row_factory(self, cursor: Cursor[Any]) -> Callable[[Sequence[Any]], Any]:
+    def _row_factory(
+        self, cursor: Cursor[Any] | AsyncCursor[Any]
+    ) -> Callable[[Sequence[Any]], Any]:
         make = self._make_row
         if make is None:
             make = _rows_of(cursor)
@@ -101,8 +104,7 @@ class DriverStatement:
                 self._make_row = make
         return make
 
-    def _compile(self, connection: Connection) -> _Compiled:
-        dialect = connection.dialect
+    def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
             assert isinstance(self._statement, ClauseElement)
@@ -121,7 +123,7 @@ class DriverStatement:
         psycopg's errors come out as SQLAlchemy's, as from ``Connection.execute``: the API's
         handlers answer a lost database with a 503 (``db.engine.is_database_outage``), and a
         connection the server dropped is invalidated, not handed to the next request."""
-        compiled = self._compile(connection)
+        compiled = self._compile(connection.dialect)
         sql = compiled.sql
         params = compiled.parameters(params)
         driver = cast(psycopg.Connection[Any], connection.connection.dbapi_connection)
@@ -150,10 +152,52 @@ class DriverStatement:
         rows = self.rows(connection, params)
         return rows[0] if rows else None
 
+    async def rows_on_loop(
+        self, connection: psycopg.AsyncConnection[Any], dialect: Dialect, params: Mapping[str, Any]
+    ) -> list[Any]:
+        """:meth:`rows` on an asyncio connection of psycopg's (the express lane's,
+        ``db/express.py``): the same statement, parameters, rows and errors (a DBAPIError whose
+        ``connection_invalidated`` says the connection is lost and must not be used again).
+        No SQLAlchemy connection is involved, so no SQLAlchemy event fires."""
+        compiled = self._compile(dialect)
+        sql = compiled.sql
+        params = compiled.parameters(params)
+        try:
+            async with connection.cursor(row_factory=self._row_factory) as cursor:
+                await cursor.execute(sql, params, prepare=True)
+                return await cursor.fetchall()
+        except psycopg.Error as error:
+            dropped = dialect.is_disconnect(cast(Any, error), cast(Any, connection), None)
+            raise DBAPIError.instance(
+                sql,
+                dict(params),
+                error,
+                psycopg.Error,
+                connection_invalidated=dropped or connection.closed,
+                dialect=dialect,
+            ) from error
+
 
 # Each statement's DriverStatement, by the statement's identity. The statements handed to
 # :func:`rows` are built once (module constants, cached shapes) and kept alive by the entry.
 _ON_DRIVER: dict[int, DriverStatement] = {}
+
+
+def _on_driver(statement: Executable) -> DriverStatement:
+    on_driver = _ON_DRIVER.get(id(statement))
+    if on_driver is None:
+        on_driver = _ON_DRIVER[id(statement)] = DriverStatement(statement)
+    return on_driver
+
+
+async def rows_on_loop(
+    connection: psycopg.AsyncConnection[Any],
+    dialect: Dialect,
+    statement: Executable,
+    params: Mapping[str, Any],
+) -> list[Any]:
+    """:func:`rows` of a statement on an asyncio connection of psycopg's, on the event loop."""
+    return await _on_driver(statement).rows_on_loop(connection, dialect, params)
 
 
 def rows(session: Session | Connection, statement: Executable, params: Mapping[str, Any]) -> Any:
@@ -162,9 +206,6 @@ def rows(session: Session | Connection, statement: Executable, params: Mapping[s
     the session's or connection's own ``execute``. The one way the hot paths choose."""
     if isinstance(session, Connection):
         if session.dialect.name == "postgresql":
-            on_driver = _ON_DRIVER.get(id(statement))
-            if on_driver is None:
-                on_driver = _ON_DRIVER[id(statement)] = DriverStatement(statement)
-            return on_driver.rows(session, params)
+            return _on_driver(statement).rows(session, params)
         return session.execute(statement, params).all()
     return session.connection().execute(statement, params).all()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from voucherd.campaigns.models import Campaign
@@ -124,12 +124,20 @@ def plan_redemption(target: Target, body: RedeemableRequest) -> Plan:
     return Plan(spend=spend, discount_amount=None)
 
 
+# What a refused spend is explained by (:func:`debit_refusal`), read after the refusal.
+DEBIT_STATE = select(
+    Voucher.state, Voucher.balance, Voucher.redeemed_quantity, Voucher.redemption_quantity
+).where(Voucher.id == bindparam("voucher_id"))
+
+
 def why_debit_failed(session: Session | Connection, voucher_id: str, plan: Plan) -> NotRedeemable:
-    state, balance, redeemed, quantity = session.execute(
-        select(
-            Voucher.state, Voucher.balance, Voucher.redeemed_quantity, Voucher.redemption_quantity
-        ).where(Voucher.id == voucher_id)
-    ).one()
+    return debit_refusal(session.execute(DEBIT_STATE, {"voucher_id": voucher_id}).one(), plan)
+
+
+def debit_refusal(row: Any, plan: Plan) -> NotRedeemable:
+    """Why the conditional spend took nothing, from the voucher's :data:`DEBIT_STATE` row as
+    read after it."""
+    state, balance, redeemed, quantity = row
     if state != "ACTIVE":
         return NotRedeemable(f"the voucher is {state}", field="code", code=voucher_state(state))
     if quantity is not None and redeemed >= quantity:

@@ -17,6 +17,7 @@ from voucherd.campaigns.lookup import campaign_named
 from voucherd.campaigns.models import Campaign
 from voucherd.customers.models import Customer
 from voucherd.db.engine import Database
+from voucherd.db.express import LaneBusy
 from voucherd.errors import Conflict, ErrorCode, NotFound
 from voucherd.idempotency import service as idempotency
 from voucherd.ids import new_id
@@ -80,6 +81,31 @@ def redeem(
                 session, caller.tenant_id, idem, "redemption", record.redemption.id
             )
             session.commit()
+    metrics.redemption("redeem")
+    return record
+
+
+async def redeem_on_loop(
+    db: Database, caller: Caller, body: RedeemRequest
+) -> RedemptionRecord | None:
+    """:func:`redeem` without an Idempotency-Key and without the whole voucher (the native
+    answer), on the event loop: its lookup and its one spending statement on a connection of
+    the express lane (``db/express.py``), each statement its own transaction, as
+    ``redeem`` runs them on a ``single_write`` connection. Same rules, rows and refusals.
+
+    None, with nothing done, when the lane cannot take it (SQLite, a Database bound to one
+    connection, every lane connection lent): the caller then runs :func:`redeem` on a worker
+    thread."""
+    lane = db.express
+    if lane is None:
+        return None
+    caller.require("redeem")
+    now = db.now()
+    try:
+        async with lane.connection() as connection:
+            record = await steps.spend_on_loop(lane, connection, caller, body, now)
+    except LaneBusy:
+        return None
     metrics.redemption("redeem")
     return record
 

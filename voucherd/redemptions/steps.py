@@ -8,28 +8,35 @@ for both. Neither step commits.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from psycopg import AsyncConnection
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from voucherd.auth.caller import Caller
+from voucherd.db.express import ExpressLane
 from voucherd.errors import InvalidInput, NotFound, NotRedeemable
 from voucherd.ids import new_id
 from voucherd.redemptions import sql
 from voucherd.redemptions.models import Redemption
 from voucherd.redemptions.rules import (
+    DEBIT_STATE,
+    Target,
+    debit_refusal,
     find_target,
     plan_redemption,
     refuse_if_unusable,
     why_debit_failed,
 )
 from voucherd.redemptions.schemas import (
+    Plan,
     RedeemRequest,
     RedemptionRecord,
     ValidateRequest,
     ValidationResult,
 )
-from voucherd.vouchers.lookup import Width, shown_record, voucher_of
+from voucherd.vouchers.lookup import RowLookup, Width, shown_record, voucher_of
 from voucherd.vouchers.schemas import VoucherRecord, present_voucher
 from voucherd.vouchers.terms import detached
 
@@ -89,11 +96,49 @@ def spend(
     target = find_target(session, caller.tenant_id, body.code, width=width)
     refuse_if_unusable(target, now)
     plan = plan_redemption(target, body)
+    redemption = _redemption_row(caller, body, target.row, plan, now)
+    # Called through the module so the concurrency tests can swap in a racy spend.
+    debited = sql.debit(
+        session, redemption, plan, campaign_id=target.row.campaign_id, actor=caller.key_id
+    )
+    if debited is None:
+        raise why_debit_failed(session, target.row.id, plan)
+    return _record(redemption, target, debited, now, show_voucher=show_voucher)
+
+
+async def spend_on_loop(
+    lane: ExpressLane,
+    connection: AsyncConnection[Any],
+    caller: Caller,
+    body: RedeemRequest,
+    now: datetime,
+) -> RedemptionRecord:
+    """:func:`spend` on PostgreSQL on the express lane's connection (``db/express.py``), for the
+    native answer (no whole voucher): the same lookup, rules, statement and refusals, each
+    statement its own transaction as on a ``single_write`` connection."""
+    lookup = RowLookup(caller.tenant_id, body.code, field="code", width=Width.JUDGED)
+    target = Target(lookup.pick(await lane.rows(connection, lookup.statement, lookup.params)))
+    refuse_if_unusable(target, now)
+    plan = plan_redemption(target, body)
     row = target.row
+    redemption = _redemption_row(caller, body, row, plan, now)
+    statement, params = sql.debit_on_postgresql(
+        redemption, plan, campaign_id=row.campaign_id, actor=caller.key_id
+    )
+    debited = await lane.rows(connection, statement, params)
+    if not debited:
+        state = await lane.rows(connection, DEBIT_STATE, {"voucher_id": row.id})
+        raise debit_refusal(state[0], plan)
+    return _record(redemption, target, debited[0], now, show_voucher=False)
+
+
+def _redemption_row(
+    caller: Caller, body: RedeemRequest, row: Any, plan: Plan, now: datetime
+) -> Redemption:
+    """The row to record, made as a load makes one (never added to a session: the statement
+    writes it): the constructor's change events cost 30-34 µs of CPU, this 3-5 µs."""
     order = body.order
-    # The row to record, made as a load makes one (never added to a session: the statement
-    # writes it): the constructor's change events cost 30-34 µs of CPU, this 3-5 µs.
-    redemption = detached(
+    return detached(
         Redemption,
         {
             "id": new_id("r"),
@@ -110,10 +155,14 @@ def spend(
             "created_at": now,
         },
     )
-    # Called through the module so the concurrency tests can swap in a racy spend.
-    debited = sql.debit(session, redemption, plan, campaign_id=row.campaign_id, actor=caller.key_id)
-    if debited is None:
-        raise why_debit_failed(session, row.id, plan)
+
+
+def _record(
+    redemption: Redemption, target: Target, debited: Any, now: datetime, *, show_voucher: bool
+) -> RedemptionRecord:
+    """The redemption as the spend left the voucher (``debited``: its balance, redeemed
+    quantity and state)."""
+    row = target.row
     balance, redeemed, state = debited
 
     def shown() -> VoucherRecord:

@@ -8,6 +8,7 @@ counted against the caller's key and address, once per code asked of the databas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, cast
 
@@ -158,28 +159,49 @@ def find_voucher_row(
     ``session`` may be a plain connection (a validation's read without a transaction, a
     redemption's autocommit): on PostgreSQL the statement then runs on psycopg's cursor
     (``db/driver.py``), its row a named tuple of the same names and values."""
-    query = code_query(ref, field=field)
-    guard.before_lookup()
-    exact, drawn = query.exact, query.drawn
-    by_exact, by_drawn, by_either = _BY[width]
-    if drawn is None:
-        statement = by_exact
-    elif exact is None:
-        statement = by_drawn
-    else:
-        statement = by_either
+    lookup = RowLookup(tenant_id, ref, field=field, width=width)
     # The hottest read there is (every validation and redemption): on a plain connection on
     # PostgreSQL, straight on psycopg's cursor.
-    rows = driver.rows(session, statement, {"tenant_id": tenant_id, "exact": exact, "drawn": drawn})
-    for row in rows:  # the text as typed wins, as in find_voucher
-        if exact is not None and exact in (row.id, row.code):
-            return row
-    for row in rows:
-        if row.code == drawn and not row.c__code_config:
-            return row
-    for _ in query.candidates:
-        guard.failed_lookup()
-    raise query.miss(field)
+    return lookup.pick(driver.rows(session, lookup.statement, lookup.params))
+
+
+class RowLookup:
+    """:func:`find_voucher_row` apart from its round trip, for a caller that runs the statement
+    its own way (the express lane, ``db/express.py``, on the event loop): the statement and its
+    parameters, then :meth:`pick` on the rows it returned. Made only just before the statement
+    runs: the guard refuses a caller slowed down for guessing here, before the database is
+    asked."""
+
+    __slots__ = ("field", "params", "query", "statement")
+
+    def __init__(self, tenant_id: str, ref: str, *, field: str, width: Width) -> None:
+        query = code_query(ref, field=field)
+        guard.before_lookup()
+        exact, drawn = query.exact, query.drawn
+        by_exact, by_drawn, by_either = _BY[width]
+        if drawn is None:
+            self.statement = by_exact
+        elif exact is None:
+            self.statement = by_drawn
+        else:
+            self.statement = by_either
+        self.params = {"tenant_id": tenant_id, "exact": exact, "drawn": drawn}
+        self.query = query
+        self.field = field
+
+    def pick(self, rows: Sequence[Any]) -> Any:
+        """The row the reference names; NotFound (and the misses counted by the guard) if
+        none."""
+        exact, drawn = self.query.exact, self.query.drawn
+        for row in rows:  # the text as typed wins, as in find_voucher
+            if exact is not None and exact in (row.id, row.code):
+                return row
+        for row in rows:
+            if row.code == drawn and not row.c__code_config:
+                return row
+        for _ in self.query.candidates:
+            guard.failed_lookup()
+        raise self.query.miss(self.field)
 
 
 def shown_record(row: Row[Any]) -> VoucherRecord:
