@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from voucherd.customers.models import Customer
+from voucherd.db import driver
 from voucherd.db.dialect import is_postgresql, upsert
 from voucherd.errors import Conflict, ErrorCode
 from voucherd.ids import new_id
@@ -30,6 +31,7 @@ from voucherd.publications.sql import (
     VOUCHER_KEYS,
     PublishedEvent,
     claim_from_pool,
+    claim_query,
     event_written,
     unexpired,
 )
@@ -188,6 +190,18 @@ def claim_publication(
     pool (:func:`claim_pool`'s order). The caller answers an empty list as :func:`claim_pool`'s
     transactional way would (it runs that way).
     """
+    for statement, params in publication_tries(publication=publication, count=count, whole=whole):
+        rows = driver.rows(connection, statement, params)
+        if rows:
+            return publication_claimed(publication, rows, whole)
+    return []
+
+
+def publication_tries(
+    *, publication: Mapping[str, Any], count: int, whole: bool
+) -> list[tuple[Any, dict[str, Any]]]:
+    """:func:`claim_publication`'s statements, in the order to try them until one claims:
+    after this process's cursor, then from the head of the pool (or the head alone)."""
     campaign_id: str = publication["campaign_id"]
     event = PublishedEvent(
         tenant_id=publication["tenant_id"],
@@ -196,10 +210,10 @@ def claim_publication(
         actor=publication["actor"],
         now=publication["created_at"],
     )
-    after = POOL_CURSOR.start(campaign_id)
-    while True:
-        rows = claim_from_pool(
-            connection,
+    cursor = POOL_CURSOR.start(campaign_id)
+    return [
+        claim_query(
+            postgresql=True,
             tenant_id=event.tenant_id,
             campaign_id=campaign_id,
             publication_id=event.publication_id,
@@ -212,12 +226,16 @@ def claim_publication(
             whole=whole,
             all_or_none=True,
         )
-        if rows:
-            POOL_CURSOR.moved(campaign_id, rows[-1][0])
-            return [_claimed(row, whole) for row in rows]
-        if after is None:
-            return []
-        after = None  # not enough past where the last claim stopped: once more from the head
+        for after in ([cursor, None] if cursor is not None else [None])
+    ]
+
+
+def publication_claimed(
+    publication: Mapping[str, Any], rows: Sequence[Sequence[Any]], whole: bool
+) -> list[ClaimedCode]:
+    """The codes a try of :func:`publication_tries` claimed; the pool's cursor moves past them."""
+    POOL_CURSOR.moved(publication["campaign_id"], rows[-1][0])
+    return [_claimed(row, whole) for row in rows]
 
 
 def _claimed(row: Sequence[Any], whole: bool) -> ClaimedCode:

@@ -29,17 +29,21 @@ from voucherd.customers.schemas import CustomerCreate
 from voucherd.customers.service import customer_for, find_customer
 from voucherd.db.dialect import upsert
 from voucherd.db.engine import Database
+from voucherd.db.express import LaneBusy
 from voucherd.delivery.enqueue import request_delivery, tenant_settings
 from voucherd.delivery.schemas import DeliveryRequest
 from voucherd.errors import Conflict, ErrorCode, InvalidInput, voucher_state
 from voucherd.idempotency import service as idempotency
 from voucherd.publications.models import CampaignHolder, Publication
 from voucherd.publications.pool import (
+    ClaimedCode,
     claim_pool,
     claim_publication,
     create_publication,
     entry_of,
+    publication_claimed,
     publication_row,
+    publication_tries,
     record_publications,
 )
 from voucherd.publications.schemas import (
@@ -54,7 +58,12 @@ from voucherd.vouchers.lookup import find_voucher
 from voucherd.vouchers.mint import mint_in_session
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherRecord
-from voucherd.vouchers.terms import campaign_and_tenant, detached
+from voucherd.vouchers.terms import (
+    campaign_and_tenant,
+    campaign_of_rows,
+    campaign_query,
+    detached,
+)
 from voucherd.vouchers.validity import effective_state
 
 
@@ -380,14 +389,68 @@ def _publish_from_pool_single(
     count = body.count or 1
     with db.single_write() as connection:
         campaign, _, _ = campaign_and_tenant(connection, caller.tenant_id, ref, with_settings=False)
-        if not campaign.active:
-            raise Conflict(
-                "the campaign is not active", field="campaign", code=ErrorCode.CAMPAIGN_INACTIVE
-            )
-        row = publication_row(now=now, **_publication_fields(caller, body, campaign.id, None))
+        row = _publication_to_claim(caller, body, campaign, now)
         claimed = claim_publication(connection, publication=row, count=count, whole=count == 1)
-    if not claimed:
+    return _claimed_record(row, campaign, claimed) if claimed else None
+
+
+async def publish_on_loop(db: Database, caller: Caller, body: PublishRequest) -> Published | None:
+    """:func:`publish` of codes from a pool with nothing else to write or look up first, without
+    an Idempotency-Key, on the event loop: :func:`_publish_from_pool_single`'s two statements
+    on a connection of the express lane (``db/express.py``), as the redemption does. Same
+    statements, rules and refusals.
+
+    None, with nothing written, when the lane cannot take it (SQLite, a Database bound to one
+    connection, every lane connection lent, another form of publication) or the pool had not
+    the codes free: the caller then runs :func:`publish` on a worker thread, which answers those
+    cases (it mints what an AUTO_UPDATE campaign lacks, or refuses)."""
+    lane = db.express
+    if lane is None or not _whole_in_one_statement(body):
         return None
+    caller.require("issue")
+    _check_shape(body)
+    assert body.campaign is not None
+    now = db.now()
+    count = body.count or 1
+    try:
+        async with lane.connection() as connection:
+            found = await lane.rows(
+                connection,
+                campaign_query(with_settings=False),
+                {"tenant_id": caller.tenant_id, "ref": body.campaign},
+            )
+            campaign, _, _ = campaign_of_rows(found, body.campaign)
+            row = _publication_to_claim(caller, body, campaign, now)
+            claimed: list[ClaimedCode] = []
+            for statement, params in publication_tries(
+                publication=row, count=count, whole=count == 1
+            ):
+                rows = await lane.rows(connection, statement, params)
+                if rows:
+                    claimed = publication_claimed(row, rows, count == 1)
+                    break
+    except LaneBusy:
+        return None
+    return Published(_claimed_record(row, campaign, claimed), created=True) if claimed else None
+
+
+def _publication_to_claim(
+    caller: Caller, body: PublishRequest, campaign: Campaign, now: datetime
+) -> dict[str, Any]:
+    """The publication's row for a claim in one statement; refused while the campaign is not
+    active (the statement re-checks that too)."""
+    if not campaign.active:
+        raise Conflict(
+            "the campaign is not active", field="campaign", code=ErrorCode.CAMPAIGN_INACTIVE
+        )
+    return publication_row(now=now, **_publication_fields(caller, body, campaign.id, None))
+
+
+def _claimed_record(
+    row: dict[str, Any], campaign: Campaign, claimed: list[ClaimedCode]
+) -> PublicationRecord:
+    """The publication the one statement wrote, with its codes (and its one voucher, whole)."""
+    count = len(claimed)
     publication = _publication_of(row)
     voucher = None
     if count == 1:

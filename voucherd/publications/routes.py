@@ -15,6 +15,7 @@ from voucherd.idempotency.service import IdempotencyClaim, Renderer
 from voucherd.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from voucherd.publications import service
 from voucherd.publications.publish import publish as publish_use_case
+from voucherd.publications.publish import publish_on_loop
 from voucherd.publications.schemas import (
     PublicationFilters,
     PublicationRecord,
@@ -42,7 +43,12 @@ def _shown(db: Database, record: PublicationRecord) -> dict[str, Any]:
     "was used before with the same body.",
 )
 async def publish(body: PublishRequest, db: DB, caller: CallerDep, idem: Idem) -> Response:
-    # Hot (a pool claim per customer): one cheap thread trip for the blocking body.
+    # Hot (a pool claim per customer): on the event loop when the express lane can take it
+    # (db/express.py), else one cheap thread trip for the blocking body.
+    if idem is None:
+        published = await publish_on_loop(db, caller, body)
+        if published is not None:
+            return respond_created(db, caller, None, _shown(db, published.record))
     return await off_loop(_publish, db, caller, body, idem)
 
 

@@ -117,6 +117,48 @@ class PoolCursor:
 POOL_CURSOR = PoolCursor()
 
 
+def claim_query(
+    *,
+    postgresql: bool,
+    tenant_id: str,
+    campaign_id: str,
+    publication_id: str,
+    count: int,
+    now: datetime,
+    holder_id: str | None,
+    after: str | None,
+    event: PublishedEvent | None,
+    publication: Mapping[str, Any] | None,
+    whole: bool,
+    all_or_none: bool,
+) -> tuple[Any, dict[str, Any]]:
+    """:func:`claim_from_pool`'s statement and parameters, for a caller that runs it its own
+    way (the express lane, on the event loop)."""
+    statement = _claim_statement(
+        postgresql=postgresql,
+        after=after is not None,
+        holder=holder_id is not None,
+        event=event is not None and postgresql,
+        publication=publication is not None,
+        whole=whole,
+        all_or_none=all_or_none,
+        one=count == 1,
+    )
+    params: dict[str, Any] = {
+        "c_tenant": tenant_id,
+        "c_campaign": campaign_id,
+        "c_now": now,
+        "c_count": count,
+        "c_after": after,
+        "c_holder": holder_id,
+        "c_publication": publication_id,
+        "c_actor": event.actor if event is not None else None,
+    }
+    if publication is not None:
+        params.update({f"p_{name}": value for name, value in publication.items()})
+    return statement, params
+
+
 def claim_from_pool(
     session: Session | Connection,
     *,
@@ -150,28 +192,20 @@ def claim_from_pool(
     postgresql = is_postgresql(session)
     assert publication is None or postgresql, "on SQLite the publication is inserted first"
     assert not all_or_none or (postgresql and publication is not None and event is not None)
-    statement = _claim_statement(
+    statement, params = claim_query(
         postgresql=postgresql,
-        after=after is not None,
-        holder=holder_id is not None,
-        event=event is not None and postgresql,
-        publication=publication is not None,
+        tenant_id=tenant_id,
+        campaign_id=campaign_id,
+        publication_id=publication_id,
+        count=count,
+        now=now,
+        holder_id=holder_id,
+        after=after,
+        event=event,
+        publication=publication,
         whole=whole,
         all_or_none=all_or_none,
-        one=count == 1,
     )
-    params: dict[str, Any] = {
-        "c_tenant": tenant_id,
-        "c_campaign": campaign_id,
-        "c_now": now,
-        "c_count": count,
-        "c_after": after,
-        "c_holder": holder_id,
-        "c_publication": publication_id,
-        "c_actor": event.actor if event is not None else None,
-    }
-    if publication is not None:
-        params.update({f"p_{name}": value for name, value in publication.items()})
     # On the session's connection, not through the session: a Core statement gains nothing
     # from the ORM's execution path but its cost.
     rows = driver.rows(session, statement, params)

@@ -8,7 +8,7 @@ order), so each checks the same rules before it writes anything.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -105,8 +105,21 @@ def campaign_and_tenant(
 
     ``session`` may be a connection (``Database.single_write``'s: the read is one statement),
     on PostgreSQL read on psycopg's cursor (``db/driver.py``)."""
-    statement = _CAMPAIGN_LIMIT_AND_SETTINGS if with_settings else _CAMPAIGN_AND_LIMIT
+    statement = campaign_query(with_settings=with_settings)
     rows = driver.rows(session, statement, {"tenant_id": tenant_id, "ref": ref})
+    return campaign_of_rows(rows, ref)
+
+
+def campaign_query(*, with_settings: bool) -> Any:
+    """:func:`campaign_and_tenant`'s statement (parameters ``tenant_id`` and ``ref``), for a
+    caller that runs it its own way (the express lane); :func:`campaign_of_rows` reads its
+    rows."""
+    return _CAMPAIGN_LIMIT_AND_SETTINGS if with_settings else _CAMPAIGN_AND_LIMIT
+
+
+def campaign_of_rows(
+    rows: Sequence[Any], ref: str
+) -> tuple[Campaign, int | None, dict[str, Any] | None]:
     if not rows:
         raise NotFound(f"no campaign with id or name {ref!r}", field="campaign")
     # An id match wins over a campaign that happens to be named like another's id.
