@@ -9,6 +9,7 @@ on an engine. On SQLite there is no lane and the thread way answers everything.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 from collections import Counter
@@ -29,7 +30,7 @@ from voucherd.db.engine import Database
 from voucherd.db.express import APPLICATION_NAME, ExpressLane
 from voucherd.errors import NotRedeemable
 from voucherd.redemptions import service
-from voucherd.redemptions.schemas import RedeemRequest
+from voucherd.redemptions.schemas import RedeemRequest, ValidateRequest
 from voucherd.vouchers.models import LedgerEntry, Voucher
 
 _VARYING = re.compile(r'"(id|voucher_id|code|created_at)":"[^"]*"')
@@ -263,3 +264,64 @@ def test_a_process_holds_at_most_one_and_a_half_pools(database: Database) -> Non
             assert made.express is None
     finally:
         made.dispose()
+
+
+def test_validations_on_the_lane_answer_as_on_the_thread_way(
+    database: Database, api: TestClient
+) -> None:
+    """Validations (70% of a till's requests) on the lane and with no lane: the same verdicts
+    and bodies, refusals included, and nothing spent either way."""
+    tenant = make_tenant(database)
+    card = issue(database, tenant, make_campaign(database, tenant, type="GIFT"), value=5000)
+    coupon = issue(database, tenant, make_campaign(database, tenant, type="DISCOUNT"))
+    code, coupon_code = card.voucher.code, coupon.voucher.code
+    requests: list[dict[str, Any]] = [
+        {"code": code, "amount": 1200},
+        {"code": code, "amount": 999_999},  # more than the balance
+        {"code": code.lower(), "order": {"amount": 900}},  # as typed: found all the same
+        {"code": "NOSUCHCODE42", "amount": 1},
+        {"code": coupon_code, "order": {"amount": 2000}},
+        {"code": coupon_code},  # a DISCOUNT with no order
+    ]
+    lane = database.express
+    answers: list[list[tuple[int, str]]] = []
+    for way in ("lane", "threads"):
+        database.express = lane if way == "lane" else None
+        seen = []
+        for body in requests:
+            answer = api.post("/api/v1/validations", json=body, headers=tenant.headers)
+            seen.append((answer.status_code, answer.text))
+        answers.append(seen)
+    database.express = lane
+    assert answers[0] == answers[1]
+    verdicts = [json.loads(text)["valid"] for _, text in answers[0]]
+    assert verdicts == [True, False, True, False, True, True]
+    assert _balance_and_ledger(database, code) == (5000, 5000, 1)  # nothing spent
+    if database.is_postgresql:
+        assert lane is not None
+        assert lane.connections == 1
+
+
+def test_a_busy_lane_leaves_the_validation_to_the_thread_way(database: Database) -> None:
+    tenant = make_tenant(database)
+    card = issue(database, tenant, make_campaign(database, tenant), value=5000).voucher.code
+    body = ValidateRequest.model_validate({"code": card, "amount": 100})
+    if not database.is_postgresql:
+        assert asyncio.run(service.validate_on_loop(database, tenant.caller, body)) is None
+        return
+    lane = _lane(database)
+
+    async def while_the_lane_is_lent() -> Any:
+        connections = [lane.connection() for _ in range(lane.size)]
+        for connection in connections:
+            await connection.__aenter__()
+        try:
+            return await service.validate_on_loop(database, tenant.caller, body)
+        finally:
+            for connection in connections:
+                await connection.__aexit__(None, None, None)
+
+    assert asyncio.run(while_the_lane_is_lent()) is None
+    result = asyncio.run(service.validate_on_loop(database, tenant.caller, body))
+    assert result is not None
+    assert result.valid

@@ -34,10 +34,15 @@ _PRINTABLE = r"^[\x21-\x7e]+$"
 RedemptionId = Annotated[str, Path(max_length=64, pattern=_PRINTABLE)]
 
 
-# Validate and redeem are hot (a till's every sale): each is an ``async`` route handing its
-# whole blocking body to one cheap thread trip (api/offload.py), as issuing does.
+# Validate and redeem are hot (a till's every sale): each is an ``async`` route running on the
+# express lane (db/express.py) when it can, otherwise handing its whole blocking body to one
+# thread trip (api/offload.py).
 @router.post("/validations", summary="Would this voucher redeem now, and for what?")
 async def validate(body: ValidateRequest, db: DB, caller: CallerDep) -> Response:
+    # On PostgreSQL, on the event loop when the express lane has a connection free, as redeem.
+    result = await service.validate_on_loop(db, caller, body)
+    if result is not None:
+        return json_response(present_validation(result))
     return await off_loop(_validate, db, caller, body)
 
 

@@ -52,6 +52,28 @@ def validate(
         return steps.judge(connection, caller, body, now, base_url, show_record=show_record)
 
 
+async def validate_on_loop(
+    db: Database, caller: Caller, body: ValidateRequest
+) -> ValidationResult | None:
+    """:func:`validate` for the native answer (no ``record``), on the event loop: its one
+    lookup on a connection of the express lane (``db/express.py``). Same rules and verdicts.
+
+    None, with nothing done, when the lane cannot take it (SQLite, a Database bound to one
+    connection, every lane connection lent): the caller then runs :func:`validate` on a worker
+    thread."""
+    lane = db.express
+    if lane is None:
+        return None
+    caller.require("redeem")
+    now = db.now()
+    base_url = db.settings.public_base_url
+    try:
+        async with lane.connection() as connection:
+            return await steps.judge_on_loop(lane, connection, caller, body, now, base_url)
+    except LaneBusy:
+        return None
+
+
 def redeem(
     db: Database,
     caller: Caller,

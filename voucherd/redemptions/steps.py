@@ -55,12 +55,42 @@ def judge(
     ``show_record``: make the result's ``record`` (the voucher and campaign entities) for the
     faces that show more than ``voucher``; without it, ``record`` is None and ``voucher`` is
     presented straight from the row (the native answer: no entity made, fewer columns read)."""
-    order_amount = body.order.amount if body.order else None
     width = Width.WHOLE if show_record else Width.SHOWN
     try:
         target = find_target(session, caller.tenant_id, body.code, width=width)
     except NotFound as exc:  # not_found, or code_mistyped for a typo of a default code
-        return ValidationResult(False, exc.code, exc.detail, None, None, order_amount)
+        return _not_found(body, exc)
+    return _judged(target, body, now, base_url, show_record=show_record)
+
+
+async def judge_on_loop(
+    lane: ExpressLane,
+    connection: AsyncConnection[Any],
+    caller: Caller,
+    body: ValidateRequest,
+    now: datetime,
+    base_url: str,
+) -> ValidationResult:
+    """:func:`judge` on PostgreSQL on the express lane's connection (``db/express.py``), for
+    the native answer (no ``record``): the same lookup (one statement), rules and refusals."""
+    try:
+        lookup = RowLookup(caller.tenant_id, body.code, field="code", width=Width.SHOWN)
+        target = Target(lookup.pick(await lane.rows(connection, lookup.statement, lookup.params)))
+    except NotFound as exc:
+        return _not_found(body, exc)
+    return _judged(target, body, now, base_url, show_record=False)
+
+
+def _not_found(body: ValidateRequest, exc: NotFound) -> ValidationResult:
+    order_amount = body.order.amount if body.order else None
+    return ValidationResult(False, exc.code, exc.detail, None, None, order_amount)
+
+
+def _judged(
+    target: Target, body: ValidateRequest, now: datetime, base_url: str, *, show_record: bool
+) -> ValidationResult:
+    """The verdict on a voucher found: what a redemption would give, or why it would not."""
+    order_amount = body.order.amount if body.order else None
     if show_record:
         record: VoucherRecord | None = VoucherRecord(
             target.voucher, target.row.c__name, campaign=target.campaign

@@ -13,10 +13,12 @@ a limit is spent by statements of its own, which must commit or roll back with t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg import AsyncConnection
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
@@ -24,7 +26,13 @@ from voucherd.auth.caller import Caller
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import is_mistyped
 from voucherd.db.engine import Database
-from voucherd.delivery.enqueue import automatic_delivery, plan_delivery
+from voucherd.db.express import ExpressLane, LaneBusy
+from voucherd.delivery.enqueue import (
+    TENANT_SETTINGS,
+    automatic_delivery,
+    plan_delivery,
+    settings_of_rows,
+)
 from voucherd.delivery.enqueue import tenant_settings as read_tenant_settings
 from voucherd.delivery.schemas import DeliveryRequest, RequestedDelivery
 from voucherd.errors import Conflict, ErrorCode, InvalidInput, LimitReached
@@ -34,11 +42,13 @@ from voucherd.observability import metrics
 from voucherd.vouchers.limits import count_customer_issue, counts_customer
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord
-from voucherd.vouchers.sql import insert_issued
+from voucherd.vouchers.sql import insert_issued, issue_on_postgresql
 from voucherd.vouchers.terms import (
     REDRAWS,
     IssueTerms,
     campaign_and_tenant,
+    campaign_of_rows,
+    campaign_query,
     check_capacity,
     counts_capacity,
     detached,
@@ -68,6 +78,41 @@ class _Issued:
     delivery: dict[str, Any] | None  # the delivery row written with it
 
 
+@dataclass(frozen=True)
+class _Draft:
+    """The rows one issue writes under a plan, all but the voucher's code, which
+    :meth:`codes` draws (or takes from the request) until one is free."""
+
+    plan: _Plan
+    row: dict[str, Any]  # the voucher's columns; "code" set by the caller for each try
+    event: dict[str, Any]
+    delivery: dict[str, Any] | None
+    given_code: str | None
+
+    def codes(self) -> Iterator[str]:
+        if self.given_code is not None:
+            yield self.given_code
+            return
+        spec = self.plan.terms.spec
+        for _ in range(REDRAWS):
+            yield spec.generate(1)[0]
+
+    def issued(self) -> _Issued:
+        return _Issued(self.plan.campaign, self.row, self.delivery)
+
+    def refusal(self) -> Exception:
+        """Why no try wrote the voucher: the code given is taken, or the space nearly full."""
+        if self.given_code is not None:
+            return Conflict(
+                "this code is already in use", field="code", code=ErrorCode.DUPLICATE_CODE
+            )
+        return LimitReached(
+            "no free code could be drawn; the code space is nearly full",
+            field="campaign",
+            code=ErrorCode.CODE_SPACE_EXHAUSTED,
+        )
+
+
 def issue_voucher(
     db: Database,
     caller: Caller,
@@ -83,10 +128,7 @@ def issue_voucher(
     not send" (Yoyo's ``sendSMS: false``). Then nothing is sent and no delivery row is written.
     """
     caller.require("issue")
-    if body.code is not None and is_mistyped(body.code):
-        raise InvalidInput(
-            "this code has the shape of a voucherd code but a wrong check character", field="code"
-        )
+    _refuse_mistyped(body)
     now = db.now()
     issued: _Issued | None = None
     plan: _Plan | None = None  # read without a transaction, kept for one when a limit applies
@@ -102,6 +144,74 @@ def issue_voucher(
     if issued is None:
         issued = _issue_in_transaction(db, caller, body, now, plan, idem, campaign_delivers)
     metrics.vouchers_issued("issue")
+    return _record(issued)
+
+
+async def issue_on_loop(db: Database, caller: Caller, body: IssueVoucher) -> VoucherRecord | None:
+    """:func:`issue_voucher` without an Idempotency-Key, on the event loop: the campaign read
+    and the one writing statement (per code drawn) on a connection of the express lane
+    (``db/express.py``), each its own transaction, as ``issue_voucher`` runs them on a
+    ``single_write`` connection. Same rules, rows and refusals.
+
+    None, with nothing written, when the lane cannot take it (SQLite, a Database bound to one
+    connection, every lane connection lent) or the issue spends a limit (a unit of work's
+    statements): the caller then runs :func:`issue_voucher` on a worker thread, which reads
+    the campaign again (one indexed row; limits spend several statements and a COMMIT)."""
+    lane = db.express
+    if lane is None:
+        return None
+    caller.require("issue")
+    _refuse_mistyped(body)
+    now = db.now()
+    try:
+        async with lane.connection() as connection:
+            issued = await _issue_on_lane(lane, connection, db, caller, body, now)
+    except LaneBusy:
+        return None
+    if issued is None:
+        return None
+    metrics.vouchers_issued("issue")
+    return _record(issued)
+
+
+async def _issue_on_lane(
+    lane: ExpressLane,
+    connection: AsyncConnection[Any],
+    db: Database,
+    caller: Caller,
+    body: IssueVoucher,
+    now: datetime,
+) -> _Issued | None:
+    statement = campaign_query(with_settings=body.delivery is not None)
+    rows = await lane.rows(
+        connection, statement, {"tenant_id": caller.tenant_id, "ref": body.campaign}
+    )
+    plan = _plan_of(campaign_of_rows(rows, body.campaign), body, now, campaign_delivers=True)
+    if _spends_limits(db, body, plan):
+        return None
+    tenant_settings = plan.tenant_settings
+    if plan.asked is not None and tenant_settings is None:
+        rows = await lane.rows(connection, TENANT_SETTINGS, {"tenant_id": caller.tenant_id})
+        tenant_settings = settings_of_rows(rows)
+    draft = _draft(caller, body, plan, now, tenant_settings)
+    for code in draft.codes():
+        draft.row["code"] = code
+        statement, params = issue_on_postgresql(
+            draft.row, actor=caller.key_id, event=draft.event, delivery=draft.delivery
+        )
+        if await lane.rows(connection, statement, params):
+            return draft.issued()
+    raise draft.refusal()
+
+
+def _refuse_mistyped(body: IssueVoucher) -> None:
+    if body.code is not None and is_mistyped(body.code):
+        raise InvalidInput(
+            "this code has the shape of a voucherd code but a wrong check character", field="code"
+        )
+
+
+def _record(issued: _Issued) -> VoucherRecord:
     delivery = issued.delivery
     requested = None
     if delivery is not None:
@@ -147,9 +257,21 @@ def _plan(
 ) -> _Plan:
     """Read the campaign (one statement) and decide the terms and the delivery asked for, or
     raise the first rule the request breaks. Writes nothing."""
-    campaign, weekly_limit, tenant_settings = campaign_and_tenant(
+    read = campaign_and_tenant(
         session, caller.tenant_id, body.campaign, with_settings=body.delivery is not None
     )
+    return _plan_of(read, body, now, campaign_delivers=campaign_delivers)
+
+
+def _plan_of(
+    read: tuple[Campaign, int | None, dict[str, Any] | None],
+    body: IssueVoucher,
+    now: datetime,
+    *,
+    campaign_delivers: bool,
+) -> _Plan:
+    """:func:`_plan` from the campaign read (``campaign_and_tenant``'s answer)."""
+    campaign, weekly_limit, tenant_settings = read
     terms = issue_terms(campaign, requested_value(body, campaign), body, now)
     asked = body.delivery
     if asked is None and campaign_delivers:
@@ -180,8 +302,31 @@ def _write(
 ) -> _Issued:
     """Write the voucher with its ledger entry, event and delivery: on PostgreSQL one
     statement per code drawn, each writing all its rows or (the code taken) none."""
-    campaign, terms = plan.campaign, plan.terms
-    row = voucher_row(terms, now=now)
+    tenant_settings = plan.tenant_settings
+    if plan.asked is not None and tenant_settings is None:
+        tenant_settings = read_tenant_settings(session, caller.tenant_id)
+    draft = _draft(caller, body, plan, now, tenant_settings)
+    if body.code is None:
+        check_capacity(session, db, plan.campaign, plan.terms.spec, 1)
+    for code in draft.codes():
+        draft.row["code"] = code
+        if insert_issued(
+            session, draft.row, actor=caller.key_id, event=draft.event, delivery=draft.delivery
+        ):
+            return draft.issued()
+    raise draft.refusal()
+
+
+def _draft(
+    caller: Caller,
+    body: IssueVoucher,
+    plan: _Plan,
+    now: datetime,
+    tenant_settings: dict[str, Any] | None,
+) -> _Draft:
+    """The rows to write under ``plan``. ``tenant_settings``: read with the campaign when the
+    request delivers, on their own when only the campaign does (None when nothing delivers)."""
+    row = voucher_row(plan.terms, now=now)
     row.update(
         id=new_id("v"),
         public_token=new_public_tokens(1)[0],
@@ -190,12 +335,9 @@ def _write(
         holder_address=body.holder.address if body.holder else None,
         holder_postcode=body.holder.postcode if body.holder else None,
     )
-    event = {"value": terms.value, "customer_ref": body.customer_ref is not None}
+    event = {"value": plan.terms.value, "customer_ref": body.customer_ref is not None}
     delivery = None
     if plan.asked is not None:
-        tenant_settings = plan.tenant_settings
-        if tenant_settings is None:  # the campaign, not the request, asked for a delivery
-            tenant_settings = read_tenant_settings(session, caller.tenant_id)
         delivery = plan_delivery(
             plan.asked,
             tenant_settings,
@@ -204,21 +346,4 @@ def _write(
             now=now,
             origin="issue",
         )
-    if body.code is not None:
-        row["code"] = body.code
-        if not insert_issued(session, row, actor=caller.key_id, event=event, delivery=delivery):
-            raise Conflict(
-                "this code is already in use", field="code", code=ErrorCode.DUPLICATE_CODE
-            )
-        return _Issued(campaign, row, delivery)
-    spec = terms.spec
-    check_capacity(session, db, campaign, spec, 1)
-    for _ in range(REDRAWS):
-        row["code"] = spec.generate(1)[0]
-        if insert_issued(session, row, actor=caller.key_id, event=event, delivery=delivery):
-            return _Issued(campaign, row, delivery)
-    raise LimitReached(
-        "no free code could be drawn; the code space is nearly full",
-        field="campaign",
-        code=ErrorCode.CODE_SPACE_EXHAUSTED,
-    )
+    return _Draft(plan, row, event, delivery, body.code)

@@ -95,20 +95,14 @@ def insert_issued(
     On PostgreSQL that is one statement, so ``session`` may be a ``Database.single_write``
     connection: the statement is its own transaction, and a taken code (``ON CONFLICT DO
     NOTHING``, so no ``v`` row for the other CTEs to select from) commits nothing at all."""
-    params = {column: row.get(column) for column in ISSUE_COLUMNS}
-    params[_V.metadata.name] = row.get("metadata_")
     # The session's connection, not Session.execute: these are Core statements, and the ORM's
     # execution path (events, compile state) costs CPU on every issue for nothing.
     conn = session if isinstance(session, Connection) else session.connection()
     if is_postgresql(conn):
-        if params["metadata"] is not None:
-            params["metadata"] = json.dumps(params["metadata"])
-        params.update(actor=actor, event_data=json.dumps(event))
-        if delivery is not None:
-            params.update(delivery_parameters(delivery))
-        statement = _ISSUE_ON_POSTGRESQL if delivery is None else _ISSUE_WITH_DELIVERY_ON_POSTGRESQL
+        statement, params = issue_on_postgresql(row, actor=actor, event=event, delivery=delivery)
         # On single_write's connection, straight on psycopg's cursor.
         return bool(driver.rows(session, statement, params))
+    params = _issue_parameters(row)
     if conn.execute(_ISSUE_VOUCHER_ON_SQLITE, params).first() is None:
         return False
     if row["balance"]:
@@ -137,6 +131,32 @@ def insert_issued(
     if delivery is not None:
         insert_planned(conn, delivery, actor=actor)
     return True
+
+
+def issue_on_postgresql(
+    row: dict[str, Any],
+    *,
+    actor: str,
+    event: dict[str, Any],
+    delivery: dict[str, Any] | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """:func:`insert_issued`'s one statement on PostgreSQL and its parameters, for a caller
+    that runs it its own way (the express lane, ``db/express.py``): a row returned means the
+    voucher and everything with it was written; none, that its code is taken (nothing was)."""
+    params = _issue_parameters(row)
+    if params["metadata"] is not None:
+        params["metadata"] = json.dumps(params["metadata"])
+    params.update(actor=actor, event_data=json.dumps(event))
+    if delivery is None:
+        return _ISSUE_ON_POSTGRESQL, params
+    params.update(delivery_parameters(delivery))
+    return _ISSUE_WITH_DELIVERY_ON_POSTGRESQL, params
+
+
+def _issue_parameters(row: dict[str, Any]) -> dict[str, Any]:
+    params = {column: row.get(column) for column in ISSUE_COLUMNS}
+    params[_V.metadata.name] = row.get("metadata_")
+    return params
 
 
 # Bulk minting. The staging table holds what differs per voucher; the rest of each row is
