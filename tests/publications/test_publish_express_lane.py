@@ -117,7 +117,7 @@ def test_many_loops_share_out_a_pool_code_by_code(
     backend: str, fresh_database: Callable[..., Database]
 ) -> None:
     """Four threads, each with its own event loop and 40 one-code publications in flight, on a
-    pool of 100, each trying again while the lane is busy: every code is published once, 100
+    pool of 100, each waiting its turn on the lane: every code is published once, 100
     publications are made on the lane, and the rest find the pool empty (the thread way would
     refuse them)."""
     if backend != "postgresql":

@@ -119,6 +119,8 @@ def test_a_busy_lane_leaves_the_redemption_to_the_thread_way(
         return
     lane = _lane(database)
 
+    lane.wait_seconds = 0.05  # busy for longer than a request waits its turn
+
     async def while_the_lane_is_lent() -> Any:
         async with lane.connection():
             return await service.redeem_on_loop(database, tenant.caller, body)
@@ -135,7 +137,7 @@ def test_one_card_is_never_overspent_from_many_loops_at_once(
     backend: str, fresh_database: Callable[..., Database]
 ) -> None:
     """Four threads, each with its own event loop and 60 redemptions in flight on one card of
-    150: the lane's 10 connections are shared by all, a redemption finding none free retries.
+    150: the lane's 10 connections are shared by all, a redemption finding none free waits its turn.
     Exactly 150 succeed, the rest are refused, and the ledger sums to the balance, 0."""
     if backend != "postgresql":
         pytest.skip("the express lane is PostgreSQL's")
@@ -310,6 +312,8 @@ def test_a_busy_lane_leaves_the_validation_to_the_thread_way(database: Database)
         assert asyncio.run(service.validate_on_loop(database, tenant.caller, body)) is None
         return
     lane = _lane(database)
+
+    lane.wait_seconds = 0.05  # busy for longer than a request waits its turn
 
     async def while_the_lane_is_lent() -> Any:
         connections = [lane.connection() for _ in range(lane.size)]

@@ -127,6 +127,8 @@ def test_a_limit_or_a_busy_lane_leaves_the_issue_to_the_thread_way(database: Dat
     counted = IssueVoucher.model_validate({"campaign": limited.id, "customer_ref": "cust-1"})
     assert asyncio.run(issue_on_loop(database, tenant.caller, counted)) is None
 
+    lane.wait_seconds = 0.05  # busy for longer than a request waits its turn
+
     async def while_the_lane_is_lent() -> Any:
         lent = [lane.connection() for _ in range(lane.size)]
         for connection in lent:

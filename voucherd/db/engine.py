@@ -225,7 +225,7 @@ class Database:
                 else {WRITE_OPTION: NO_TRANSACTION}
             )
         )
-        # The hottest use case's asyncio connections, on PostgreSQL on the engine (db/express.py):
+        # The hot use cases' asyncio connections, on PostgreSQL on the engine (db/express.py):
         # half as many as the pool keeps.
         self.express: ExpressLane | None = (
             ExpressLane(engine.url, engine.dialect, size=max(1, engine.pool.size() // 2))  # type: ignore[attr-defined]

@@ -1,5 +1,7 @@
-"""The express lane: psycopg's asyncio connections, on the event loop, for the hottest use case
-on PostgreSQL (a redemption without an Idempotency-Key, ``redemptions.service.redeem_on_loop``).
+"""The express lane: psycopg's asyncio connections, on the event loop, for the hottest use cases
+on PostgreSQL (a validation, and a redemption, an issue and a pool publication without an
+Idempotency-Key: ``redemptions.service.validate_on_loop``/``redeem_on_loop``,
+``vouchers.issue.issue_on_loop``, ``publications.publish.publish_on_loop``).
 
 Why. A hot route handed its blocking use case to a worker thread (``api/offload.py``): a queue,
 a thread woken, the interpreter lock passed back and forth, the answer handed back to the loop.
@@ -15,11 +17,18 @@ uses, with the same rows and the same errors (``db/driver.py``).
 
 The rules it keeps:
 
-* **Never waits.** At most ``size`` connections per process, opened as requests need them and
-  kept; when all are in use :class:`LaneBusy` is raised at once and the caller takes the thread
-  way, with the pool of ``Database.engine`` and its timeout. ``Database.from_settings`` gives
-  the lane the half of ``VOUCHERD_DB_POOL_SIZE`` the pool's overflow had, so a process still
-  holds at most 1.5 x ``VOUCHERD_DB_POOL_SIZE`` connections (README.md, Operations).
+* **Waits briefly, in line, then gives way.** At most ``size`` connections per process, opened
+  as requests need them and kept; when all are lent a request waits its turn on the event loop
+  (first come, first served: a connection coming back is handed to the longest waiting) for up
+  to ``wait_seconds``, then :class:`LaneBusy` is raised and the caller takes the thread way,
+  with the pool of ``Database.engine`` and its timeout. Waiting costs no CPU, and the lane's
+  use cases hold a connection for one to three statements, so the line moves in milliseconds;
+  spilling over instead sent 40% of a busy process's redemptions the thread way (py-spy,
+  bench.redeem many cards), each at the thread trip's cost. Only a lane whose connections
+  are all stuck (a database that stopped answering) makes a request wait the whole time.
+  ``Database.from_settings`` gives the lane the half of ``VOUCHERD_DB_POOL_SIZE`` the pool's
+  overflow had, so a process still holds at most 1.5 x ``VOUCHERD_DB_POOL_SIZE`` connections
+  (README.md, Operations).
 * **One request at a time, from any event loop.** psycopg's asyncio connection looks the
   running loop up at each wait, and a connection is lent to one request until it is returned,
   so a ``TestClient`` (each on a loop of its own) or a process's one uvicorn loop may use it.
@@ -30,8 +39,10 @@ The rules it keeps:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -47,6 +58,11 @@ from voucherd.db import driver
 _IDLE = pq.TransactionStatus.IDLE
 APPLICATION_NAME = "voucherd express lane"
 
+# A connection handed over, with when it was opened; or None: a slot handed over, for the
+# taker to open a connection in (the one returned was closed).
+_Handed = tuple["psycopg.AsyncConnection[Any]", float] | None
+_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[_Handed]"]
+
 
 class LaneBusy(Exception):
     """Every connection of the lane is lent: take the thread way instead."""
@@ -56,10 +72,17 @@ class ExpressLane:
     """A process's asyncio connections to PostgreSQL, lent one request at a time."""
 
     def __init__(
-        self, url: URL, dialect: Dialect, *, size: int, recycle_seconds: float = 1800
+        self,
+        url: URL,
+        dialect: Dialect,
+        *,
+        size: int,
+        wait_seconds: float = 1.0,
+        recycle_seconds: float = 1800,
     ) -> None:
         self.dialect = dialect
         self.size = size
+        self.wait_seconds = wait_seconds
         self._recycle_seconds = recycle_seconds
         # How SQLAlchemy's psycopg dialect connects, so both pools reach the same server alike.
         args, params = dialect.create_connect_args(url)
@@ -68,7 +91,8 @@ class ExpressLane:
         self._params.setdefault("application_name", APPLICATION_NAME)
         self._lock = threading.Lock()  # a Database may serve several loops (tests, benchmarks)
         self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []
-        self._lent = 0
+        self._lent = 0  # connections lent, slots handed over and connections being opened
+        self._waiters: deque[_Waiter] = deque()
         self._closed = False
 
     @asynccontextmanager
@@ -82,19 +106,17 @@ class ExpressLane:
             yield connection
         finally:
             if self._reusable(connection, opened_at):
-                with self._lock:
-                    self._idle.append((connection, opened_at))
-                    self._lent -= 1
+                self._give_back((connection, opened_at))
             else:
                 stale: list[tuple[psycopg.AsyncConnection[Any], float]] = []
-                with self._lock:
-                    self._lent -= 1
-                    if connection.broken or connection.closed:
-                        # Lost, as the server restarted or failed over: so are the idle ones,
-                        # most likely (SQLAlchemy's pool is invalidated whole for the same).
+                if connection.broken or connection.closed:
+                    # Lost, as the server restarted or failed over: so are the idle ones, most
+                    # likely (SQLAlchemy's pool is invalidated whole for the same).
+                    with self._lock:
                         stale, self._idle = self._idle, []
                 for other, _ in stale:
                     other.pgconn.finish()
+                self._give_back(None)  # its slot, to a waiting request or to no one
                 await connection.close()
 
     @property
@@ -113,15 +135,22 @@ class ExpressLane:
         return await driver.rows_on_loop(connection, self.dialect, statement, params)
 
     def close(self) -> None:
-        """Close the idle connections now and the lent ones as they come back
-        (``Database.dispose``)."""
+        """Close the idle connections now and the lent ones as they come back; the requests
+        waiting take the thread way (``Database.dispose``)."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+            waiters, self._waiters = list(self._waiters), deque()
         for connection, _ in idle:
             connection.pgconn.finish()  # what close() does, without a loop to await it on
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_expire, future)
+            except RuntimeError:  # that loop is closed: the request is gone
+                pass
 
     async def _take(self) -> tuple[psycopg.AsyncConnection[Any], float]:
+        waiting: asyncio.Future[_Handed] | None = None
         with self._lock:
             if self._closed:
                 raise LaneBusy
@@ -129,21 +158,89 @@ class ExpressLane:
                 self._lent += 1
                 return self._idle.pop()
             if self._lent >= self.size:
-                raise LaneBusy
-            self._lent += 1  # the slot is this request's while the connection opens
+                if self.wait_seconds <= 0:
+                    raise LaneBusy
+                loop = asyncio.get_running_loop()
+                waiting = loop.create_future()
+                self._waiters.append((loop, waiting))
+            else:
+                self._lent += 1  # the slot is this request's while the connection opens
+        if waiting is not None:
+            handed = await self._wait(waiting)
+            if handed is not None:
+                return handed
+            # The slot of a connection closed as it came back: open one in it.
+        return await self._open()
+
+    async def _wait(self, waiting: asyncio.Future[_Handed]) -> _Handed:
+        """What :meth:`_give_back` hands this request; LaneBusy after ``wait_seconds``."""
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.wait_seconds, _expire, waiting)
+        try:
+            return await waiting
+        except BaseException:  # LaneBusy, or the request was cancelled while it waited
+            with self._lock:
+                if (loop, waiting) in self._waiters:
+                    self._waiters.remove((loop, waiting))
+            # Handed over in the same turn of the loop as the expiry: pass it on.
+            if waiting.done() and not waiting.cancelled() and waiting.exception() is None:
+                self._give_back(waiting.result())
+            raise
+        finally:
+            timer.cancel()
+
+    def _give_back(self, handed: _Handed) -> None:
+        """A connection (or, None, the slot of one closed) back: to the longest waiting
+        request, else to the idle ones (or, a slot, to no one)."""
+        with self._lock:
+            if self._waiters and not self._closed:
+                loop, future = self._waiters.popleft()
+            else:
+                if handed is not None and not self._closed:
+                    self._idle.append(handed)
+                    handed = None
+                self._lent -= 1
+                loop = None
+        if loop is None:
+            if handed is not None:  # returned after close(): not kept
+                handed[0].pgconn.finish()
+            return
+        self._hand(loop, future, handed)
+
+    def _hand(
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[_Handed], handed: _Handed
+    ) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._deliver(future, handed)
+            return
+        try:  # a request waiting on another loop (a test's, a benchmark's thread)
+            loop.call_soon_threadsafe(self._deliver, future, handed)
+        except RuntimeError:  # that loop is closed: the request is gone
+            self._give_back(handed)
+
+    def _deliver(self, future: asyncio.Future[_Handed], handed: _Handed) -> None:
+        if future.done():  # it stopped waiting (expired, cancelled) as this was handed over
+            self._give_back(handed)
+        else:
+            future.set_result(handed)
+
+    async def _open(self) -> tuple[psycopg.AsyncConnection[Any], float]:
+        """A new connection, in the slot this request holds (counted in ``_lent``)."""
         try:
             connection = await psycopg.AsyncConnection.connect(
                 *self._args, **self._params, autocommit=True
             )
         except psycopg.Error as error:
-            with self._lock:
-                self._lent -= 1
+            self._give_back(None)
             raise DBAPIError.instance(
                 None, None, error, psycopg.Error, connection_invalidated=True, dialect=self.dialect
             ) from error
         except BaseException:
-            with self._lock:
-                self._lent -= 1
+            self._give_back(None)
             raise
         return connection, time.monotonic()
 
@@ -155,3 +252,8 @@ class ExpressLane:
             and connection.pgconn.transaction_status == _IDLE
             and time.monotonic() - opened_at < self._recycle_seconds
         )
+
+
+def _expire(waiting: asyncio.Future[_Handed]) -> None:
+    if not waiting.done():
+        waiting.set_exception(LaneBusy())
