@@ -139,6 +139,9 @@ class _Invalid(Exception):
     """Some value would make FastAPI answer with a validation error: let FastAPI answer."""
 
 
+_UNCHANGEABLE = (bool, int, float, str, bytes)
+
+
 @dataclass(frozen=True)
 class _Param:
     """A path, query, header or cookie value, read as FastAPI's ``request_params_to_args``
@@ -148,6 +151,11 @@ class _Param:
     keys: tuple[str, ...]  # the request keys it may come under, preferred first
     where: str  # "path", "query", "header", "cookie": the first item of an error's loc
     required: bool
+    # The default as FastAPI gives it (a deep copy per request), kept when it cannot change
+    # (None, a number, a string): a header most requests leave out (Idempotency-Key) then costs
+    # no look-up through pydantic's FieldInfo.
+    kept_default: Any = None
+    default_kept: bool = False
 
     @classmethod
     def of(cls, field: ModelField) -> _Param:
@@ -157,7 +165,12 @@ class _Param:
         if field_annotation_is_sequence(info.annotation) or info.validate_default:
             raise _Ineligible("a list parameter or a validated default")
         keys = tuple(key for _, key in _get_param_aliases(field))
-        return cls(field, keys, info.in_.value, info.is_required())
+        required = info.is_required()
+        if required or info.default_factory is not None:
+            return cls(field, keys, info.in_.value, required)
+        default = field.default
+        kept = default is None or type(default) in _UNCHANGEABLE
+        return cls(field, keys, info.in_.value, required, default, kept)
 
     def read(self, source: Any) -> Any:
         key = next((k for k in self.keys if k in source), self.keys[0])
@@ -165,6 +178,8 @@ class _Param:
         if value is None:
             if self.required:
                 raise _Invalid
+            if self.default_kept:
+                return self.kept_default
             return deepcopy(self.field.default)
         found, errors = self.field.validate(value, {}, loc=(self.where, key))
         if errors:

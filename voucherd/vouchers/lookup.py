@@ -32,6 +32,8 @@ from voucherd.guard import service as guard
 from voucherd.vouchers.models import Voucher
 from voucherd.vouchers.schemas import VoucherRecord
 
+VOUCHER_ID_PREFIX = "v_"  # new_id("v")'s: every voucher's id starts so
+
 
 def voucher_named(ref: str) -> ColumnElement[bool]:
     """The condition "this voucher is ``ref``", for filters that must not count as a lookup
@@ -48,7 +50,9 @@ def find_voucher(
     guard.before_lookup()
     conditions = []
     if query.exact is not None:
-        conditions.append(voucher_named(query.exact))
+        typed = query.exact
+        by_id = may_be_voucher_id(typed)
+        conditions.append(voucher_named(typed) if by_id else Voucher.code == typed)
     if query.drawn is not None:
         conditions.append(Voucher.code == query.drawn)
     rows = session.execute(
@@ -131,9 +135,11 @@ def _target_query(condition: ColumnElement[bool], width: Width) -> Select[Any]:
 
 
 _EXACT = or_(_V.id == bindparam("exact"), _V.code == bindparam("exact"))
+_EXACT_CODE = _V.code == bindparam("exact")
 _DRAWN = _V.code == bindparam("drawn")
 # One statement per shape of CodeQuery and width of row, built once (compiled once per dialect):
-# (exact only, drawn only, either) for each width.
+# (exact only, drawn only, either) for each width, each in two forms: for a reference that may
+# be a voucher's id, and for one that can only be a code.
 _BY = {
     width: (
         _target_query(_EXACT, width),
@@ -142,6 +148,22 @@ _BY = {
     )
     for width in Width
 }
+_BY_CODE = {
+    width: (
+        _target_query(_EXACT_CODE, width),
+        _target_query(_DRAWN, width),
+        _target_query(or_(_EXACT_CODE, _DRAWN), width),
+    )
+    for width in Width
+}
+
+
+def may_be_voucher_id(ref: str) -> bool:
+    """Whether ``ref`` could be a voucher's id: every one is ``new_id("v")``'s, starting
+    ``v_``. Any other reference is looked up by code alone: one probe of the code's unique
+    index where "id or code" made PostgreSQL combine two (a BitmapOr) on every validation and
+    redemption."""
+    return ref.startswith(VOUCHER_ID_PREFIX)
 
 
 def find_voucher_row(
@@ -178,7 +200,8 @@ class RowLookup:
         query = code_query(ref, field=field)
         guard.before_lookup()
         exact, drawn = query.exact, query.drawn
-        by_exact, by_drawn, by_either = _BY[width]
+        by = _BY if exact is not None and may_be_voucher_id(exact) else _BY_CODE
+        by_exact, by_drawn, by_either = by[width]
         if drawn is None:
             self.statement = by_exact
         elif exact is None:
