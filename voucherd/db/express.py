@@ -23,9 +23,10 @@ The rules it keeps:
   to ``wait_seconds``, then :class:`LaneBusy` is raised and the caller takes the thread way,
   with the pool of ``Database.engine`` and its timeout. Waiting costs no CPU, and the lane's
   use cases hold a connection for one to three statements, so the line moves in milliseconds;
-  spilling over instead sent 40% of a busy process's redemptions the thread way (py-spy,
-  bench.redeem many cards), each at the thread trip's cost. Only a lane whose connections
-  are all stuck (a database that stopped answering) makes a request wait the whole time.
+  spilling over instead sent roughly a third of a busy process's redemptions the thread way
+  (py-spy, bench.redeem many cards), each at the thread trip's cost. Only a lane whose
+  connections are all stuck (a database that stopped answering) makes a request wait the
+  whole time.
   ``Database.from_settings`` gives the lane the half of ``VOUCHERD_DB_POOL_SIZE`` the pool's
   overflow had, so a process still holds at most 1.5 x ``VOUCHERD_DB_POOL_SIZE`` connections
   (README.md, Operations).
