@@ -11,7 +11,6 @@ lane and the thread way answers everything.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +21,7 @@ from sqlalchemy import func, select
 
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import Tenant, make_tenant
+from tests.support.lanes import answer_shape
 from voucherd.app import create_app
 from voucherd.campaigns.models import Campaign
 from voucherd.db.engine import Database
@@ -31,17 +31,6 @@ from voucherd.publications.schemas import PublishRequest
 from voucherd.vouchers.mint import mint_vouchers
 from voucherd.vouchers.models import Voucher, VoucherEvent
 from voucherd.vouchers.schemas import MintVouchers
-
-# Ids, codes, tokens, links and times differ between the two turns; nothing else may.
-_VARYING = re.compile(r'"(code|public_token|url|page_url|redeem_url)":"[^"]*"')
-_IDS = re.compile(r"\b[a-z]{1,4}_[0-9a-z]{26}\b")
-_CODES = re.compile(r'"[0-9A-Z]{13}"')
-_TIMES = re.compile(r'"\d{4}-\d\d-\d\dT[^"]*"')
-
-
-def _shape(text: str, way: str) -> str:
-    text = _VARYING.sub(r'"\1":"-"', text.replace(way, "WAY"))
-    return _TIMES.sub('"T"', _CODES.sub('"CODE"', _IDS.sub("ID", text)))
 
 
 @pytest.fixture
@@ -103,7 +92,7 @@ def test_the_lane_answers_as_the_thread_way(database: Database, api: TestClient)
             {"campaign": f"no-such-{way}", "count": 1},
         ):
             answer = api.post("/api/v1/publications", json=body, headers=tenant.headers)
-            seen.append((answer.status_code, _shape(answer.text, way)))
+            seen.append((answer.status_code, answer_shape(answer.text, way)))
         answers.append(seen)
         assert _published(database, pool) == (4, 4, 2)
         assert _published(database, short) == (0, 0, 0)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import Tenant, make_tenant
 from tests.factories.vouchers import issue
+from tests.support.lanes import while_busy
 from voucherd.app import create_app
 from voucherd.db.engine import Database
 from voucherd.db.express import APPLICATION_NAME, ExpressLane
@@ -312,20 +313,8 @@ def test_a_busy_lane_leaves_the_validation_to_the_thread_way(database: Database)
         assert asyncio.run(service.validate_on_loop(database, tenant.caller, body)) is None
         return
     lane = _lane(database)
-
-    lane.wait_seconds = 0.05  # busy for longer than a request waits its turn
-
-    async def while_the_lane_is_lent() -> Any:
-        connections = [lane.connection() for _ in range(lane.size)]
-        for connection in connections:
-            await connection.__aenter__()
-        try:
-            return await service.validate_on_loop(database, tenant.caller, body)
-        finally:
-            for connection in connections:
-                await connection.__aexit__(None, None, None)
-
-    assert asyncio.run(while_the_lane_is_lent()) is None
+    busy = while_busy(lane, lambda: service.validate_on_loop(database, tenant.caller, body))
+    assert asyncio.run(busy) is None
     result = asyncio.run(service.validate_on_loop(database, tenant.caller, body))
     assert result is not None
     assert result.valid

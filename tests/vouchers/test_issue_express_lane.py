@@ -11,17 +11,16 @@ lane and the thread way answers everything.
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import make_tenant
+from tests.support.lanes import answer_shape, while_busy
 from tests.support.rows import count_rows
 from voucherd.app import create_app
 from voucherd.db.engine import Database
@@ -38,17 +37,6 @@ WRITTEN = (
     "campaign_customer",
     "issued_value_bucket",
 )
-
-# Ids, codes, tokens, links and times differ between the two turns; nothing else may.
-_VARYING = re.compile(r'"(code|public_token|url|page_url|redeem_url|qr_url)":"[^"]*"')
-_IDS = re.compile(r"\b[a-z]{1,4}_[0-9a-z]{26}\b")
-_TOKENS = re.compile(r"/[A-Za-z0-9_-]{20,}")
-_TIMES = re.compile(r'"\d{4}-\d\d-\d\dT[^"]*"')
-
-
-def _shape(text: str, way: str) -> str:
-    text = _VARYING.sub(r'"\1":"-"', text.replace(way, "WAY"))
-    return _TIMES.sub('"T"', _TOKENS.sub("/TOKEN", _IDS.sub("ID", text)))
 
 
 @pytest.fixture
@@ -99,7 +87,7 @@ def test_the_lane_answers_as_the_thread_way(database: Database, api: TestClient)
             {"campaign": budgeted.id, "value": 2500},  # spends the budget: the thread way
         ):
             answer = api.post("/api/v1/vouchers", json=body, headers=tenant.headers)
-            seen.append((answer.status_code, _shape(answer.text, way)))
+            seen.append((answer.status_code, answer_shape(answer.text, way)))
         answers.append(seen)
         after = count_rows(database, tables=WRITTEN)
         written.append({table: after[table] - before[table] for table in WRITTEN})
@@ -126,20 +114,8 @@ def test_a_limit_or_a_busy_lane_leaves_the_issue_to_the_thread_way(database: Dat
     nothing = count_rows(database, tables=WRITTEN)
     counted = IssueVoucher.model_validate({"campaign": limited.id, "customer_ref": "cust-1"})
     assert asyncio.run(issue_on_loop(database, tenant.caller, counted)) is None
-
-    lane.wait_seconds = 0.05  # busy for longer than a request waits its turn
-
-    async def while_the_lane_is_lent() -> Any:
-        lent = [lane.connection() for _ in range(lane.size)]
-        for connection in lent:
-            await connection.__aenter__()
-        try:
-            return await issue_on_loop(database, tenant.caller, body)
-        finally:
-            for connection in lent:
-                await connection.__aexit__(None, None, None)
-
-    assert asyncio.run(while_the_lane_is_lent()) is None
+    busy = while_busy(lane, lambda: issue_on_loop(database, tenant.caller, body))
+    assert asyncio.run(busy) is None
     assert count_rows(database, tables=WRITTEN) == nothing
     record = asyncio.run(issue_on_loop(database, tenant.caller, body))
     assert record is not None

@@ -137,25 +137,24 @@ def _target_query(condition: ColumnElement[bool], width: Width) -> Select[Any]:
 _EXACT = or_(_V.id == bindparam("exact"), _V.code == bindparam("exact"))
 _EXACT_CODE = _V.code == bindparam("exact")
 _DRAWN = _V.code == bindparam("drawn")
-# One statement per shape of CodeQuery and width of row, built once (compiled once per dialect):
-# (exact only, drawn only, either) for each width, each in two forms: for a reference that may
-# be a voucher's id, and for one that can only be a code.
-_BY = {
-    width: (
-        _target_query(_EXACT, width),
-        _target_query(_DRAWN, width),
-        _target_query(or_(_EXACT, _DRAWN), width),
-    )
-    for width in Width
-}
-_BY_CODE = {
-    width: (
-        _target_query(_EXACT_CODE, width),
-        _target_query(_DRAWN, width),
-        _target_query(or_(_EXACT_CODE, _DRAWN), width),
-    )
-    for width in Width
-}
+
+
+def _statements(exact: ColumnElement[bool]) -> dict[Width, tuple[Select[Any], ...]]:
+    """One statement per shape of CodeQuery and width of row, built once (compiled once per
+    dialect): (exact only, drawn only, either) for each width."""
+    return {
+        width: (
+            _target_query(exact, width),
+            _target_query(_DRAWN, width),
+            _target_query(or_(exact, _DRAWN), width),
+        )
+        for width in Width
+    }
+
+
+# For a reference that may be a voucher's id, and for one that can only be a code.
+_BY = _statements(_EXACT)
+_BY_CODE = _statements(_EXACT_CODE)
 
 
 def may_be_voucher_id(ref: str) -> bool:
