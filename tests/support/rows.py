@@ -18,6 +18,18 @@ COUNTED_TABLES = (
     "idempotency_record",
 )
 
+# Every table an issue may write to: the voucher, its ledger entry and event, a delivery and its
+# event, a per-customer count, a weekly value bucket.
+ISSUE_WRITES = (
+    "voucher",
+    "ledger_entry",
+    "voucher_event",
+    "delivery",
+    "delivery_event",
+    "campaign_customer",
+    "issued_value_bucket",
+)
+
 
 def count_rows(db: Database, *, tables: Sequence[str] = COUNTED_TABLES) -> dict[str, int]:
     """Rows per table; each test runs in its own rolled-back transaction, so these are its own."""

@@ -21,22 +21,14 @@ from fastapi.testclient import TestClient
 from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import make_tenant
 from tests.support.lanes import answer_shape, while_busy
-from tests.support.rows import count_rows
+from tests.support.rows import ISSUE_WRITES, count_rows
 from voucherd.app import create_app
 from voucherd.db.engine import Database
 from voucherd.errors import Conflict
 from voucherd.vouchers.issue import issue_on_loop
 from voucherd.vouchers.schemas import IssueVoucher
 
-WRITTEN = (
-    "voucher",
-    "ledger_entry",
-    "voucher_event",
-    "delivery",
-    "delivery_event",
-    "campaign_customer",
-    "issued_value_bucket",
-)
+WRITTEN = ISSUE_WRITES
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tests.factories.campaigns import make_campaign
 from tests.factories.tenants import Tenant, make_tenant
 from tests.factories.vouchers import issue
 from tests.support.clock import FakeClock
-from tests.support.rows import count_rows
+from tests.support.rows import ISSUE_WRITES, count_rows
 from tests.support.wire import statements_seen
 from voucherd.codes import generator
 from voucherd.db.engine import Database
@@ -31,15 +31,7 @@ from voucherd.vouchers import service
 from voucherd.vouchers.issue import issue_voucher
 from voucherd.vouchers.schemas import IssueVoucher, VoucherRecord, present_voucher
 
-WRITTEN = (
-    "voucher",
-    "ledger_entry",
-    "voucher_event",
-    "delivery",
-    "delivery_event",
-    "campaign_customer",
-    "issued_value_bucket",
-)
+WRITTEN = ISSUE_WRITES
 
 
 @pytest.fixture
