@@ -118,15 +118,10 @@ def test_a_busy_lane_leaves_the_redemption_to_the_thread_way(
     if not database.is_postgresql:
         assert asyncio.run(service.redeem_on_loop(database, tenant.caller, body)) is None
         return
-    lane = _lane(database)
-
-    lane.wait_seconds = 0.05  # busy for longer than a request waits its turn
-
-    async def while_the_lane_is_lent() -> Any:
-        async with lane.connection():
-            return await service.redeem_on_loop(database, tenant.caller, body)
-
-    assert asyncio.run(while_the_lane_is_lent()) is None
+    busy = while_busy(
+        _lane(database), lambda: service.redeem_on_loop(database, tenant.caller, body)
+    )
+    assert asyncio.run(busy) is None
     assert _balance_and_ledger(database, card) == (5000, 5000, 1)  # nothing done
     record = asyncio.run(service.redeem_on_loop(database, tenant.caller, body))
     assert record is not None
