@@ -146,6 +146,13 @@ def configure_logging(
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
+    # The logging HOWTO's "Optimization": no line says where in the code it was logged from,
+    # nor the thread's or the multiprocessing process's name, so records skip looking them up
+    # (the caller's frame, the thread, multiprocessing's current process): 2 of an access
+    # line's 11 µs.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     handler = _Handler(stream or sys.stderr)
     handler.setFormatter(formatter(fmt))
     root.addHandler(handler)
