@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from voucherd.db.engine import Database
-from voucherd.db.express import ExpressLane, LaneBusy
+from voucherd.db.express import ExpressLane, LaneBusy, LaneConnection
 
 
 @pytest.fixture
@@ -185,3 +188,35 @@ def test_closing_the_lane_sends_the_line_the_thread_way(lane: ExpressLane) -> No
 
     asyncio.run(scenario())
     assert lane.connections == 0
+
+
+def test_statements_of_different_shapes_share_a_connection_s_cursor(lane: ExpressLane) -> None:
+    """A lane connection runs its statements on one kept cursor; each statement's rows still
+    come in its own shape (names, timestamps at UTC), however they alternate, and a statement
+    that fails leaves the cursor fit for the next."""
+    one = text("SELECT 1 AS n")
+    two = text(
+        "SELECT CAST(:word AS text) AS word, "
+        "CAST('2026-12-08 01:00:00+01' AS timestamptz) AS at, 2 AS n"
+    )
+    wrong = text("SELECT 1 / 0 AS n")
+
+    async def scenario() -> list[Any]:
+        got: list[Any] = []
+        async with lane.connection() as connection:
+            assert isinstance(connection, LaneConnection)
+            cursor = connection.statement_cursor()
+            for word in ("a", "b", "c"):
+                got.append(await lane.rows(connection, one, {}))
+                got.append(await lane.rows(connection, two, {"word": word}))
+                with pytest.raises(DBAPIError):
+                    await lane.rows(connection, wrong, {})
+            assert connection.statement_cursor() is cursor
+        return got
+
+    got = asyncio.run(scenario())
+    assert [row.n for rows in got[0::2] for row in rows] == [1, 1, 1]
+    shaped = [rows[0] for rows in got[1::2]]
+    assert [(row.word, row.n) for row in shaped] == [("a", 2), ("b", 2), ("c", 2)]
+    assert {row.at for row in shaped} == {datetime(2026, 12, 8, 0, 0, tzinfo=UTC)}
+    assert all(row.at.tzinfo is UTC for row in shaped)

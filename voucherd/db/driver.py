@@ -153,19 +153,31 @@ class DriverStatement:
         return rows[0] if rows else None
 
     async def rows_on_loop(
-        self, connection: psycopg.AsyncConnection[Any], dialect: Dialect, params: Mapping[str, Any]
+        self,
+        connection: psycopg.AsyncConnection[Any],
+        dialect: Dialect,
+        params: Mapping[str, Any],
+        cursor: psycopg.AsyncCursor[Any] | None = None,
     ) -> list[Any]:
         """:meth:`rows` on an asyncio connection of psycopg's (the express lane's,
         ``db/express.py``): the same statement, parameters, rows and errors (a DBAPIError whose
         ``connection_invalidated`` says the connection is lost and must not be used again).
-        No SQLAlchemy connection is involved, so no SQLAlchemy event fires."""
+        No SQLAlchemy connection is involved, so no SQLAlchemy event fires. On ``cursor``, a
+        cursor of ``connection`` kept for its statements, when given; else on a new one."""
         compiled = self._compile(dialect)
         sql = compiled.sql
         params = compiled.parameters(params)
         try:
-            async with connection.cursor(row_factory=self._row_factory) as cursor:
-                await cursor.execute(sql, params, prepare=True)
-                return await cursor.fetchall()
+            if cursor is None:
+                async with connection.cursor(row_factory=self._row_factory) as new:
+                    await new.execute(sql, params, prepare=True)
+                    return await new.fetchall()
+            # Tuples, made into rows here: setting the kept cursor's row factory would call it
+            # on the previous statement's result.
+            await cursor.execute(sql, params, prepare=True)
+            rows = await cursor.fetchall()
+            make = self._row_factory(cursor)
+            return [make(row) for row in rows]
         except psycopg.Error as error:
             dropped = dialect.is_disconnect(cast(Any, error), cast(Any, connection), None)
             raise DBAPIError.instance(
@@ -195,9 +207,11 @@ async def rows_on_loop(
     dialect: Dialect,
     statement: Executable,
     params: Mapping[str, Any],
+    cursor: psycopg.AsyncCursor[Any] | None = None,
 ) -> list[Any]:
-    """:func:`rows` of a statement on an asyncio connection of psycopg's, on the event loop."""
-    return await _on_driver(statement).rows_on_loop(connection, dialect, params)
+    """:func:`rows` of a statement on an asyncio connection of psycopg's, on the event loop
+    (on ``cursor``, one of that connection's, when given)."""
+    return await _on_driver(statement).rows_on_loop(connection, dialect, params, cursor)
 
 
 def rows(session: Session | Connection, statement: Executable, params: Mapping[str, Any]) -> Any:

@@ -69,6 +69,23 @@ class LaneBusy(Exception):
     """Every connection of the lane is lent: take the thread way instead."""
 
 
+class LaneConnection(psycopg.AsyncConnection[Any]):
+    """A lane connection, with the one cursor its statements run on.
+
+    A lane connection runs one statement at a time (it is lent to one request, whose
+    statements follow each other), so one cursor serves them all. A cursor made and closed
+    for each statement cost 2-7% of an API process's instructions a request (redeem, validate,
+    issue, claim; bench/README.md, tenth session). It goes with its connection."""
+
+    _statement_cursor: psycopg.AsyncCursor[Any] | None = None
+
+    def statement_cursor(self) -> psycopg.AsyncCursor[Any]:
+        cursor = self._statement_cursor
+        if cursor is None or cursor.closed:
+            cursor = self._statement_cursor = self.cursor()
+        return cursor
+
+
 class ExpressLane:
     """A process's asyncio connections to PostgreSQL, lent one request at a time."""
 
@@ -133,7 +150,8 @@ class ExpressLane:
         params: Mapping[str, Any],
     ) -> list[Any]:
         """Every row of ``statement`` on ``connection`` (``driver.rows_on_loop``)."""
-        return await driver.rows_on_loop(connection, self.dialect, statement, params)
+        cursor = connection.statement_cursor() if isinstance(connection, LaneConnection) else None
+        return await driver.rows_on_loop(connection, self.dialect, statement, params, cursor)
 
     def close(self) -> None:
         """Close the idle connections now and the lent ones as they come back; the requests
@@ -232,9 +250,7 @@ class ExpressLane:
     async def _open(self) -> tuple[psycopg.AsyncConnection[Any], float]:
         """A new connection, in the slot this request holds (counted in ``_lent``)."""
         try:
-            connection = await psycopg.AsyncConnection.connect(
-                *self._args, **self._params, autocommit=True
-            )
+            connection = await LaneConnection.connect(*self._args, **self._params, autocommit=True)
         except psycopg.Error as error:
             self._give_back(None)
             raise DBAPIError.instance(
