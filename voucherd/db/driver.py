@@ -153,26 +153,18 @@ class DriverStatement:
         return rows[0] if rows else None
 
     async def rows_on_loop(
-        self,
-        connection: psycopg.AsyncConnection[Any],
-        dialect: Dialect,
-        params: Mapping[str, Any],
-        cursor: psycopg.AsyncCursor[Any] | None = None,
+        self, cursor: psycopg.AsyncCursor[Any], dialect: Dialect, params: Mapping[str, Any]
     ) -> list[Any]:
-        """:meth:`rows` on an asyncio connection of psycopg's (the express lane's,
-        ``db/express.py``): the same statement, parameters, rows and errors (a DBAPIError whose
-        ``connection_invalidated`` says the connection is lost and must not be used again).
-        No SQLAlchemy connection is involved, so no SQLAlchemy event fires. On ``cursor``, a
-        cursor of ``connection`` kept for its statements, when given; else on a new one."""
+        """:meth:`rows` on an asyncio cursor of psycopg's (the one an express lane connection
+        keeps, ``db/express.py``): the same statement, parameters, rows and errors (a
+        DBAPIError whose ``connection_invalidated`` says the connection is lost and must not be
+        used again). No SQLAlchemy connection is involved, so no SQLAlchemy event fires."""
         compiled = self._compile(dialect)
         sql = compiled.sql
         params = compiled.parameters(params)
+        connection = cursor.connection
         try:
-            if cursor is None:
-                async with connection.cursor(row_factory=self._row_factory) as new:
-                    await new.execute(sql, params, prepare=True)
-                    return await new.fetchall()
-            # Tuples, made into rows here: setting the kept cursor's row factory would call it
+            # Tuples, made into rows here: setting a kept cursor's row factory would call it
             # on the previous statement's result.
             await cursor.execute(sql, params, prepare=True)
             rows = await cursor.fetchall()
@@ -203,15 +195,13 @@ def _on_driver(statement: Executable) -> DriverStatement:
 
 
 async def rows_on_loop(
-    connection: psycopg.AsyncConnection[Any],
+    cursor: psycopg.AsyncCursor[Any],
     dialect: Dialect,
     statement: Executable,
     params: Mapping[str, Any],
-    cursor: psycopg.AsyncCursor[Any] | None = None,
 ) -> list[Any]:
-    """:func:`rows` of a statement on an asyncio connection of psycopg's, on the event loop
-    (on ``cursor``, one of that connection's, when given)."""
-    return await _on_driver(statement).rows_on_loop(connection, dialect, params, cursor)
+    """:func:`rows` of a statement on an asyncio cursor of psycopg's, on the event loop."""
+    return await _on_driver(statement).rows_on_loop(cursor, dialect, params)
 
 
 def rows(session: Session | Connection, statement: Executable, params: Mapping[str, Any]) -> Any:

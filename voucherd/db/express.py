@@ -61,7 +61,7 @@ APPLICATION_NAME = "voucherd express lane"
 
 # A connection handed over, with when it was opened; or None: a slot handed over, for the
 # taker to open a connection in (the one returned was closed).
-_Handed = tuple["psycopg.AsyncConnection[Any]", float] | None
+_Handed = tuple["LaneConnection", float] | None
 _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[_Handed]"]
 
 
@@ -108,13 +108,13 @@ class ExpressLane:
         # Told apart in pg_stat_activity, unless the database URL names the application itself.
         self._params.setdefault("application_name", APPLICATION_NAME)
         self._lock = threading.Lock()  # a Database may serve several loops (tests, benchmarks)
-        self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []
+        self._idle: list[tuple[LaneConnection, float]] = []
         self._lent = 0  # connections lent, slots handed over and connections being opened
         self._waiters: deque[_Waiter] = deque()
         self._closed = False
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def connection(self) -> AsyncIterator[LaneConnection]:
         """A connection of the lane for one use case, returned (or closed) after it.
 
         :class:`LaneBusy` when none is free and the lane is at its size; the database's own
@@ -126,7 +126,7 @@ class ExpressLane:
             if self._reusable(connection, opened_at):
                 self._give_back((connection, opened_at))
             else:
-                stale: list[tuple[psycopg.AsyncConnection[Any], float]] = []
+                stale: list[tuple[LaneConnection, float]] = []
                 if connection.broken or connection.closed:
                     # Lost, as the server restarted or failed over: so are the idle ones, most
                     # likely (SQLAlchemy's pool is invalidated whole for the same).
@@ -145,13 +145,14 @@ class ExpressLane:
 
     async def rows(
         self,
-        connection: psycopg.AsyncConnection[Any],
+        connection: LaneConnection,
         statement: Executable,
         params: Mapping[str, Any],
     ) -> list[Any]:
         """Every row of ``statement`` on ``connection`` (``driver.rows_on_loop``)."""
-        cursor = connection.statement_cursor() if isinstance(connection, LaneConnection) else None
-        return await driver.rows_on_loop(connection, self.dialect, statement, params, cursor)
+        return await driver.rows_on_loop(
+            connection.statement_cursor(), self.dialect, statement, params
+        )
 
     def close(self) -> None:
         """Close the idle connections now and the lent ones as they come back; the requests
@@ -168,7 +169,7 @@ class ExpressLane:
             except RuntimeError:  # that loop is closed: the request is gone
                 pass
 
-    async def _take(self) -> tuple[psycopg.AsyncConnection[Any], float]:
+    async def _take(self) -> tuple[LaneConnection, float]:
         waiting: asyncio.Future[_Handed] | None = None
         with self._lock:
             if self._closed:
@@ -247,7 +248,7 @@ class ExpressLane:
         else:
             future.set_result(handed)
 
-    async def _open(self) -> tuple[psycopg.AsyncConnection[Any], float]:
+    async def _open(self) -> tuple[LaneConnection, float]:
         """A new connection, in the slot this request holds (counted in ``_lent``)."""
         try:
             connection = await LaneConnection.connect(*self._args, **self._params, autocommit=True)
@@ -261,7 +262,7 @@ class ExpressLane:
             raise
         return connection, time.monotonic()
 
-    def _reusable(self, connection: psycopg.AsyncConnection[Any], opened_at: float) -> bool:
+    def _reusable(self, connection: LaneConnection, opened_at: float) -> bool:
         return (
             not self._closed
             and not connection.closed

@@ -10,12 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from voucherd.auth.caller import Caller
-from voucherd.db.express import ExpressLane
+from voucherd.db.express import ExpressLane, LaneConnection
 from voucherd.errors import InvalidInput, NotFound, NotRedeemable
 from voucherd.ids import new_id
 from voucherd.redemptions import sql
@@ -65,7 +64,7 @@ def judge(
 
 async def judge_on_loop(
     lane: ExpressLane,
-    connection: AsyncConnection[Any],
+    connection: LaneConnection,
     caller: Caller,
     body: ValidateRequest,
     now: datetime,
@@ -138,7 +137,7 @@ def spend(
 
 async def spend_on_loop(
     lane: ExpressLane,
-    connection: AsyncConnection[Any],
+    connection: LaneConnection,
     caller: Caller,
     body: RedeemRequest,
     now: datetime,

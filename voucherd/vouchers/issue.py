@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import AsyncConnection
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
@@ -26,7 +25,7 @@ from voucherd.auth.caller import Caller
 from voucherd.campaigns.models import Campaign
 from voucherd.codes.generator import is_mistyped
 from voucherd.db.engine import Database
-from voucherd.db.express import ExpressLane, LaneBusy
+from voucherd.db.express import ExpressLane, LaneBusy, LaneConnection
 from voucherd.delivery.enqueue import (
     TENANT_SETTINGS,
     automatic_delivery,
@@ -176,7 +175,7 @@ async def issue_on_loop(db: Database, caller: Caller, body: IssueVoucher) -> Vou
 
 async def _issue_on_lane(
     lane: ExpressLane,
-    connection: AsyncConnection[Any],
+    connection: LaneConnection,
     db: Database,
     caller: Caller,
     body: IssueVoucher,
