@@ -74,6 +74,22 @@ class TestHotCard:
         assert set(outcome.refused) <= HOT_CARD_REFUSALS
         assert outcome.refused["voucher_redeemed"] > 0, "the card never ran dry"
 
+    def test_the_native_answer_keeps_them_too(self, fresh_database: FreshDatabase) -> None:
+        """The same race through the native answer, which on PostgreSQL looks the card up,
+        spends it and records it in one statement (``steps._Fold``): 1,500 attempts against
+        a balance of 2,000."""
+        db = fresh_database()
+        tenant = make_tenant(db)
+        card = _hot_card(db, tenant, 2_000)
+
+        outcome = hammer_hot_card(db, tenant, card, threads=32, attempts=1_500, seed=4, native=True)
+
+        assert hot_card_violations(db, card, outcome) == []
+        assert len(outcome.succeeded) + sum(outcome.refused.values()) == 1_500
+        assert outcome.succeeded, "no redemption succeeded"
+        assert set(outcome.refused) <= HOT_CARD_REFUSALS
+        assert outcome.refused["voucher_redeemed"] > 0, "the card never ran dry"
+
 
 def _racy_debit(
     session: Session | Connection,

@@ -5,7 +5,9 @@ The spend is one conditional UPDATE (``... WHERE balance >= :spend ... RETURNING
 overspend, on PostgreSQL or SQLite. On PostgreSQL the redemption, its ledger entry and its event
 are written by the same statement, from what the UPDATE returned (data-modifying CTEs): one round
 trip between the lookup and the COMMIT, so the row lock the UPDATE takes is held for the rest of
-that statement and the COMMIT only. On SQLite (locked whole from ``BEGIN IMMEDIATE``) the UPDATE
+that statement and the COMMIT only. For the native answer the lookup is folded into that
+statement too (:func:`find_and_debit_on_postgresql`): one round trip in all when SQL can read
+the rules plainly. On SQLite (locked whole from ``BEGIN IMMEDIATE``) the UPDATE
 and the inserts are separate statements. Every statement is built once, at import, and executed
 with parameters: building them per call cost more CPU than the database spent on the rows.
 Column lists come from the tables.
@@ -14,6 +16,7 @@ Column lists come from the tables.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -32,10 +35,12 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
+from voucherd.campaigns.models import Campaign
 from voucherd.db import driver
 from voucherd.db.dialect import is_postgresql
 from voucherd.redemptions.models import Redemption
-from voucherd.redemptions.schemas import Plan
+from voucherd.redemptions.schemas import Plan, RedeemRequest
+from voucherd.vouchers.lookup import CAMPAIGN_PREFIX, JUDGED_CAMPAIGN, JUDGED_VOUCHER
 from voucherd.vouchers.sql import EVENT, EVENT_COLUMNS, LEDGER, VOUCHER, names
 
 _REDEMPTION_TABLE = cast(Table, Redemption.__table__)
@@ -51,6 +56,7 @@ _REDEMPTION_LEDGER = names(
     (_L.tenant_id, _L.voucher_id, _L.delta, _L.kind, _L.redemption_id, _L.created_at)
 )
 _V = VOUCHER.c
+CAMPAIGN = cast(Table, Campaign.__table__)
 # What the spend returns: the voucher as it left it.
 Debited = Row[int | None, int, str]
 
@@ -94,6 +100,120 @@ def _spend_and_record_on_postgresql(*, spending: bool) -> TextClause:
 
 _SPEND_AND_RECORD_ON_POSTGRESQL = _spend_and_record_on_postgresql(spending=True)
 _GRANT_AND_RECORD_ON_POSTGRESQL = _spend_and_record_on_postgresql(spending=False)
+
+
+def _find_spend_and_record_on_postgresql() -> TextClause:
+    """The lookup, the conditional spend and the rows that record it, in one statement: a
+    redemption's one round trip when the rules can be read in SQL.
+
+    ``t`` is the lookup (``vouchers/lookup.py``'s judged row, by code) and computes the spend
+    the plan would (``rules.plan_redemption``) and ``judged_in_sql``: whether the rules are
+    ones SQL can judge here and they allow the redemption (an ACTIVE voucher of a non-DISCOUNT
+    type in an active campaign, inside its dates, with no validity window, day or hour rules,
+    for the amount asked or the order's). Only then ``d`` spends, with the same conditions as
+    :func:`_spend_and_record_on_postgresql`'s, re-checked on the row as it stands once locked,
+    and the redemption, ledger entry and event are written from what it returned. Otherwise
+    nothing is written and the statement answers the lookup's row: the caller judges it in
+    Python (refusing, or planning a discount or a windowed voucher) and spends with the
+    statement above, as without the fold. ``spent_state`` is NULL exactly when nothing was
+    spent. The rules here are a subset of ``rules.py``'s, never a second opinion: whatever SQL
+    does not judge, Python does.
+    """
+    asked = "CAST(:asked AS bigint)"
+    order = "CAST(:order_amount AS bigint)"
+    spend = (
+        f"CASE WHEN v.type = 'CASH' THEN v.balance WHEN {asked} IS NOT NULL THEN {asked} "
+        f"WHEN {order} IS NOT NULL THEN LEAST(v.balance, {order}) END"
+    )
+
+    def no_rule(column: str) -> str:
+        return f"(c.{column} IS NULL OR c.{column} = CAST('null' AS jsonb))"
+
+    judged_in_sql = " AND ".join(
+        (
+            "v.state = 'ACTIVE'",
+            "c.active",
+            "v.type <> 'DISCOUNT'",
+            "v.balance IS NOT NULL",
+            f"(v.type <> 'CASH' OR {asked} IS NULL OR {asked} = v.balance)",
+            "(v.start_date IS NULL OR v.start_date <= :created_at)",
+            "(v.expiration_date IS NULL OR v.expiration_date >= :created_at)",
+            f"(v.start_date IS NULL OR {no_rule('validity_timeframe')})",
+            no_rule("validity_day_of_week"),
+            no_rule("validity_hours"),
+        )
+    )
+    judged = [f"v.{column}" for column in JUDGED_VOUCHER] + [
+        f"c.{column} AS {CAMPAIGN_PREFIX}{column}" for column in JUDGED_CAMPAIGN
+    ]
+    recorded = {
+        _R.voucher_id.name: "t.id",
+        _R.amount.name: "d.spend",
+        _R.metadata.name: f"CAST(:{_R.metadata.name} AS jsonb)",
+    }
+    return text(
+        "WITH t AS (SELECT "
+        + ", ".join(judged)
+        + f", {spend} AS spend, {judged_in_sql} AS judged_in_sql "
+        f"FROM {VOUCHER.name} v JOIN {CAMPAIGN.name} c ON c.id = v.campaign_id "
+        "WHERE v.tenant_id = :tenant_id AND v.code = :exact), "
+        f"d AS (UPDATE {VOUCHER.name} AS u SET balance = u.balance - t.spend, "
+        "redeemed_quantity = u.redeemed_quantity + 1, "
+        "state = CASE WHEN u.balance - t.spend = 0 OR (u.redemption_quantity IS NOT NULL "
+        "AND u.redeemed_quantity + 1 >= u.redemption_quantity) THEN 'REDEEMED' "
+        "ELSE u.state END, updated_at = :created_at FROM t "
+        "WHERE u.id = t.id AND t.judged_in_sql AND t.spend > 0 AND u.state = 'ACTIVE' "
+        "AND (u.redemption_quantity IS NULL OR u.redeemed_quantity < u.redemption_quantity) "
+        "AND u.balance >= t.spend "
+        "RETURNING u.balance, u.redeemed_quantity, u.state, t.spend), "
+        f"r AS (INSERT INTO {_REDEMPTION_TABLE.name} ("
+        + ", ".join(_REDEMPTION_COLUMNS)
+        + ") SELECT "
+        + ", ".join(recorded.get(c, f":{c}") for c in _REDEMPTION_COLUMNS)
+        + " FROM t, d RETURNING id), "
+        f"ledger AS (INSERT INTO {LEDGER.name} ({_REDEMPTION_LEDGER}) "
+        "SELECT :tenant_id, t.id, -d.spend, 'REDEMPTION', r.id, :created_at FROM t, d, r), "
+        f"event AS (INSERT INTO {EVENT.name} ({names(EVENT_COLUMNS)}) "
+        "SELECT :tenant_id, t.id, t.campaign_id, 'redeemed', :actor, "
+        "jsonb_build_object('redemption_id', r.id, 'amount', d.spend), :created_at "
+        "FROM t, d, r) "
+        "SELECT t.*, d.balance AS spent_balance, d.redeemed_quantity AS spent_redeemed_quantity, "
+        "d.state AS spent_state FROM t LEFT JOIN d ON true"
+    )
+
+
+_FIND_SPEND_AND_RECORD_ON_POSTGRESQL = _find_spend_and_record_on_postgresql()
+
+
+def find_and_debit_on_postgresql(
+    tenant_id: str,
+    code: str,
+    body: RedeemRequest,
+    *,
+    redemption_id: str,
+    now: datetime,
+    actor: str,
+) -> tuple[TextClause, dict[str, Any]]:
+    """:func:`_find_spend_and_record_on_postgresql`'s statement and its parameters, for the
+    voucher whose code is exactly ``code``; the redemption recorded, if any, is
+    ``redemption_id`` (the caller makes it with :func:`folded_redemption` from the row)."""
+    order = body.order
+    params: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "exact": code,
+        "asked": body.amount,
+        "id": redemption_id,
+        "status": "SUCCEEDED",
+        "order_amount": order.amount if order else None,
+        "order_reference": order.reference if order else None,
+        "merchant_ref": body.merchant_ref,
+        "store_ref": body.store_ref,
+        "customer_ref": body.customer_ref,
+        "metadata": json.dumps(body.metadata) if body.metadata is not None else None,
+        "created_at": now,
+        "actor": actor,
+    }
+    return _FIND_SPEND_AND_RECORD_ON_POSTGRESQL, params
 
 
 def _debit_on_sqlite(*, spending: bool) -> Any:

@@ -91,11 +91,11 @@ _C = cast(Table, Campaign.__table__).c
 
 # What judging a redemption and the native answer read (redemptions/rules.py): a narrow row is
 # a quarter of the columns, and describing and converting columns is most of a lookup's CPU.
-_JUDGED_VOUCHER = (
+JUDGED_VOUCHER = (
     "id", "code", "campaign_id", "type", "state", "currency", "balance",
     "redemption_quantity", "redeemed_quantity", "start_date", "expiration_date",
 )  # fmt: skip
-_JUDGED_CAMPAIGN = (
+JUDGED_CAMPAIGN = (
     "name", "code_config", "active", "timezone", "validity_timeframe",
     "validity_day_of_week", "validity_hours", "discount",
 )  # fmt: skip
@@ -109,7 +109,7 @@ class Width(StrEnum):
     # Every column of the voucher, the campaign's judged ones: enough to judge the voucher and
     # to show it (``present_voucher`` reads the row as it reads the entity), no campaign entity.
     SHOWN = "shown"
-    # Only what judging a redemption and the native answer read (``_JUDGED_*``).
+    # Only what judging a redemption and the native answer read (``JUDGED_*``).
     JUDGED = "judged"
 
 
@@ -117,12 +117,12 @@ def _target_query(condition: ColumnElement[bool], width: Width) -> Select[Any]:
     voucher = (
         _VOUCHER_ATTRS
         if width is not Width.JUDGED
-        else [a for a in _VOUCHER_ATTRS if a[0] in _JUDGED_VOUCHER]
+        else [a for a in _VOUCHER_ATTRS if a[0] in JUDGED_VOUCHER]
     )
     campaign = (
         _CAMPAIGN_ATTRS
         if width is Width.WHOLE
-        else [a for a in _CAMPAIGN_ATTRS if a[0] in _JUDGED_CAMPAIGN]
+        else [a for a in _CAMPAIGN_ATTRS if a[0] in JUDGED_CAMPAIGN]
     )
     return (
         select(
@@ -193,7 +193,7 @@ class RowLookup:
     runs: the guard refuses a caller slowed down for guessing here, before the database is
     asked."""
 
-    __slots__ = ("field", "params", "query", "statement")
+    __slots__ = ("field", "params", "query", "single_code", "statement", "width")
 
     def __init__(self, tenant_id: str, ref: str, *, field: str, width: Width) -> None:
         query = code_query(ref, field=field)
@@ -210,6 +210,10 @@ class RowLookup:
         self.params = {"tenant_id": tenant_id, "exact": exact, "drawn": drawn}
         self.query = query
         self.field = field
+        self.width = width
+        # The one code the lookup matches, exactly as typed, when that is all it asks: not
+        # possibly an id, no loose form (what a statement folding the lookup in can match).
+        self.single_code = exact if drawn is None and by is _BY_CODE else None
 
     def pick(self, rows: Sequence[Any]) -> Any:
         """The row the reference names; NotFound (and the misses counted by the guard) if
