@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     ColumnElement,
     Connection,
@@ -146,6 +147,15 @@ def _find_spend_and_record_on_postgresql() -> TextClause:
     judged = [f"v.{column}" for column in JUDGED_VOUCHER] + [
         f"c.{column} AS {CAMPAIGN_PREFIX}{column}" for column in JUDGED_CAMPAIGN
     ]
+    # The row answered: the lookup's, but the campaign's JSON only when Python is to judge it
+    # (psycopg's converting it was 4% of a spent redemption's instructions in an API process).
+    answered = [f"t.{column}" for column in JUDGED_VOUCHER] + [
+        f"CASE WHEN d.state IS NULL THEN t.{label} END AS {label}"
+        if isinstance(CAMPAIGN.c[column].type, JSON)
+        else f"t.{label}"
+        for column in JUDGED_CAMPAIGN
+        for label in (CAMPAIGN_PREFIX + column,)
+    ]
     recorded = {
         _R.voucher_id.name: "t.id",
         _R.amount.name: "d.spend",
@@ -177,7 +187,9 @@ def _find_spend_and_record_on_postgresql() -> TextClause:
         "SELECT :tenant_id, t.id, t.campaign_id, 'redeemed', :actor, "
         "jsonb_build_object('redemption_id', r.id, 'amount', d.spend), :created_at "
         "FROM t, d, r) "
-        "SELECT t.*, d.balance AS spent_balance, d.redeemed_quantity AS spent_redeemed_quantity, "
+        "SELECT "
+        + ", ".join(answered)
+        + ", t.spend, d.balance AS spent_balance, d.redeemed_quantity AS spent_redeemed_quantity, "
         "d.state AS spent_state FROM t LEFT JOIN d ON true"
     )
 
