@@ -91,8 +91,9 @@ def redeem(
     if idem is None and db.writes_single:
         # The lookup and the spend (one conditional statement writing every row) each as their
         # own transaction: under READ COMMITTED the spend never saw the lookup's snapshot
-        # anyway, and its WHERE re-checks what could have changed. Two round trips, not four,
-        # and the voucher's row is locked only while that statement runs.
+        # anyway, and its WHERE re-checks what could have changed. Two round trips, not four
+        # (one, for the native answer, when the rules allow: steps._Fold), and the voucher's
+        # row is locked only while that statement runs.
         with db.single_write() as connection:
             record = steps.spend(connection, caller, body, now, show_voucher=show_voucher)
     else:
@@ -111,8 +112,9 @@ async def redeem_on_loop(
     db: Database, caller: Caller, body: RedeemRequest
 ) -> RedemptionRecord | None:
     """:func:`redeem` without an Idempotency-Key and without the whole voucher (the native
-    answer), on the event loop: its lookup and its one spending statement on a connection of
-    the express lane (``db/express.py``), each statement its own transaction, as
+    answer), on the event loop: its lookup and its one spending statement (one statement in
+    all when the rules allow: ``steps._Fold``) on a connection of the express lane
+    (``db/express.py``), each statement its own transaction, as
     ``redeem`` runs them on a ``single_write`` connection. Same rules, rows and refusals.
 
     None, with nothing done, when the lane cannot take it (SQLite, a Database bound to one
