@@ -62,25 +62,44 @@ CAMPAIGN = cast(Table, Campaign.__table__)
 Debited = Row[int | None, int, str]
 
 
+def _debit_sql(row: str, spend: str | None) -> tuple[str, str]:
+    """The conditional spend's SET list and its conditions, for the voucher's columns prefixed
+    ``row`` (``""``, or a table alias and its dot): one more use, ``spend`` taken from the
+    balance (None: a discount-only redemption, the balance untouched), REDEEMED when that
+    empties it or uses its last redemption; only an ACTIVE voucher with a use left and, when
+    spending, the balance to cover it. Both PostgreSQL statements spend with these words."""
+    used_up = (
+        f"{row}redemption_quantity IS NOT NULL "
+        f"AND {row}redeemed_quantity + 1 >= {row}redemption_quantity"
+    )
+    if spend is not None:
+        used_up = f"{row}balance - {spend} = 0 OR ({used_up})"
+    changes = (
+        (f"balance = {row}balance - {spend}, " if spend is not None else "")
+        + f"redeemed_quantity = {row}redeemed_quantity + 1, "
+        f"state = CASE WHEN {used_up} THEN 'REDEEMED' ELSE {row}state END, "
+        "updated_at = :created_at"
+    )
+    conditions = (
+        f"{row}state = 'ACTIVE' "
+        f"AND ({row}redemption_quantity IS NULL "
+        f"OR {row}redeemed_quantity < {row}redemption_quantity)"
+        + (f" AND {row}balance >= {spend}" if spend is not None else "")
+    )
+    return changes, conditions
+
+
 def _spend_and_record_on_postgresql(*, spending: bool) -> TextClause:
     """The conditional UPDATE and, only when it took the voucher, the redemption, its ledger
     entry (when money moved) and its event: one statement. ``spending``: a spend from the
     balance (GIFT, CASH, LOYALTY); without it a discount-only redemption, the balance untouched.
     """
     spend = "CAST(:spend AS bigint)"
-    used_up = "redemption_quantity IS NOT NULL AND redeemed_quantity + 1 >= redemption_quantity"
-    if spending:
-        used_up = f"balance - {spend} = 0 OR ({used_up})"
+    changes, conditions = _debit_sql("", spend if spending else None)
     return text(
-        f"WITH d AS (UPDATE {VOUCHER.name} SET "
-        + (f"balance = balance - {spend}, " if spending else "")
-        + "redeemed_quantity = redeemed_quantity + 1, "
-        f"state = CASE WHEN {used_up} THEN 'REDEEMED' ELSE state END, "
-        "updated_at = :created_at "
-        "WHERE id = :voucher_id AND state = 'ACTIVE' "
-        "AND (redemption_quantity IS NULL OR redeemed_quantity < redemption_quantity)"
-        + (f" AND balance >= {spend}" if spending else "")
-        + " RETURNING balance, redeemed_quantity, state), "
+        f"WITH d AS (UPDATE {VOUCHER.name} SET {changes} "
+        f"WHERE id = :voucher_id AND {conditions} "
+        "RETURNING balance, redeemed_quantity, state), "
         f"r AS (INSERT INTO {_REDEMPTION_TABLE.name} ("
         + ", ".join(_REDEMPTION_COLUMNS)
         + ") SELECT "
@@ -156,6 +175,7 @@ def _find_spend_and_record_on_postgresql() -> TextClause:
         for column in JUDGED_CAMPAIGN
         for label in (CAMPAIGN_PREFIX + column,)
     ]
+    changes, conditions = _debit_sql("u.", "t.spend")
     recorded = {
         _R.voucher_id.name: "t.id",
         _R.amount.name: "d.spend",
@@ -167,14 +187,8 @@ def _find_spend_and_record_on_postgresql() -> TextClause:
         + f", {spend} AS spend, {judged_in_sql} AS judged_in_sql "
         f"FROM {VOUCHER.name} v JOIN {CAMPAIGN.name} c ON c.id = v.campaign_id "
         "WHERE v.tenant_id = :tenant_id AND v.code = :exact), "
-        f"d AS (UPDATE {VOUCHER.name} AS u SET balance = u.balance - t.spend, "
-        "redeemed_quantity = u.redeemed_quantity + 1, "
-        "state = CASE WHEN u.balance - t.spend = 0 OR (u.redemption_quantity IS NOT NULL "
-        "AND u.redeemed_quantity + 1 >= u.redemption_quantity) THEN 'REDEEMED' "
-        "ELSE u.state END, updated_at = :created_at FROM t "
-        "WHERE u.id = t.id AND t.judged_in_sql AND t.spend > 0 AND u.state = 'ACTIVE' "
-        "AND (u.redemption_quantity IS NULL OR u.redeemed_quantity < u.redemption_quantity) "
-        "AND u.balance >= t.spend "
+        f"d AS (UPDATE {VOUCHER.name} AS u SET {changes} FROM t "
+        f"WHERE u.id = t.id AND t.judged_in_sql AND t.spend > 0 AND {conditions} "
         "RETURNING u.balance, u.redeemed_quantity, u.state, t.spend), "
         f"r AS (INSERT INTO {_REDEMPTION_TABLE.name} ("
         + ", ".join(_REDEMPTION_COLUMNS)
@@ -208,7 +222,7 @@ def find_and_debit_on_postgresql(
 ) -> tuple[TextClause, dict[str, Any]]:
     """:func:`_find_spend_and_record_on_postgresql`'s statement and its parameters, for the
     voucher whose code is exactly ``code``; the redemption recorded, if any, is
-    ``redemption_id`` (the caller makes it with :func:`folded_redemption` from the row)."""
+    ``redemption_id`` (the caller makes its row from the row returned: ``steps._Fold``)."""
     order = body.order
     params: dict[str, Any] = {
         "tenant_id": tenant_id,
